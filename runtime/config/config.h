@@ -1,0 +1,141 @@
+// The run file as typed structs. runtime/config/schema.cpp holds the one table
+// of keys (type, default, range, meaning) that parses, validates and documents
+// it; these structs are what the rest of lintrain reads. Defaults here must
+// equal the schema's (a test checks it).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace lintrain {
+
+struct RunSection {
+  std::string name = "run";
+  std::string out_dir = "runs/run";
+  uint64_t seed = 1234;
+  int threads = 0;  // OpenMP/BLAS threads per rank; 0 = all cores / ranks per node
+};
+
+struct LinearAttentionConfig {
+  std::string variant = "lightning";  // basic | lightning | retnet
+  int block_size = 64;                // Lightning-2 intra/inter block length
+  // "" = the variant's default. feature map on q and k: identity | elu1 | silu | relu
+  std::string feature_map = "";
+  // decay: "" = the variant's default; none | tnl | retnet | a number in (0, 1]
+  std::string decay = "";
+  int output_norm = -1;  // RMSNorm of each head's output; -1 = variant default
+  int output_gate = -1;  // o * silu(x W_g) with g_proj; -1 = variant default
+};
+
+struct ModelConfig {
+  int vocab_size = 256;
+  int hidden_size = 256;
+  int num_hidden_layers = 4;
+  int num_attention_heads = 4;
+  int num_key_value_heads = 0;  // 0 = num_attention_heads (no grouped-query attention)
+  int intermediate_size = 688;
+  std::string layer_pattern = "LLLS";  // L linear, S softmax; repeated over the layers
+  LinearAttentionConfig linear_attention;
+  double rms_norm_eps = 1e-5;
+  double rope_theta = 10000.0;
+  bool tie_word_embeddings = false;
+  double initializer_range = 0.02;
+
+  int kv_heads() const { return num_key_value_heads > 0 ? num_key_value_heads : num_attention_heads; }
+  int head_dim() const { return hidden_size / num_attention_heads; }
+  // 'L' or 'S' for layer i (the pattern repeats).
+  char layer_kind(int i) const { return layer_pattern[static_cast<size_t>(i) % layer_pattern.size()]; }
+};
+
+struct DataConfig {
+  std::string kind = "text";  // mqar | text | tokens
+  std::string path = "";      // text: a file or directory; tokens: a .bin file
+  std::string token_dtype = "u16";  // tokens: u16 | u32 (flat little-endian array)
+  int seq_len = 256;
+  double valid_fraction = 0.05;
+  // MQAR: key-value pairs per sequence and the key/value vocabulary split.
+  int mqar_pairs = 8;
+  int mqar_queries = 0;  // 0 = as many queries as pairs
+};
+
+struct TrainConfig {
+  int steps = 200;
+  int micro_batch = 4;
+  int grad_accum = 1;
+  double grad_clip = 1.0;  // global-norm clip; 0 = off
+  int log_every = 1;
+  int eval_every = 50;     // 0 = only at the end
+  int eval_batches = 4;
+  int export_every = 0;    // write model.safetensors every N steps; 0 = only at the end
+};
+
+struct ParallelConfig {
+  int sequence = 1;
+  int data = 1;
+};
+
+struct Fp8Config {
+  bool enabled = false;
+  std::string recipe = "delayed";  // delayed | current | blockwise
+  std::string format = "hybrid";   // hybrid | e4m3
+  int amax_history_len = 1024;
+  int margin = 0;
+};
+
+struct PrecisionConfig {
+  std::string compute = "fp32";  // fp32 | bf16
+  Fp8Config fp8;
+};
+
+struct OptimConfig {
+  std::string name = "adamw";  // adamw (others in a later issue)
+  double lr = 1e-3;
+  double weight_decay = 0.0;
+  std::vector<double> betas = {0.9, 0.999};
+  double eps = 1e-8;
+};
+
+struct ScheduleConfig {
+  std::string kind = "cosine";  // cosine | constant | linear
+  int warmup_steps = 20;
+  double min_lr_ratio = 0.1;
+};
+
+struct CheckpointConfig {
+  int every = 0;  // 0 = off
+  int keep = 3;
+  bool async = true;
+  std::string service = "none";  // none | local | HOST:PORT
+  std::string dir = "";          // "" = <out_dir>/checkpoints
+};
+
+struct RunConfig {
+  RunSection run;
+  ModelConfig model;
+  DataConfig data;
+  TrainConfig train;
+  ParallelConfig parallel;
+  PrecisionConfig precision;
+  OptimConfig optim;
+  ScheduleConfig schedule;
+  CheckpointConfig checkpoint;
+  std::string resume = "none";  // auto | none | PATH
+  std::string source = "";      // where it was loaded from, for messages
+};
+
+// Parses a YAML run file, applies `--set section.key=value` overrides in order,
+// validates everything, and returns the typed config. Throws ConfigError with
+// one line naming the key, its line in the file, the bad value and the fix
+// (unknown keys get the nearest valid key suggested).
+RunConfig load_run_config(const std::string& path, const std::vector<std::string>& overrides = {});
+// The same from YAML text (tests; `source` names it in messages).
+RunConfig parse_run_config(const std::string& yaml_text, const std::vector<std::string>& overrides,
+                           const std::string& source);
+// The Markdown table of every option (name, type, default, meaning) that the
+// README carries; `lintrain config --doc` prints it.
+std::string config_reference_markdown();
+// The fully resolved config as YAML (written to <out_dir>/config.yaml).
+std::string config_to_yaml(const RunConfig& cfg);
+
+}  // namespace lintrain

@@ -1,0 +1,50 @@
+#include "runtime/cpu/gemm.h"
+
+#include <cblas.h>
+#include <omp.h>
+
+#include <string>
+
+#include "runtime/error.h"
+
+extern "C" {
+// OpenBLAS extensions (declared in its cblas.h, repeated for other CBLAS builds).
+void openblas_set_num_threads(int);
+int openblas_get_parallel(void);
+char* openblas_get_config(void);
+}
+
+namespace lintrain {
+
+void gemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float* A, int lda,
+          const float* B, int ldb, float beta, float* C, int ldc) {
+  LT_CHECK(M >= 0 && N >= 0 && K >= 0, "[gemm] negative size M=", M, " N=", N, " K=", K);
+  if (M == 0 || N == 0) return;
+  cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans,
+              M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+
+namespace {
+int g_threads = 0;
+}
+
+void set_num_threads(int n) {
+  if (n <= 0) n = omp_get_num_procs();
+  g_threads = n;
+  omp_set_num_threads(n);
+  openblas_set_num_threads(n);
+}
+
+int num_threads() { return g_threads > 0 ? g_threads : omp_get_max_threads(); }
+
+const char* blas_description() {
+  static std::string desc;
+  if (desc.empty()) {
+    const int par = openblas_get_parallel();
+    desc = std::string(openblas_get_config()) +
+           (par == 2 ? " [OpenMP]" : par == 1 ? " [pthreads]" : " [single-threaded]");
+  }
+  return desc.c_str();
+}
+
+}  // namespace lintrain

@@ -1,0 +1,23 @@
+// Row-major single-precision GEMM on the host through CBLAS (OpenBLAS):
+//   C (M, N) = alpha * op(A) (M, K) @ op(B) (K, N) + beta * C
+// op(X) = X or X^T. lda/ldb/ldc are row strides in elements of the stored
+// (untransposed) matrices, so a head's slice of a [T, H*d] activation is passed
+// as a pointer plus ld = H*d. Inside an OpenMP parallel region OpenBLAS (its
+// OpenMP build) runs single-threaded; outside it uses every thread we set.
+#pragma once
+
+#include <cstdint>
+
+namespace lintrain {
+
+void gemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float* A, int lda,
+          const float* B, int ldb, float beta, float* C, int ldc);
+
+// Number of threads for our OpenMP kernels and for BLAS (0 = all cores). The
+// training CLI sets it once from the cores the rank was given.
+void set_num_threads(int n);
+int num_threads();
+// "OpenBLAS 0.3.21 (OpenMP)"-style description for the startup log.
+const char* blas_description();
+
+}  // namespace lintrain

@@ -1,0 +1,17 @@
+// Device memory entry points the runtime needs from a backend. A CUDA build
+// links runtime/cuda/device.cu; a CPU-only build links runtime/no_cuda, whose
+// functions throw "[cuda] ... built without CUDA".
+#pragma once
+
+#include <cstddef>
+
+namespace lintrain {
+
+bool cuda_available();                 // a usable GPU is present (false without CUDA)
+int cuda_device_count();               // 0 when none or built without CUDA
+void* cuda_malloc_zeroed(size_t nbytes);
+void cuda_free(void* p) noexcept;
+void cuda_copy_to_device(void* dst, const void* src, size_t nbytes);
+void cuda_copy_to_host(void* dst, const void* src, size_t nbytes);
+
+}  // namespace lintrain

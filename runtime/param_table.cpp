@@ -1,0 +1,47 @@
+#include "runtime/param_table.h"
+
+#include <cstring>
+
+namespace lintrain {
+
+int ParamTable::add(const std::string& name, const Shape& shape) {
+  LT_CHECK(index_.find(name) == index_.end(), "[ParamTable] duplicate tensor name '", name, "'");
+  const int64_t n = shape_numel(shape);
+  LT_CHECK(n > 0, "[ParamTable] tensor '", name, "' has empty shape ", shape_str(shape));
+  TensorView v{name, shape, buffer_numel_, n};
+  buffer_numel_ += (n + 15) / 16 * 16;
+  index_[name] = static_cast<int>(views_.size());
+  views_.push_back(std::move(v));
+  return static_cast<int>(views_.size()) - 1;
+}
+
+int ParamTable::find(const std::string& name) const {
+  auto it = index_.find(name);
+  return it == index_.end() ? -1 : it->second;
+}
+
+const TensorView& ParamTable::at(const std::string& name) const {
+  const int i = find(name);
+  LT_CHECK(i >= 0, "[ParamTable] no tensor named '", name, "'");
+  return views_[static_cast<size_t>(i)];
+}
+
+int64_t ParamTable::param_count() const {
+  int64_t n = 0;
+  for (const auto& v : views_) n += v.numel;
+  return n;
+}
+
+FlatBuffer::FlatBuffer(const ParamTable& table, Device device)
+    : storage_(Tensor::zeros({table.buffer_numel()}, DType::F32, device)) {}
+
+Tensor FlatBuffer::tensor(const TensorView& v) const {
+  return Tensor::view(at(v), v.shape, DType::F32, storage_.device());
+}
+
+void FlatBuffer::zero() {
+  LT_CHECK(storage_.device() == Device::CPU, "[FlatBuffer::zero] host buffers only");
+  std::memset(data(), 0, static_cast<size_t>(numel()) * sizeof(float));
+}
+
+}  // namespace lintrain

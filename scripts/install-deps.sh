@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Installs every dependency of lintrain from Debian packages (and PyPI for the
+# test-only reference readers). Idempotent: a second run changes nothing and
+# returns quickly. Needs root (or sudo).
+set -euo pipefail
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+
+PKGS=(
+  build-essential cmake pkg-config git
+  openmpi-bin libopenmpi-dev
+  libprotobuf-dev protobuf-compiler libgrpc++-dev protobuf-compiler-grpc
+  libyaml-cpp-dev
+  libopenblas-openmp-dev liblapacke-dev
+  libgtest-dev libgmock-dev libbenchmark-dev
+  slurm-wlm munge libpmix-dev
+  python3 python3-numpy
+)
+
+missing=()
+for p in "${PKGS[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+
+if [ "${#missing[@]}" -gt 0 ]; then
+  echo "install-deps: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+else
+  echo "install-deps: all Debian packages present"
+fi
+
+# Test-only reference reader for the safetensors format (the tests fall back to
+# a reader written from the format description when it is absent).
+PY=python3
+if ! "$PY" -c "import safetensors, numpy" >/dev/null 2>&1; then
+  "$PY" -m pip install -q safetensors numpy >/dev/null 2>&1 \
+    || echo "install-deps: pip could not install safetensors (tests use the built-in reader)"
+fi
+echo "install-deps: done"
