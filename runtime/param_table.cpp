@@ -4,12 +4,16 @@
 
 namespace lintrain {
 
-int ParamTable::add(const std::string& name, const Shape& shape) {
+int ParamTable::add(const std::string& name, const Shape& shape, bool fuse_with_previous) {
   LT_CHECK(index_.find(name) == index_.end(), "[ParamTable] duplicate tensor name '", name, "'");
   const int64_t n = shape_numel(shape);
   LT_CHECK(n > 0, "[ParamTable] tensor '", name, "' has empty shape ", shape_str(shape));
-  TensorView v{name, shape, buffer_numel_, n};
-  buffer_numel_ += (n + 15) / 16 * 16;
+  LT_CHECK(!fuse_with_previous || !views_.empty(), "[ParamTable] '", name,
+           "' cannot fuse: it is the first tensor");
+  const int64_t offset =
+      fuse_with_previous ? views_.back().offset + views_.back().numel : buffer_numel_;
+  TensorView v{name, shape, offset, n};
+  buffer_numel_ = (offset + n + 15) / 16 * 16;
   index_[name] = static_cast<int>(views_.size());
   views_.push_back(std::move(v));
   return static_cast<int>(views_.size()) - 1;

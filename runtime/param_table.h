@@ -25,8 +25,11 @@ struct TensorView {
 class ParamTable {
  public:
   // Appends a tensor; returns its index. Offsets are padded to 16 elements
-  // (64 bytes) so every view starts on a cache line. Names must be unique.
-  int add(const std::string& name, const Shape& shape);
+  // (64 bytes) so every view starts on a cache line, unless `fuse_with_previous`
+  // places it right after the previous tensor: then the two are one matrix
+  // (q|k|v projections, gate|up) and a layer multiplies by both in one GEMM.
+  // Names must be unique.
+  int add(const std::string& name, const Shape& shape, bool fuse_with_previous = false);
 
   const std::vector<TensorView>& views() const { return views_; }
   const TensorView& view(int i) const { return views_.at(static_cast<size_t>(i)); }

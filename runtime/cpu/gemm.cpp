@@ -3,6 +3,7 @@
 #include <cblas.h>
 #include <omp.h>
 
+#include <atomic>
 #include <string>
 
 #include "runtime/error.h"
@@ -16,10 +17,17 @@ char* openblas_get_config(void);
 
 namespace lintrain {
 
+namespace {
+std::atomic<uint64_t> g_gemm_flops{0};
+}
+
+uint64_t gemm_flops() { return g_gemm_flops.load(std::memory_order_relaxed); }
+
 void gemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float* A, int lda,
           const float* B, int ldb, float beta, float* C, int ldc) {
   LT_CHECK(M >= 0 && N >= 0 && K >= 0, "[gemm] negative size M=", M, " N=", N, " K=", K);
   if (M == 0 || N == 0) return;
+  g_gemm_flops.fetch_add(2ull * M * N * K, std::memory_order_relaxed);
   cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans,
               M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }

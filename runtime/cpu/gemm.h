@@ -13,6 +13,10 @@ namespace lintrain {
 void gemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float* A, int lda,
           const float* B, int ldb, float beta, float* C, int ldc);
 
+// Floating-point operations (2*M*N*K per call) issued through gemm() since
+// start: the trainer and benchmarks report achieved matmul GFLOP/s from it.
+uint64_t gemm_flops();
+
 // Number of threads for our OpenMP kernels and for BLAS (0 = all cores). The
 // training CLI sets it once from the cores the rank was given.
 void set_num_threads(int n);

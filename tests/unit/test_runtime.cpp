@@ -62,6 +62,15 @@ TEST(ParamTable, OffsetsAreAlignedAndDisjoint) {
   EXPECT_EQ(buf.tensor(t.at("c")).shape(), (Shape{16, 2}));
 }
 
+TEST(ParamTable, FusedTensorsAreAdjacent) {
+  ParamTable t;
+  t.add("q", {3, 5});
+  t.add("k", {2, 5}, /*fuse_with_previous=*/true);
+  t.add("n", {5});
+  EXPECT_EQ(t.at("k").offset, 15);
+  EXPECT_EQ(t.at("n").offset, 32);
+}
+
 TEST(Gemm, MatchesNaiveFloat64WithTransposesAndStrides) {
   Rng rng(7);
   const int M = 13, N = 9, K = 21, ld_pad = 3;
