@@ -1,1 +1,95 @@
-int main() { return 0; }
+// The `lintrain` command. Subcommands:
+//   lintrain train RUN.yaml [--set section.key=value]... [--init-from FILE]
+//   lintrain config RUN.yaml [--set ...]     print the resolved run file
+//   lintrain config --doc                    print the table of every option
+// Errors print one line "lintrain: error: ..." and exit 1; usage errors exit 2.
+#include <cstdio>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "launch/trainer.h"
+#include "runtime/config/config.h"
+#include "runtime/error.h"
+
+namespace {
+
+constexpr const char* kUsage =
+    "usage: lintrain <command> [options]\n"
+    "\n"
+    "commands:\n"
+    "  train RUN.yaml [--set KEY=VALUE]... [--init-from FILE.safetensors]\n"
+    "        train the model the run file describes (one process)\n"
+    "  config RUN.yaml [--set KEY=VALUE]...\n"
+    "        validate the run file and print it with every default filled in\n"
+    "  config --doc\n"
+    "        print the Markdown table of every run-file option\n"
+    "\n"
+    "KEY is section.key as in the run file, e.g. --set train.steps=50\n";
+
+struct Args {
+  std::string file;
+  std::vector<std::string> overrides;
+  std::string init_from;
+  bool doc = false;
+};
+
+[[noreturn]] void usage_error(const std::string& msg) {
+  std::fprintf(stderr, "lintrain: %s\n\n%s", msg.c_str(), kUsage);
+  std::exit(2);
+}
+
+Args parse_args(int argc, char** argv, int first) {
+  Args a;
+  for (int i = first; i < argc; ++i) {
+    const std::string arg = argv[i];
+    auto value = [&](const char* flag) -> std::string {
+      if (i + 1 >= argc) usage_error(std::string(flag) + " needs a value");
+      return argv[++i];
+    };
+    if (arg == "--set") a.overrides.push_back(value("--set"));
+    else if (arg.rfind("--set=", 0) == 0) a.overrides.push_back(arg.substr(6));
+    else if (arg == "--init-from") a.init_from = value("--init-from");
+    else if (arg == "--doc") a.doc = true;
+    else if (!arg.empty() && arg[0] == '-') usage_error("unknown option '" + arg + "'");
+    else if (a.file.empty()) a.file = arg;
+    else usage_error("unexpected argument '" + arg + "' (one run file only)");
+  }
+  return a;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 2 || !std::strcmp(argv[1], "-h") || !std::strcmp(argv[1], "--help") ||
+      !std::strcmp(argv[1], "help")) {
+    std::fputs(kUsage, argc < 2 ? stderr : stdout);
+    return argc < 2 ? 2 : 0;
+  }
+  const std::string cmd = argv[1];
+  try {
+    const Args args = parse_args(argc, argv, 2);
+    if (cmd == "train") {
+      if (args.file.empty()) usage_error("train needs a run file, e.g. lintrain train examples/tiny.yaml");
+      const lintrain::RunConfig cfg = lintrain::load_run_config(args.file, args.overrides);
+      lintrain::TrainOptions opts;
+      opts.init_from = args.init_from;
+      lintrain::train(cfg, opts);
+      return 0;
+    }
+    if (cmd == "config") {
+      if (args.doc) {
+        std::fputs(lintrain::config_reference_markdown().c_str(), stdout);
+        return 0;
+      }
+      if (args.file.empty()) usage_error("config needs a run file or --doc");
+      std::fputs(lintrain::config_to_yaml(lintrain::load_run_config(args.file, args.overrides)).c_str(),
+                 stdout);
+      return 0;
+    }
+    usage_error("unknown command '" + cmd + "'");
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "lintrain: error: %s\n", e.what());
+    return 1;
+  }
+}

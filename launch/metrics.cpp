@@ -1,0 +1,91 @@
+#include "launch/metrics.h"
+
+#include <unistd.h>
+
+#include <cmath>
+
+#include "runtime/error.h"
+
+namespace lintrain {
+
+std::string format_duration(double s) {
+  if (!std::isfinite(s) || s < 0) return "?";
+  const long t = static_cast<long>(s + 0.5);
+  char buf[32];
+  if (t >= 3600) std::snprintf(buf, sizeof buf, "%ldh%02ldm", t / 3600, (t / 60) % 60);
+  else if (t >= 60) std::snprintf(buf, sizeof buf, "%ldm%02lds", t / 60, t % 60);
+  else std::snprintf(buf, sizeof buf, "%lds", t);
+  return buf;
+}
+
+MetricsLog::MetricsLog(const std::string& out_dir, int total_steps, bool fresh)
+    : total_(total_steps), tty_(isatty(STDOUT_FILENO) != 0), start_(std::chrono::steady_clock::now()) {
+  const std::string path = out_dir + "/metrics.jsonl";
+  file_ = std::fopen(path.c_str(), fresh ? "w" : "a");
+  if (!file_) throw IoError(str_cat("cannot write metrics file '", path, "'; check run.out_dir"));
+}
+
+MetricsLog::~MetricsLog() {
+  if (file_) std::fclose(file_);
+}
+
+void MetricsLog::write(int step, const std::vector<std::pair<std::string, double>>& values,
+                       const std::string& kind) {
+  std::fprintf(file_, "{\"step\": %d", step);
+  if (!kind.empty()) std::fprintf(file_, ", \"kind\": \"%s\"", kind.c_str());
+  for (const auto& [k, v] : values) {
+    if (std::isfinite(v)) std::fprintf(file_, ", \"%s\": %.9g", k.c_str(), v);
+    else std::fprintf(file_, ", \"%s\": null", k.c_str());
+  }
+  std::fprintf(file_, "}\n");
+  std::fflush(file_);
+}
+
+void MetricsLog::clear_bar() {
+  if (bar_shown_) std::fputs("\r\033[2K", stdout);
+  bar_shown_ = false;
+}
+
+void MetricsLog::draw_bar(int step) {
+  if (!tty_) return;
+  const double done = static_cast<double>(step + 1) / total_;
+  const double elapsed =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
+  const int width = 30, fill = static_cast<int>(done * width);
+  std::string bar(static_cast<size_t>(fill), '#');
+  bar.resize(width, '.');
+  std::printf("[%s] %d/%d  elapsed %s  eta %s", bar.c_str(), step + 1, total_,
+              format_duration(elapsed).c_str(), format_duration(elapsed / done - elapsed).c_str());
+  std::fflush(stdout);
+  bar_shown_ = true;
+}
+
+void MetricsLog::print_step(int step, double loss, double lr, double grad_norm,
+                            double tokens_per_s, double gflops, double accuracy) {
+  clear_bar();
+  const double elapsed =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
+  const double done = static_cast<double>(step + 1) / total_;
+  std::printf("step %5d/%d | loss %.4f | lr %.3e | grad-norm %.3f | %8.0f tok/s | %6.1f GFLOP/s",
+              step + 1, total_, loss, lr, grad_norm, tokens_per_s, gflops);
+  if (accuracy >= 0) std::printf(" | acc %.3f", accuracy);
+  std::printf(" | eta %s\n", format_duration(elapsed / done - elapsed).c_str());
+  draw_bar(step);
+  std::fflush(stdout);
+}
+
+void MetricsLog::print_eval(int step, double loss, double accuracy) {
+  clear_bar();
+  std::printf("eval  %5d/%d | val-loss %.4f", step + 1, total_, loss);
+  if (accuracy >= 0) std::printf(" | val-acc %.3f", accuracy);
+  std::printf("\n");
+  draw_bar(step);
+  std::fflush(stdout);
+}
+
+void MetricsLog::finish() {
+  clear_bar();
+  std::fflush(stdout);
+}
+
+}  // namespace lintrain

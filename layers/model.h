@@ -1,0 +1,72 @@
+// Linear-Llama: a Llama-3 stack (pre-norm RMSNorm, SwiGLU MLP, untied or tied
+// output head) whose attention in layer i is linear ('L') or softmax ('S')
+// according to model.layer_pattern, repeated over the layers.
+//
+// All parameters live in one flat buffer laid out by a ParamTable with the
+// Hugging Face Llama names; gradients in a second buffer of the same layout.
+// Forward and backward are written out per layer (no autograd); every layer
+// keeps the activations its backward needs for one micro-batch of shape (B, T).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "layers/cross_entropy.h"
+#include "runtime/config/config.h"
+#include "runtime/param_table.h"
+
+namespace lintrain {
+
+class LinearAttentionCore;
+class SoftmaxAttentionCore;
+
+// The parameter layout of a model config (no activations): names, shapes,
+// offsets. Used by the model, exporters and the memory reports.
+ParamTable make_param_table(const ModelConfig& cfg);
+
+class LinearLlama {
+ public:
+  // B sequences of T tokens per micro-batch (T is this rank's chunk length).
+  LinearLlama(const ModelConfig& cfg, int B, int T);
+  ~LinearLlama();
+  LinearLlama(const LinearLlama&) = delete;
+  LinearLlama& operator=(const LinearLlama&) = delete;
+
+  const ModelConfig& config() const { return cfg_; }
+  const ParamTable& table() const { return table_; }
+  FlatBuffer& params() { return params_; }
+  FlatBuffer& grads() { return grads_; }
+  int batch() const { return B_; }
+  int seq_len() const { return T_; }
+
+  // Normal(0, initializer_range) for matrices and the embedding, with o_proj
+  // and down_proj scaled by 1/sqrt(2 * layers) (residual branches), ones for
+  // norms. Deterministic from the seed.
+  void init_weights(uint64_t seed);
+
+  // tokens, targets (B, T); target -1 = not counted. Runs forward and backward
+  // and adds grad_scale * d(sum of token losses)/d(params) into grads().
+  CrossEntropyStats forward_backward(const int32_t* tokens, const int32_t* targets, float grad_scale);
+  // Forward only (evaluation).
+  CrossEntropyStats forward_loss(const int32_t* tokens, const int32_t* targets);
+
+  // Bytes of activations kept for backward (all layers, one micro-batch).
+  size_t activation_bytes() const;
+
+ private:
+  struct Block;
+  void forward(const int32_t* tokens);
+  int layer_param(int layer, const char* suffix) const;
+
+  ModelConfig cfg_;
+  int B_, T_;
+  ParamTable table_;
+  FlatBuffer params_, grads_;
+  std::vector<std::unique_ptr<Block>> blocks_;
+  std::vector<int32_t> tokens_;
+  std::vector<float> x_final_, h_final_, rstd_final_, dh_final_, dx_;
+  ChunkedCrossEntropy head_;
+};
+
+}  // namespace lintrain

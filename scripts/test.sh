@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Sets up a fresh machine and runs lintrain's whole test suite:
+#   1. installs the dependencies (scripts/install-deps.sh, idempotent)
+#   2. builds Release and runs every test with ctest (unit, multi-rank, end-to-end)
+#   3. builds again with AddressSanitizer + UndefinedBehaviorSanitizer and runs
+#      the unit tests under it
+# Exits non-zero when anything fails. Build folders: build/, build-asan/.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+JOBS=${JOBS:-2}
+
+bash scripts/install-deps.sh
+
+echo "== Release build"
+cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
+cmake --build build -j"$JOBS"
+echo "== Tests (Release)"
+ctest --test-dir build --output-on-failure -j"$JOBS"
+
+echo "== AddressSanitizer + UndefinedBehaviorSanitizer build (unit tests)"
+cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DLINTRAIN_SANITIZE=ON \
+  -DLINTRAIN_CUDA=OFF -DLINTRAIN_BUILD_BENCH=OFF >/dev/null
+cmake --build build-asan -j"$JOBS"
+# OpenMP's runtime keeps thread pools alive at exit: not leaks of ours.
+ASAN_OPTIONS=detect_leaks=0 UBSAN_OPTIONS=print_stacktrace=1 \
+  ctest --test-dir build-asan --output-on-failure -j"$JOBS" -L unit
