@@ -47,6 +47,10 @@ EvalResult evaluate(LinearLlama& model, DataLoader& valid, int batches) {
 TrainResult train(const RunConfig& cfg, const TrainOptions& opts) {
   LT_CHECK(cfg.parallel.sequence * cfg.parallel.data == 1,
            "parallel: this build trains on one process; set parallel.sequence=1 and parallel.data=1");
+  // Refuse what this build cannot do rather than silently ignore it.
+  if (cfg.precision.fp8.enabled)
+    throw ConfigError("precision.fp8.enabled: FP8 GEMMs are not available in this version of "
+                      "lintrain; set precision.fp8.enabled=false");
   set_num_threads(cfg.run.threads);
   std::filesystem::create_directories(cfg.run.out_dir);
   {
@@ -55,7 +59,7 @@ TrainResult train(const RunConfig& cfg, const TrainOptions& opts) {
   }
 
   const int B = cfg.train.micro_batch, T = cfg.data.seq_len;
-  LinearLlama model(cfg.model, B, T);
+  LinearLlama model(cfg.model, B, T, cfg.precision.compute == "bf16");
   if (opts.init_from.empty()) model.init_weights(cfg.run.seed);
   else import_weights(model, opts.init_from);
   auto optimizer = make_optimizer(cfg.optim, model.table());
@@ -68,8 +72,9 @@ TrainResult train(const RunConfig& cfg, const TrainOptions& opts) {
                 cfg.run.name.c_str(), static_cast<long long>(model.table().param_count()),
                 cfg.model.num_hidden_layers, cfg.model.layer_pattern.c_str(), cfg.data.kind.c_str(),
                 B, T, cfg.train.grad_accum);
-    std::printf("lintrain: %d threads, BLAS %s | activations %.1f MiB, optimizer state %.1f MiB\n",
-                num_threads(), blas_description(), model.activation_bytes() / 1048576.0,
+    std::printf("lintrain: %d threads, BLAS %s | compute %s | activations %.1f MiB, optimizer state %.1f MiB\n",
+                num_threads(), blas_description(), cfg.precision.compute.c_str(),
+                model.activation_bytes() / 1048576.0,
                 optimizer->state_bytes() / 1048576.0);
   }
 

@@ -1,6 +1,7 @@
 #include "layers/model.h"
 
 #include <cmath>
+#include <algorithm>
 #include <cstring>
 
 #include "layers/embedding.h"
@@ -65,8 +66,10 @@ struct LinearLlama::Block {
   std::vector<float> act;       // (N, F) swiglu output
 };
 
-LinearLlama::LinearLlama(const ModelConfig& cfg, int B, int T)
-    : cfg_(cfg), B_(B), T_(T), table_(make_param_table(cfg)), params_(table_), grads_(table_) {
+LinearLlama::LinearLlama(const ModelConfig& cfg, int B, int T, bool bf16_compute)
+    : cfg_(cfg), B_(B), T_(T), bf16_(bf16_compute), table_(make_param_table(cfg)), params_(table_),
+      grads_(table_) {
+  if (bf16_) compute_params_ = FlatBuffer(table_);
   const size_t N = static_cast<size_t>(B) * T, C = cfg.hidden_size, F = cfg.intermediate_size;
   const size_t HD = static_cast<size_t>(cfg.num_attention_heads) * cfg.head_dim();
   const size_t QKV = HD + 2 * static_cast<size_t>(cfg.kv_heads()) * cfg.head_dim();
@@ -131,20 +134,46 @@ void LinearLlama::init_weights(uint64_t seed) {
   }
 }
 
+const float* LinearLlama::weight(int idx) const {
+  return (bf16_ ? compute_params_ : params_).at(table_.view(idx));
+}
+
+void LinearLlama::prepare_compute_weights() {
+  if (!bf16_) return;
+  const float* p = params_.data();
+  float* q = compute_params_.data();
+  const int64_t n = params_.numel();
+#pragma omp parallel for schedule(static)
+  for (int64_t i = 0; i < n; ++i) q[i] = round_to_bf16(p[i]);
+}
+
+namespace {
+// Rounds an activation that feeds a GEMM to bf16 (bf16 compute only).
+void round_operand(bool bf16, std::vector<float>& x) {
+  if (!bf16) return;
+  float* p = x.data();
+  const int64_t n = static_cast<int64_t>(x.size());
+#pragma omp parallel for schedule(static)
+  for (int64_t i = 0; i < n; ++i) p[i] = round_to_bf16(p[i]);
+}
+}  // namespace
+
 void LinearLlama::forward(const int32_t* tokens) {
   const int N = B_ * T_, C = cfg_.hidden_size, F = cfg_.intermediate_size, V = cfg_.vocab_size;
   const int HD = cfg_.num_attention_heads * cfg_.head_dim();
   const int QKV = HD + 2 * cfg_.kv_heads() * cfg_.head_dim();
   const float eps = static_cast<float>(cfg_.rms_norm_eps);
-  const auto P = [&](int idx) { return params_.at(table_.view(idx)); };
+  const auto P = [&](int idx) { return weight(idx); };
   std::memcpy(tokens_.data(), tokens, sizeof(int32_t) * N);
+  prepare_compute_weights();
 
   float* x = blocks_.empty() ? x_final_.data() : blocks_[0]->x_in.data();
-  embedding_forward(x, tokens, params_.at(table_.view(0)), N, C, V);
+  embedding_forward(x, tokens, params_.at(table_.view(0)), N, C, V);  // a lookup: stays f32
   for (size_t i = 0; i < blocks_.size(); ++i) {
     Block& b = *blocks_[i];
     // Attention sub-block: x_mid = x_in + o_proj(attn(norm(x_in)))
     rmsnorm_forward(b.h1.data(), b.rstd1.data(), b.x_in.data(), P(b.ln1), N, C, eps);
+    round_operand(bf16_, b.h1);
     linear_forward(b.qkv.data(), b.h1.data(), P(b.wqkv), N, C, QKV);
     if (b.linear) {
       if (b.wg >= 0) linear_forward(b.g.data(), b.h1.data(), P(b.wg), N, C, HD);
@@ -153,24 +182,28 @@ void LinearLlama::forward(const int32_t* tokens) {
     } else {
       b.softmax->forward(b.attn.data(), b.qkv.data(), 0);
     }
+    round_operand(bf16_, b.attn);
     std::memcpy(b.x_mid.data(), b.x_in.data(), sizeof(float) * N * C);
     linear_forward_accumulate(b.x_mid.data(), b.attn.data(), P(b.wo), N, HD, C);
     // MLP sub-block: x_out = x_mid + down(swiglu(gate_up(norm(x_mid))))
     rmsnorm_forward(b.h2.data(), b.rstd2.data(), b.x_mid.data(), P(b.ln2), N, C, eps);
+    round_operand(bf16_, b.h2);
     linear_forward(b.gu.data(), b.h2.data(), P(b.wgu), N, C, 2 * F);
     swiglu_forward(b.act.data(), b.gu.data(), N, F);
+    round_operand(bf16_, b.act);
     float* x_out = i + 1 < blocks_.size() ? blocks_[i + 1]->x_in.data() : x_final_.data();
     std::memcpy(x_out, b.x_mid.data(), sizeof(float) * N * C);
     linear_forward_accumulate(x_out, b.act.data(), P(b.wd), N, F, C);
   }
   rmsnorm_forward(h_final_.data(), rstd_final_.data(), x_final_.data(),
-                  params_.at(table_.at("model.norm.weight")), N, C, eps);
+                  P(table_.find("model.norm.weight")), N, C, eps);
+  round_operand(bf16_, h_final_);
 }
 
 CrossEntropyStats LinearLlama::forward_loss(const int32_t* tokens, const int32_t* targets) {
   forward(tokens);
-  const float* w_head = params_.at(table_.at(cfg_.tie_word_embeddings ? "model.embed_tokens.weight"
-                                                                       : "lm_head.weight"));
+  const float* w_head = weight(table_.find(cfg_.tie_word_embeddings ? "model.embed_tokens.weight"
+                                                                     : "lm_head.weight"));
   return head_.run(h_final_.data(), w_head, targets, B_ * T_, cfg_.hidden_size, cfg_.vocab_size,
                    0.0f, nullptr, nullptr);
 }
@@ -180,20 +213,20 @@ CrossEntropyStats LinearLlama::forward_backward(const int32_t* tokens, const int
   const int N = B_ * T_, C = cfg_.hidden_size, F = cfg_.intermediate_size, V = cfg_.vocab_size;
   const int HD = cfg_.num_attention_heads * cfg_.head_dim();
   const int QKV = HD + 2 * cfg_.kv_heads() * cfg_.head_dim();
-  const auto P = [&](int idx) { return params_.at(table_.view(idx)); };
+  const auto P = [&](int idx) { return weight(idx); };
   const auto G = [&](int idx) { return grads_.at(table_.view(idx)); };
   forward(tokens);
 
   const char* head_name = cfg_.tie_word_embeddings ? "model.embed_tokens.weight" : "lm_head.weight";
   const CrossEntropyStats stats =
-      head_.run(h_final_.data(), params_.at(table_.at(head_name)), targets, N, C, V, grad_scale,
+      head_.run(h_final_.data(), P(table_.find(head_name)), targets, N, C, V, grad_scale,
                 dh_final_.data(), grads_.at(table_.at(head_name)));
 
   // dx_ is the residual stream's gradient, walked from the top down.
   std::fill(dx_.begin(), dx_.end(), 0.0f);
   const TensorView& norm_w = table_.at("model.norm.weight");
   rmsnorm_backward(dx_.data(), grads_.at(norm_w), dh_final_.data(), x_final_.data(),
-                   params_.at(norm_w), rstd_final_.data(), N, C);
+                   P(table_.find(norm_w.name)), rstd_final_.data(), N, C);
 
   // Scratch reused by every layer (sized for the largest use).
   std::vector<float> d_act(static_cast<size_t>(N) * F), d_gu(static_cast<size_t>(N) * 2 * F);

@@ -28,7 +28,11 @@ ParamTable make_param_table(const ModelConfig& cfg);
 class LinearLlama {
  public:
   // B sequences of T tokens per micro-batch (T is this rank's chunk length).
-  LinearLlama(const ModelConfig& cfg, int B, int T);
+  // bf16_compute: every GEMM operand (weights and the activations fed to
+  // projections and the head) is rounded to bf16 while accumulation, the
+  // residual stream, norm statistics, attention states, master weights and
+  // gradients stay f32: the numerics of bf16 tensor-core training.
+  LinearLlama(const ModelConfig& cfg, int B, int T, bool bf16_compute = false);
   ~LinearLlama();
   LinearLlama(const LinearLlama&) = delete;
   LinearLlama& operator=(const LinearLlama&) = delete;
@@ -59,10 +63,16 @@ class LinearLlama {
   void forward(const int32_t* tokens);
   int layer_param(int layer, const char* suffix) const;
 
+  // The weights the GEMMs read: params_ itself, or its bf16 rounding.
+  const float* weight(int idx) const;
+  void prepare_compute_weights();
+
   ModelConfig cfg_;
   int B_, T_;
+  bool bf16_;
   ParamTable table_;
   FlatBuffer params_, grads_;
+  FlatBuffer compute_params_;  // bf16-rounded copy (bf16 compute only)
   std::vector<std::unique_ptr<Block>> blocks_;
   std::vector<int32_t> tokens_;
   std::vector<float> x_final_, h_final_, rstd_final_, dh_final_, dx_;
