@@ -7,16 +7,32 @@
 
 namespace lintrain {
 
+namespace {
+// One pass over the ids: the largest id and the first position >= vocab
+// (count when none). Templated on the width so the loop has no branch on it
+// (a multi-GB token file is scanned once at startup).
+template <int W>
+uint64_t scan_ids(const TokenSpan& tokens, uint64_t vocab, uint32_t* max_id) {
+  const TokenSpan span{tokens.data, tokens.count, W};
+  uint64_t first_bad = tokens.count;
+  uint32_t hi = 0;
+  for (uint64_t i = 0; i < tokens.count; ++i) {
+    const uint32_t id = span.at(i);
+    hi = id > hi ? id : hi;
+    if (id >= vocab && first_bad == tokens.count) first_bad = i;
+  }
+  *max_id = hi;
+  return first_bad;
+}
+}  // namespace
+
 void check_token_ids(const TokenSpan& tokens, int vocab_size, const std::string& source) {
   const uint64_t vocab = static_cast<uint64_t>(vocab_size);
   if (tokens.width < 4 && vocab >= (uint64_t{1} << (8 * tokens.width))) return;  // every id fits
-  uint64_t first_bad = tokens.count;
   uint32_t max_id = 0;
-  for (uint64_t i = 0; i < tokens.count; ++i) {
-    const uint32_t id = tokens.at(i);
-    if (id > max_id) max_id = id;
-    if (id >= vocab && first_bad == tokens.count) first_bad = i;
-  }
+  const uint64_t first_bad = tokens.width == 1   ? scan_ids<1>(tokens, vocab, &max_id)
+                             : tokens.width == 2 ? scan_ids<2>(tokens, vocab, &max_id)
+                                                 : scan_ids<4>(tokens, vocab, &max_id);
   if (first_bad < tokens.count) {
     throw ConfigError(str_cat("[data] token id ", tokens.at(first_bad), " at position ", first_bad, " of data.path '",
                               source, "' is >= model.vocab_size = ", vocab_size, " (the largest id is ", max_id,
