@@ -83,7 +83,10 @@ void MqarLoader::fill_sequence(uint64_t index, int32_t* inputs, int32_t* targets
 
   // Query slots: the Q largest Efraimidis-Spirakis keys, in draw order.
   std::vector<std::pair<double, int>> draw(static_cast<size_t>(R));
-  for (int s = 0; s < R; ++s) draw[static_cast<size_t>(s)] = {std::log(open_uniform(rng)) * slot_scale_[static_cast<size_t>(s)], s};
+  for (int s = 0; s < R; ++s) {
+    const size_t i = static_cast<size_t>(s);
+    draw[i] = {std::log(open_uniform(rng)) * slot_scale_[i], s};
+  }
   std::partial_sort(draw.begin(), draw.begin() + Q, draw.end(), [](const auto& a, const auto& b) {
     return a.first != b.first ? a.first > b.first : a.second < b.second;
   });
