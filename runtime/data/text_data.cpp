@@ -1,0 +1,81 @@
+#include "runtime/data/text_data.h"
+
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <vector>
+
+#include "runtime/data/window_loader.h"
+#include "runtime/error.h"
+#include "runtime/io/mapped_file.h"
+
+namespace lintrain {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+constexpr uint64_t kTextKindId = 0;
+
+void append_file(const std::string& path, std::vector<uint8_t>& out) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw IoError(str_cat("[data] cannot read '", path, "' (a file under data.path)"));
+  in.seekg(0, std::ios::end);
+  const std::streamoff size = in.tellg();
+  in.seekg(0, std::ios::beg);
+  const size_t at = out.size();
+  out.resize(at + static_cast<size_t>(size));
+  if (size > 0 && !in.read(reinterpret_cast<char*>(out.data() + at), size)) {
+    throw IoError(str_cat("[data] cannot read '", path, "' (a file under data.path)"));
+  }
+}
+
+// Concatenation of the directory's regular files, '\n' between them.
+std::shared_ptr<std::vector<uint8_t>> read_directory(const std::string& dir) {
+  std::vector<std::string> files;
+  std::error_code ec;
+  for (const fs::directory_entry& e : fs::directory_iterator(dir, ec)) {
+    const std::string name = e.path().filename().string();
+    if (!name.empty() && name[0] != '.' && e.is_regular_file(ec)) files.push_back(e.path().string());
+  }
+  if (ec) throw IoError(str_cat("[data] cannot list data.path '", dir, "': ", ec.message()));
+  std::sort(files.begin(), files.end());
+  auto bytes = std::make_shared<std::vector<uint8_t>>();
+  for (size_t i = 0; i < files.size(); ++i) {
+    if (i > 0) bytes->push_back('\n');
+    append_file(files[i], *bytes);
+  }
+  return bytes;
+}
+
+}  // namespace
+
+std::unique_ptr<DataLoader> make_text_loader(const DataConfig& cfg, Split split, int vocab_size, int B, int T,
+                                             uint64_t seed, int dp_rank, int dp_size) {
+  const std::string& path = cfg.path;
+  if (path.empty()) throw ConfigError("[data] data.path is empty; data.kind = text needs a text file or directory");
+  std::error_code ec;
+  const fs::file_status st = fs::status(path, ec);
+  if (!fs::exists(st)) throw IoError(str_cat("[data] data.path '", path, "' does not exist"));
+
+  std::shared_ptr<const void> owner;
+  TokenSpan tokens;
+  if (fs::is_directory(st)) {
+    auto bytes = read_directory(path);
+    tokens = TokenSpan{bytes->data(), bytes->size(), 1};
+    owner = std::move(bytes);
+  } else {
+    auto file = std::make_shared<MappedFile>(MappedFile::open(path));
+    tokens = TokenSpan{file->data(), file->size(), 1};
+    owner = std::move(file);
+  }
+  if (tokens.count == 0) {
+    throw IoError(str_cat("[data] data.path '", path, "' is empty (0 bytes of text",
+                          fs::is_directory(st) ? " in its files" : "", ")"));
+  }
+  check_token_ids(tokens, vocab_size, path);
+  return std::make_unique<WindowLoader>("text", kTextKindId, path, std::move(owner), tokens, cfg.valid_fraction, split,
+                                        B, T, seed, dp_rank, dp_size);
+}
+
+}  // namespace lintrain

@@ -1,0 +1,31 @@
+// The Hugging Face `config.json` that goes next to exported weights, so that
+// tools which understand Llama (transformers, vLLM, llama.cpp converters) can
+// read the shapes. The standard keys describe a Llama-3 stack; what Llama
+// cannot express (which layers are linear attention and how) sits under a
+// "lintrain" key that those tools ignore. A plain LlamaForCausalLM load is
+// only faithful for an all-softmax layer_pattern ("S").
+#pragma once
+
+#include <string>
+
+#include "runtime/config/config.h"
+
+namespace lintrain {
+
+// config.json text (pretty-printed, ends with a newline). Keys:
+//   architectures ["LlamaForCausalLM"], model_type "llama", hidden_size,
+//   intermediate_size, num_attention_heads, num_hidden_layers,
+//   num_key_value_heads, head_dim, vocab_size, rms_norm_eps, rope_theta,
+//   rope_scaling null, tie_word_embeddings, hidden_act "silu",
+//   max_position_embeddings, initializer_range, attention_bias false,
+//   mlp_bias false, torch_dtype, use_cache true, and
+//   "lintrain": {layer_pattern, layer_types ["linear_attention" |
+//   "softmax_attention" per layer], linear_attention {variant, block_size,
+//   feature_map, decay, output_norm, output_gate}} with the run file's values
+//   as written ("" / -1 = the variant's default).
+// `max_position_embeddings` is the training sequence length (data.seq_len);
+// `torch_dtype` names the dtype of the exported weights ("float32", "bfloat16").
+std::string hf_llama_config_json(const ModelConfig& model, int max_position_embeddings,
+                                 const std::string& torch_dtype = "float32");
+
+}  // namespace lintrain

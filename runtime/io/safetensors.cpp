@@ -1,0 +1,238 @@
+#include "runtime/io/safetensors.h"
+
+#include <algorithm>
+#include <cstring>
+#include <set>
+
+#include "runtime/error.h"
+#include "runtime/io/atomic_file.h"
+#include "runtime/io/json.h"
+
+static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__,
+              "safetensors data is little-endian; lintrain writes host memory as is");
+
+namespace lintrain {
+
+namespace {
+
+constexpr uint64_t kMaxHeaderBytes = 100'000'000;  // the reference reader's limit
+constexpr const char* kMetadataKey = "__metadata__";
+constexpr DType kAllDTypes[] = {DType::F32,    DType::BF16, DType::F8E4M3, DType::F8E5M2,
+                                DType::I32,    DType::U16,  DType::U32};
+
+bool dtype_from_safetensors(const std::string& s, DType* out) {
+  for (DType t : kAllDTypes) {
+    if (s == safetensors_dtype_name(t)) {
+      *out = t;
+      return true;
+    }
+  }
+  return false;
+}
+
+std::string supported_dtypes() {
+  std::string s;
+  for (DType t : kAllDTypes) s += str_cat(s.empty() ? "" : ", ", safetensors_dtype_name(t));
+  return s;
+}
+
+}  // namespace
+
+const char* safetensors_dtype_name(DType t) {
+  switch (t) {
+    case DType::F32: return "F32";
+    case DType::BF16: return "BF16";
+    case DType::F8E4M3: return "F8_E4M3";
+    case DType::F8E5M2: return "F8_E5M2";
+    case DType::I32: return "I32";
+    case DType::U16: return "U16";
+    case DType::U32: return "U32";
+  }
+  return "?";
+}
+
+void save_safetensors(const std::string& path, const std::vector<SafeTensor>& tensors,
+                      const std::map<std::string, std::string>& metadata) {
+  std::vector<const SafeTensor*> order;
+  std::set<std::string> names;
+  for (const SafeTensor& t : tensors) {
+    LT_CHECK(!t.name.empty(), "[safetensors] ", path, ": a tensor has an empty name");
+    LT_CHECK(t.name != kMetadataKey, "[safetensors] ", path, ": '", kMetadataKey, "' is reserved, not a tensor name");
+    LT_CHECK(names.insert(t.name).second, "[safetensors] ", path, ": tensor name '", t.name, "' appears twice");
+    for (int64_t d : t.shape) {
+      LT_CHECK(d >= 0, "[safetensors] ", path, ": tensor '", t.name, "' has shape ", shape_str(t.shape));
+    }
+    LT_CHECK(t.data != nullptr || t.nbytes() == 0, "[safetensors] ", path, ": tensor '", t.name,
+             "' has no data");
+    order.push_back(&t);
+  }
+  std::sort(order.begin(), order.end(), [](const SafeTensor* a, const SafeTensor* b) {
+    const size_t sa = dtype_size(a->dtype), sb = dtype_size(b->dtype);
+    return sa != sb ? sa > sb : a->name < b->name;
+  });
+
+  std::string header = "{";
+  if (!metadata.empty()) {
+    header += str_cat(json_quote(kMetadataKey), ":{");
+    bool first = true;
+    for (const auto& [k, v] : metadata) {
+      header += str_cat(first ? "" : ",", json_quote(k), ":", json_quote(v));
+      first = false;
+    }
+    header += "}";
+  }
+  uint64_t offset = 0;
+  for (const SafeTensor* t : order) {
+    if (header.size() > 1) header += ",";
+    header += str_cat(json_quote(t->name), ":{\"dtype\":\"", safetensors_dtype_name(t->dtype), "\",\"shape\":[");
+    for (size_t i = 0; i < t->shape.size(); ++i) header += str_cat(i ? "," : "", t->shape[i]);
+    const uint64_t end = offset + t->nbytes();
+    header += str_cat("],\"data_offsets\":[", offset, ",", end, "]}");
+    offset = end;
+  }
+  header += "}";
+  // Pad so the data section (after the 8-byte length and the header) starts
+  // at a multiple of 8.
+  header.append((8 - header.size() % 8) % 8, ' ');
+
+  AtomicFileWriter out(path);
+  uint8_t len[8];
+  const uint64_t n = header.size();
+  for (int i = 0; i < 8; ++i) len[i] = static_cast<uint8_t>(n >> (8 * i));
+  out.write(len, sizeof len);
+  out.write(header);
+  for (const SafeTensor* t : order) out.write(t->data, t->nbytes());
+  out.commit();
+}
+
+const SafeTensor& SafeTensorFile::get(const std::string& name) const {
+  auto it = index_.find(name);
+  if (it == index_.end()) {
+    throw IoError(str_cat("[safetensors] ", path(), ": no tensor named '", name, "' (the file has ",
+                          tensors_.size(), " tensors)"));
+  }
+  return tensors_[it->second];
+}
+
+SafeTensorFile load_safetensors(const std::string& path) {
+  SafeTensorFile f;
+  f.file_ = MappedFile::open(path);
+  auto corrupt = [&](const std::string& what) {
+    return IoError(str_cat("[safetensors] ", path, ": ", what, " (corrupt or not a safetensors file)"));
+  };
+  const uint8_t* bytes = f.file_.data();
+  const uint64_t size = f.file_.size();
+  if (size < 8) throw corrupt(str_cat("the file is ", size, " bytes, shorter than the 8-byte header length"));
+  uint64_t n = 0;
+  for (int i = 0; i < 8; ++i) n |= static_cast<uint64_t>(bytes[i]) << (8 * i);
+  if (n > kMaxHeaderBytes) throw corrupt(str_cat("header length ", n, " is above the limit of ", kMaxHeaderBytes));
+  if (n > size - 8) throw corrupt(str_cat("header length ", n, " runs past the end of the ", size, "-byte file"));
+  if (n < 2 || bytes[8] != '{') throw corrupt("the header does not start with '{'");
+  const uint8_t* data = bytes + 8 + n;
+  const uint64_t data_size = size - 8 - n;
+
+  JsonValue header;
+  try {
+    header = parse_json(std::string_view(reinterpret_cast<const char*>(bytes + 8), n));
+  } catch (const Error& e) {
+    throw corrupt(str_cat("the header is not valid JSON: ", e.what()));
+  }
+
+  struct Span {
+    uint64_t begin, end;
+    size_t index;
+  };
+  std::vector<Span> spans;
+  for (const auto& [name, info] : header.as_object()) {
+    if (name == kMetadataKey) {
+      if (!info.is_object()) throw corrupt("__metadata__ is not an object");
+      for (const auto& [k, v] : info.as_object()) {
+        if (!v.is_string()) throw corrupt(str_cat("__metadata__ value of '", k, "' is not a string"));
+        f.metadata_[k] = v.as_string();
+      }
+      continue;
+    }
+    const std::string where = str_cat("tensor '", name, "'");
+    if (!info.is_object()) throw corrupt(where + " is not described by an object");
+    const JsonValue* dtype = info.find("dtype");
+    const JsonValue* shape = info.find("shape");
+    const JsonValue* offsets = info.find("data_offsets");
+    if (!dtype || !dtype->is_string()) throw corrupt(where + " has no string 'dtype'");
+    if (!shape || !shape->is_array()) throw corrupt(where + " has no array 'shape'");
+    if (!offsets || !offsets->is_array() || offsets->as_array().size() != 2) {
+      throw corrupt(where + " has no 'data_offsets' pair");
+    }
+    if (info.as_object().size() != 3) throw corrupt(where + " has fields other than dtype, shape, data_offsets");
+
+    SafeTensor t;
+    t.name = name;
+    if (!dtype_from_safetensors(dtype->as_string(), &t.dtype)) {
+      throw corrupt(str_cat(where, " has dtype '", dtype->as_string(), "', which lintrain does not read (",
+                            supported_dtypes(), ")"));
+    }
+    // numel with overflow checks: a product above the file size is already wrong.
+    uint64_t numel = 1;
+    for (const JsonValue& d : shape->as_array()) {
+      uint64_t dim;
+      try {
+        dim = d.as_uint64();
+      } catch (const Error&) {
+        throw corrupt(where + " has a shape entry that is not a non-negative integer");
+      }
+      if (dim > static_cast<uint64_t>(INT64_MAX)) throw corrupt(where + " has a dimension above 2^63");
+      t.shape.push_back(static_cast<int64_t>(dim));
+      if (dim != 0 && numel > size / dim) numel = size + 1;  // saturate; caught below
+      else numel *= dim;
+    }
+    uint64_t begin, end;
+    try {
+      begin = offsets->as_array()[0].as_uint64();
+      end = offsets->as_array()[1].as_uint64();
+    } catch (const Error&) {
+      throw corrupt(where + " has data_offsets that are not non-negative integers");
+    }
+    if (begin > end) throw corrupt(str_cat(where, " has data_offsets [", begin, ", ", end, "] with begin > end"));
+    if (end > data_size) {
+      throw corrupt(str_cat(where, " has data_offsets [", begin, ", ", end, "] past the end of the ", data_size,
+                            "-byte data section"));
+    }
+    const uint64_t want = numel > size ? UINT64_MAX : numel * dtype_size(t.dtype);
+    if (end - begin != want) {
+      throw corrupt(str_cat(where, " has shape ", shape_str(t.shape), " of ", dtype->as_string(), " (",
+                            want == UINT64_MAX ? std::string("too many") : std::to_string(want),
+                            " bytes) but data_offsets [", begin, ", ", end, "] hold ", end - begin, " bytes"));
+    }
+    t.data = data + begin;
+    spans.push_back({begin, end, f.tensors_.size()});
+    f.tensors_.push_back(std::move(t));
+  }
+
+  // The tensors must tile the data section exactly: sorted by offset, each
+  // begins where the previous ended, the last ends at the end of the file.
+  std::sort(spans.begin(), spans.end(),
+            [](const Span& a, const Span& b) { return a.begin != b.begin ? a.begin < b.begin : a.end < b.end; });
+  uint64_t expected = 0;
+  for (const Span& s : spans) {
+    const std::string& name = f.tensors_[s.index].name;
+    if (s.begin < expected) {
+      throw corrupt(str_cat("tensor '", name, "' at data_offsets [", s.begin, ", ", s.end,
+                            "] overlaps the previous tensor, which ends at ", expected));
+    }
+    if (s.begin > expected) {
+      throw corrupt(str_cat("tensor '", name, "' starts at ", s.begin, " leaving a hole after byte ", expected));
+    }
+    expected = s.end;
+  }
+  if (expected != data_size) {
+    throw corrupt(str_cat("the tensors cover ", expected, " bytes but the data section has ", data_size));
+  }
+
+  std::vector<SafeTensor> ordered;
+  ordered.reserve(spans.size());
+  for (const Span& s : spans) ordered.push_back(std::move(f.tensors_[s.index]));
+  f.tensors_ = std::move(ordered);
+  for (size_t i = 0; i < f.tensors_.size(); ++i) f.index_[f.tensors_[i].name] = i;
+  return f;
+}
+
+}  // namespace lintrain
