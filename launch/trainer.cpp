@@ -12,7 +12,7 @@
 #include "optim/optimizer.h"
 #include "optim/schedule.h"
 #include "runtime/cpu/gemm.h"
-#include "runtime/data/loader.h"
+#include "runtime/data/data_loader.h"
 
 namespace lintrain {
 
@@ -31,6 +31,7 @@ struct EvalResult {
 EvalResult evaluate(LinearLlama& model, DataLoader& valid, int batches) {
   CrossEntropyStats total;
   Batch batch;
+  valid.reset();  // every evaluation sees the same validation windows
   for (int i = 0; i < batches; ++i) {
     valid.next(batch);
     const CrossEntropyStats s = model.forward_loss(batch.inputs.data(), batch.targets.data());
@@ -63,8 +64,8 @@ TrainResult train(const RunConfig& cfg, const TrainOptions& opts) {
   if (opts.init_from.empty()) model.init_weights(cfg.run.seed);
   else import_weights(model, opts.init_from);
   auto optimizer = make_optimizer(cfg.optim, model.table());
-  auto train_data = make_data_loader(cfg.data, Split::Train, B, T, cfg.run.seed, cfg.model.vocab_size, 0, 1);
-  auto valid_data = make_data_loader(cfg.data, Split::Valid, B, T, cfg.run.seed, cfg.model.vocab_size, 0, 1);
+  auto train_data = make_data_loader(cfg.data, Split::Train, cfg.model.vocab_size, B, T, cfg.run.seed, 0, 1);
+  auto valid_data = make_data_loader(cfg.data, Split::Valid, cfg.model.vocab_size, B, T, cfg.run.seed, 0, 1);
   const bool report_accuracy = cfg.data.kind == "mqar";
 
   if (opts.print) {

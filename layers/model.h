@@ -40,6 +40,7 @@ class LinearLlama {
   const ModelConfig& config() const { return cfg_; }
   const ParamTable& table() const { return table_; }
   FlatBuffer& params() { return params_; }
+  const FlatBuffer& params() const { return params_; }
   FlatBuffer& grads() { return grads_; }
   int batch() const { return B_; }
   int seq_len() const { return T_; }
