@@ -1,0 +1,303 @@
+// Linear-attention layer core: config resolution, feature maps, the kernel,
+// per-head output norm and output gate, forward and backward side by side.
+#include "layers/linear_attention.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+
+#include "runtime/cpu/linear_attention.h"
+#include "runtime/error.h"
+
+namespace lintrain {
+
+namespace {
+
+[[noreturn]] void bad_key(const std::string& key, const std::string& value, const std::string& valid) {
+  throw ConfigError(str_cat("model.linear_attention.", key, ": '", value, "' is not valid; use ",
+                            valid));
+}
+
+FeatureMap parse_feature_map(const std::string& s) {
+  if (s == "identity") return FeatureMap::identity;
+  if (s == "elu1") return FeatureMap::elu1;
+  if (s == "silu") return FeatureMap::silu;
+  if (s == "relu") return FeatureMap::relu;
+  bad_key("feature_map", s, "identity | elu1 | silu | relu (or empty for the variant default)");
+}
+
+// -1 = the variant default, 0 = off, 1 = on.
+bool resolve_switch(const char* key, int value, bool default_on) {
+  if (value == -1) return default_on;
+  if (value == 0 || value == 1) return value == 1;
+  bad_key(key, std::to_string(value), "0 (off), 1 (on) or -1 (variant default)");
+}
+
+// ALiBi head slopes 2^(-8(h+1)/H), with ALiBi's interleaving when H is not a
+// power of two (the first P = 2^floor(log2 H) heads take the P-head slopes, the
+// rest every other slope of the 2P-head list) exactly as the TNL code does.
+double alibi_slope(int h, int H) {
+  int P = 1;
+  while (P * 2 <= H) P *= 2;
+  if (h < P) return std::exp2(-8.0 * (h + 1) / P);
+  return std::exp2(-8.0 * (2 * (h - P) + 1) / (2.0 * P));
+}
+
+inline float sigmoid(float x) { return 1.0f / (1.0f + std::exp(-x)); }
+
+float feature(FeatureMap f, float x) {
+  switch (f) {
+    case FeatureMap::identity: return x;
+    case FeatureMap::elu1: return x > 0.0f ? x + 1.0f : std::exp(x);
+    case FeatureMap::silu: return x * sigmoid(x);
+    case FeatureMap::relu: return x > 0.0f ? x : 0.0f;
+  }
+  return x;
+}
+
+// phi'(x) from the feature y = phi(x) (not for silu, whose derivative needs x).
+// elu1: x > 0 <=> y > 1, and phi' = exp(x) = y for x <= 0 (continuous at 0, so
+// rounding near the boundary is harmless).
+float feature_grad_from_y(FeatureMap f, float y) {
+  switch (f) {
+    case FeatureMap::identity: return 1.0f;
+    case FeatureMap::elu1: return y > 1.0f ? 1.0f : y;
+    case FeatureMap::relu: return y > 0.0f ? 1.0f : 0.0f;
+    case FeatureMap::silu: break;
+  }
+  return 1.0f;
+}
+
+float silu_grad(float x) {
+  const float s = sigmoid(x);
+  return s * (1.0f + x * (1.0f - s));
+}
+
+}  // namespace
+
+const char* feature_map_name(FeatureMap f) {
+  switch (f) {
+    case FeatureMap::identity: return "identity";
+    case FeatureMap::elu1: return "elu1";
+    case FeatureMap::silu: return "silu";
+    case FeatureMap::relu: return "relu";
+  }
+  return "?";
+}
+
+double tnl_decay(int h, int H, int l, int L) {
+  const double r = L > 1 ? 1.0 - static_cast<double>(l) / (L - 1) + 1e-5 : 1.0 + 1e-5;
+  return std::exp(-alibi_slope(h, H) * r);
+}
+
+LinearAttentionSpec make_linear_attention_spec(const ModelConfig& m, int layer_index) {
+  const LinearAttentionConfig& c = m.linear_attention;
+  LinearAttentionSpec s;
+  s.H = m.num_attention_heads;
+  s.KVH = m.kv_heads();
+  if (s.H < 1 || m.hidden_size % s.H != 0)
+    throw ConfigError(str_cat("model.num_attention_heads: ", s.H, " must be >= 1 and divide ",
+                              "model.hidden_size=", m.hidden_size));
+  if (s.KVH < 1 || s.H % s.KVH != 0)
+    throw ConfigError(str_cat("model.num_key_value_heads: ", s.KVH, " must divide ",
+                              "model.num_attention_heads=", s.H, " (0 = no grouped-query attention)"));
+  s.d = m.head_dim();
+  LT_CHECK(layer_index >= 0 && layer_index < m.num_hidden_layers, "[make_linear_attention_spec] ",
+           "layer_index ", layer_index, " outside [0, ", m.num_hidden_layers, ")");
+  if (c.block_size < 1)
+    bad_key("block_size", std::to_string(c.block_size), "an integer >= 1 (64 is typical)");
+  s.block = c.block_size;
+  if (!(m.rms_norm_eps > 0.0))
+    throw ConfigError(str_cat("model.rms_norm_eps: ", m.rms_norm_eps, " must be > 0"));
+  s.eps = static_cast<float>(m.rms_norm_eps);
+
+  // Variant defaults; output_norm is on for all three.
+  std::string decay, feature;
+  bool gate = false;
+  if (c.variant == "basic") {
+    decay = "none";
+    feature = "elu1";
+  } else if (c.variant == "lightning") {
+    decay = "tnl";
+    feature = "silu";
+    gate = true;
+  } else if (c.variant == "retnet") {
+    decay = "retnet";
+    feature = "identity";
+    gate = true;
+    s.key_scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(s.d)));
+  } else {
+    bad_key("variant", c.variant, "basic | lightning | retnet");
+  }
+  if (!c.feature_map.empty()) feature = c.feature_map;
+  if (!c.decay.empty()) decay = c.decay;
+  s.feature_map = parse_feature_map(feature);
+  s.output_norm = resolve_switch("output_norm", c.output_norm, true);
+  s.output_gate = resolve_switch("output_gate", c.output_gate, gate);
+
+  s.decay.resize(static_cast<size_t>(s.H));
+  for (int h = 0; h < s.H; ++h) {
+    double lambda;
+    if (decay == "none") {
+      lambda = 1.0;
+    } else if (decay == "tnl") {
+      lambda = tnl_decay(h, s.H, layer_index, m.num_hidden_layers);
+    } else if (decay == "retnet") {
+      lambda = 1.0 - std::exp2(-5.0 - h);
+    } else {
+      char* end = nullptr;
+      lambda = std::strtod(decay.c_str(), &end);
+      if (end == decay.c_str() || *end != '\0' || !std::isfinite(lambda) || lambda <= 0.0 ||
+          lambda > 1.0)
+        bad_key("decay", decay, "none | tnl | retnet | a number in (0, 1]");
+    }
+    s.decay[static_cast<size_t>(h)] = static_cast<float>(lambda);
+  }
+  return s;
+}
+
+LinearAttentionCore::LinearAttentionCore(const LinearAttentionSpec& spec, int B, int T)
+    : spec_(spec), B_(B), T_(T) {
+  LT_CHECK(B >= 0 && T >= 0, "[LinearAttentionCore] B=", B, " T=", T, " must be >= 0");
+  LT_CHECK(spec.H >= 1 && spec.KVH >= 1 && spec.H % spec.KVH == 0 && spec.d >= 1,
+           "[LinearAttentionCore] bad heads H=", spec.H, " KVH=", spec.KVH, " d=", spec.d);
+  LT_CHECK(spec.block >= 1, "[LinearAttentionCore] block=", spec.block, " must be >= 1");
+  LT_CHECK(spec.decay.size() == static_cast<size_t>(spec.H), "[LinearAttentionCore] ",
+           spec.decay.size(), " decays for H=", spec.H, " heads");
+  for (float l : spec.decay)
+    LT_CHECK(l > 0.0f && l <= 1.0f, "[LinearAttentionCore] decay ", l, " outside (0, 1]");
+  const size_t N = static_cast<size_t>(B) * T, Hd = static_cast<size_t>(spec.H) * spec.d;
+  feat_.resize(N * qkv_width());
+  if (spec.feature_map == FeatureMap::silu)
+    pre_.resize(N * static_cast<size_t>(spec.H + spec.KVH) * spec.d);
+  y_.resize(N * Hd);
+  if (spec.output_norm) rstd_.resize(N * spec.H);
+  if (spec.output_gate) g_.resize(N * Hd);
+  dy_.resize(N * Hd);
+}
+
+size_t LinearAttentionCore::saved_bytes() const {
+  return (feat_.size() + pre_.size() + y_.size() + rstd_.size() + g_.size() + state_in_.size()) *
+         sizeof(float);
+}
+
+void LinearAttentionCore::forward(float* out, const float* qkv, const float* g,
+                                  const float* state_in, float* state_out) {
+  const LinearAttentionSpec& s = spec_;
+  const int W = qkv_width(), Hd = s.H * s.d, QK = (s.H + s.KVH) * s.d;
+  const int64_t N = static_cast<int64_t>(B_) * T_;
+  LT_CHECK(!s.output_gate || g != nullptr,
+           "[LinearAttentionCore::forward] output_gate is on but g is null");
+
+  // Features (the kernel's inputs), keeping raw q|k where phi' needs them.
+#pragma omp parallel for schedule(static)
+  for (int64_t n = 0; n < N; ++n) {
+    const float* x = qkv + n * W;
+    float* f = feat_.data() + n * W;
+    for (int j = 0; j < QK; ++j) {
+      const float scale = j < Hd ? 1.0f : s.key_scale;
+      f[j] = scale * feature(s.feature_map, x[j]);
+    }
+    std::memcpy(f + QK, x + QK, static_cast<size_t>(W - QK) * sizeof(float));
+    if (!pre_.empty()) std::memcpy(pre_.data() + n * QK, x, static_cast<size_t>(QK) * sizeof(float));
+  }
+  has_state_in_ = state_in != nullptr;
+  if (state_in) {
+    state_in_.resize(static_cast<size_t>(B_) * s.H * s.d * s.d);  // once; then reused
+    std::memcpy(state_in_.data(), state_in, state_in_.size() * sizeof(float));
+  }
+
+  LinearAttentionDims dims{B_, T_, s.H, s.KVH, s.d, s.block, W, W, W, Hd};
+  linear_attention_forward(y_.data(), feat_.data(), feat_.data() + Hd, feat_.data() + QK,
+                           s.decay.data(), state_in, state_out, dims);
+
+#pragma omp parallel for schedule(static)
+  for (int64_t n = 0; n < N; ++n) {
+    float* y = y_.data() + n * Hd;
+    if (s.output_norm) {
+      for (int h = 0; h < s.H; ++h) {
+        float* yh = y + h * s.d;
+        double ss = 0.0;  // double: a d-term sum of squares, no cancellation worries
+        for (int j = 0; j < s.d; ++j) ss += static_cast<double>(yh[j]) * yh[j];
+        const float r = static_cast<float>(1.0 / std::sqrt(ss / s.d + s.eps));
+        rstd_[static_cast<size_t>(n) * s.H + h] = r;
+        for (int j = 0; j < s.d; ++j) yh[j] *= r;
+      }
+    }
+    float* o = out + n * Hd;
+    if (s.output_gate) {
+      const float* gn = g + n * Hd;
+      float* gs = g_.data() + n * Hd;
+      for (int j = 0; j < Hd; ++j) {
+        gs[j] = gn[j];
+        o[j] = y[j] * gn[j] * sigmoid(gn[j]);
+      }
+    } else {
+      std::memcpy(o, y, static_cast<size_t>(Hd) * sizeof(float));
+    }
+  }
+  forward_done_ = true;
+}
+
+void LinearAttentionCore::backward(float* dqkv, float* dg, const float* dout,
+                                   const float* dstate_out, float* dstate_in) {
+  const LinearAttentionSpec& s = spec_;
+  const int W = qkv_width(), Hd = s.H * s.d, QK = (s.H + s.KVH) * s.d;
+  const int64_t N = static_cast<int64_t>(B_) * T_;
+  LT_CHECK(forward_done_, "[LinearAttentionCore::backward] called before forward");
+  LT_CHECK(!s.output_gate || dg != nullptr,
+           "[LinearAttentionCore::backward] output_gate is on but dg is null");
+
+  // Through the gate and the norm to dL/d(kernel output) in dy_.
+#pragma omp parallel for schedule(static)
+  for (int64_t n = 0; n < N; ++n) {
+    const float* y = y_.data() + n * Hd;
+    const float* dn = dout + n * Hd;
+    float* dy = dy_.data() + n * Hd;
+    if (s.output_gate) {
+      const float* gs = g_.data() + n * Hd;
+      float* dgn = dg + n * Hd;
+      for (int j = 0; j < Hd; ++j) {
+        dy[j] = dn[j] * gs[j] * sigmoid(gs[j]);
+        dgn[j] = dn[j] * y[j] * silu_grad(gs[j]);
+      }
+    } else {
+      std::memcpy(dy, dn, static_cast<size_t>(Hd) * sizeof(float));
+    }
+    if (s.output_norm) {
+      // y = x r, r = (mean(x^2) + eps)^(-1/2):  dx = r (dy - y mean(dy .* y))
+      for (int h = 0; h < s.H; ++h) {
+        const float* yh = y + h * s.d;
+        float* dyh = dy + h * s.d;
+        double dot = 0.0;
+        for (int j = 0; j < s.d; ++j) dot += static_cast<double>(dyh[j]) * yh[j];
+        const float mean = static_cast<float>(dot / s.d);
+        const float r = rstd_[static_cast<size_t>(n) * s.H + h];
+        for (int j = 0; j < s.d; ++j) dyh[j] = r * (dyh[j] - yh[j] * mean);
+      }
+    }
+  }
+
+  LinearAttentionDims dims{B_, T_, s.H, s.KVH, s.d, s.block, W, W, W, Hd};
+  linear_attention_backward(dqkv, dqkv + Hd, dqkv + QK, dstate_in, dy_.data(), dstate_out,
+                            feat_.data(), feat_.data() + Hd, feat_.data() + QK, s.decay.data(),
+                            has_state_in_ ? state_in_.data() : nullptr, dims);
+
+  // Through key_scale and the feature map, in place on the q|k columns.
+#pragma omp parallel for schedule(static)
+  for (int64_t n = 0; n < N; ++n) {
+    float* dx = dqkv + n * W;
+    const float* f = feat_.data() + n * W;
+    for (int j = 0; j < QK; ++j) {
+      const float scale = j < Hd ? 1.0f : s.key_scale;
+      const float grad = s.feature_map == FeatureMap::silu
+                             ? silu_grad(pre_[static_cast<size_t>(n) * QK + j])
+                             : feature_grad_from_y(s.feature_map, f[j] / scale);
+      dx[j] *= scale * grad;
+    }
+  }
+}
+
+}  // namespace lintrain

@@ -1,0 +1,107 @@
+// The linear-attention core of a model layer: everything between the fused
+// q|k|v projection and o_proj (the projections themselves belong to the model).
+//
+//   q, k  <- phi(q), key_scale * phi(k)          feature map on q and k
+//   o     <- causal linear attention with per-head decays (runtime/cpu/linear_attention.h)
+//   o     <- o / sqrt(mean_d(o^2) + eps)          per head, parameter-free (output_norm)
+//   out   <- o * silu(g)                          output gate (output_gate), g = x W_g^T
+//
+// Variants (model.linear_attention.variant) and their defaults; every field
+// except the variant can be overridden in the config ("" / -1 = default):
+//   basic      decay none, feature elu1 (elu(x)+1), output_norm on, gate off
+//   lightning  decay tnl,  feature silu,            output_norm on, gate on  (TransNormerLLM)
+//   retnet     decay retnet, feature identity, k scaled by 1/sqrt(d), norm on, gate on
+// Decays (model.linear_attention.decay): none (lambda = 1) | tnl | retnet | a number in (0, 1].
+//   retnet: lambda_h = 1 - 2^(-5-h), h = 0..H-1 (RetNet's gamma, torchscale).
+//   tnl:    lambda_h = exp(-m_h * r_l), the formula of the released TransNormerLLM code
+//           (OpenNLPLab modeling_transnormer.py, also MiniMax-01's lightning layers):
+//             m_h = 2^(-8(h+1)/H)  (ALiBi slopes; for H not a power of two, the
+//                                   ALiBi interleaving of the next power of two),
+//             r_l = 1 - l/(L-1) + 1e-5  (L = num_hidden_layers, l = 0-based layer;
+//                                        r = 1 + 1e-5 when L = 1).
+//   Why not exp(-(8(h+1)/H)(1 - l/L)), the form quoted for the TNL paper (its
+//   text was not retrievable from our stored sources; the code was): read
+//   literally it gives every head of layer 0 at most exp(-8/H) and its last head
+//   exp(-8) ~ 3e-4 (a one-token memory), the opposite ordering to the code,
+//   where later heads keep the longest memory (lambda -> 1). "8h/H" is the
+//   exponent of ALiBi's 2^(-8h/H) slope; the code is what trained TNL
+//   checkpoints use. The formula lives in tnl_decay() only.
+#pragma once
+
+#include <cstddef>
+#include <string>
+#include <vector>
+
+#include "runtime/config/config.h"
+
+namespace lintrain {
+
+enum class FeatureMap { identity, elu1, silu, relu };
+
+struct LinearAttentionSpec {
+  int H = 0, KVH = 0, d = 0;  // query heads, kv heads (H % KVH == 0), head dim
+  int block = 64;             // kernel block length
+  FeatureMap feature_map = FeatureMap::identity;
+  float key_scale = 1.0f;     // k <- key_scale * phi(k) (retnet: 1/sqrt(d))
+  std::vector<float> decay;   // (H) lambda_h in (0, 1]
+  bool output_norm = true;
+  bool output_gate = false;
+  float eps = 1e-5f;          // output_norm epsilon (model.rms_norm_eps)
+};
+
+// Resolves the variant defaults and overrides of m.linear_attention for layer
+// `layer_index` (0-based, of m.num_hidden_layers; the tnl decay depends on it).
+// Throws ConfigError "model.linear_attention.<key>: ..." naming the value and
+// the valid choices for a bad variant, feature_map, decay, output_norm,
+// output_gate or block_size, and for impossible head counts.
+LinearAttentionSpec make_linear_attention_spec(const ModelConfig& m, int layer_index);
+
+// The tnl decay of head h (0-based) of H, in layer l (0-based) of L (see top).
+double tnl_decay(int h, int H, int l, int L);
+
+const char* feature_map_name(FeatureMap f);
+
+// One layer's core for a fixed (B, T). Owns the activations saved between
+// forward and backward and a backward workspace; call forward, then backward
+// (backward may be repeated; a new forward overwrites the saved state).
+// N = B*T rows, W = (H + 2 KVH) d:
+//   qkv   (N, W)    row = [q (H d) | k (KVH d) | v (KVH d)], pre feature map
+//   g     (N, H d)  gate pre-activation; required iff output_gate, else ignored
+//   out   (N, H d)
+//   state (B, H, d, d) initial / final kernel states (nullptr = zeros / not wanted)
+class LinearAttentionCore {
+ public:
+  LinearAttentionCore(const LinearAttentionSpec& spec, int B, int T);
+
+  void forward(float* out, const float* qkv, const float* g, const float* state_in,
+               float* state_out);
+  // dqkv (N, W) and dg (N, H d) are assigned (=); dg may be null without a gate.
+  // dstate_out: dL/d(state_out) or null (zero); dstate_in: dL/d(state_in) or null.
+  void backward(float* dqkv, float* dg, const float* dout, const float* dstate_out,
+                float* dstate_in);
+
+  // Bytes kept from forward to backward:
+  //   feat  N W            phi(q) | key_scale phi(k) | v  (the kernel's inputs)
+  //   pre   N (H+KVH) d    raw q|k, only for silu (its derivative needs x; the
+  //                        other maps' derivatives are recovered from feat)
+  //   y     N H d          head outputs after the norm, before the gate
+  //   rstd  N H            1/rms per head, only with output_norm
+  //   g     N H d          copy of the gate pre-activation, only with output_gate
+  //   state B H d d        copy of state_in, only if one was given
+  // The kernel itself saves nothing (it rebuilds block states in backward).
+  size_t saved_bytes() const;
+  // Backward-only scratch (dL/d(kernel output), N H d floats).
+  size_t workspace_bytes() const { return dy_.size() * sizeof(float); }
+
+  const LinearAttentionSpec& spec() const { return spec_; }
+  int qkv_width() const { return (spec_.H + 2 * spec_.KVH) * spec_.d; }
+
+ private:
+  LinearAttentionSpec spec_;
+  int B_, T_;
+  std::vector<float> feat_, pre_, y_, rstd_, g_, state_in_, dy_;
+  bool has_state_in_ = false;
+  bool forward_done_ = false;
+};
+
+}  // namespace lintrain
