@@ -30,6 +30,7 @@ static double best_gflops(int M, int N, int K, bool ta, bool tb, int reps) {
 }
 
 int main(int argc, char** argv) {
+  select_blas_kernels(argc, argv);
   set_num_threads(argc > 1 ? std::atoi(argv[1]) : 0);
   std::printf("BLAS: %s, threads %d\n", blas_description(), num_threads());
   std::printf("%-34s %10s\n", "shape (M x N x K, op)", "GFLOP/s");

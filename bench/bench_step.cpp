@@ -50,6 +50,7 @@ static Result run(ModelConfig m, int B, int T, int steps) {
 }
 
 int main(int argc, char** argv) {
+  select_blas_kernels(argc, argv);
   int hidden = 512, layers = 8, seq = 2048, batch = 1, steps = 3, threads = 0, heads = 8;
   std::string pattern = "LLLS";
   bool sweep = false;

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "launch/trainer.h"
+#include "runtime/cpu/gemm.h"
 #include "runtime/config/config.h"
 #include "runtime/error.h"
 
@@ -61,6 +62,7 @@ Args parse_args(int argc, char** argv, int first) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  lintrain::select_blas_kernels(argc, argv);
   if (argc < 2 || !std::strcmp(argv[1], "-h") || !std::strcmp(argv[1], "--help") ||
       !std::strcmp(argv[1], "help")) {
     std::fputs(kUsage, argc < 2 ? stderr : stdout);

@@ -3,7 +3,11 @@
 #include <cblas.h>
 #include <omp.h>
 
+#include <unistd.h>
+
 #include <atomic>
+#include <cctype>
+#include <cstdlib>
 #include <string>
 
 #include "runtime/error.h"
@@ -13,6 +17,7 @@ extern "C" {
 void openblas_set_num_threads(int);
 int openblas_get_parallel(void);
 char* openblas_get_config(void);
+char* openblas_get_corename(void);
 }
 
 namespace lintrain {
@@ -53,6 +58,32 @@ const char* blas_description() {
            (par == 2 ? " [OpenMP]" : par == 1 ? " [pthreads]" : " [single-threaded]");
   }
   return desc.c_str();
+}
+
+}  // namespace lintrain
+
+namespace lintrain {
+
+void select_blas_kernels(int argc, char** argv) {
+  (void)argc;
+  if (std::getenv("OPENBLAS_CORETYPE")) return;  // chosen by the user (or by us already)
+  std::string core = openblas_get_corename();
+  for (auto& c : core) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  const bool generic = core == "prescott" || core == "core2" || core == "penryn" ||
+                       core == "dunnington" || core == "nehalem" || core == "atom" ||
+                       core == "unknown" || core == "katmai" || core == "northwood";
+  if (!generic) return;
+  const char* better = nullptr;
+  __builtin_cpu_init();
+  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+      __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq")) {
+    better = "SkylakeX";
+  } else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
+    better = "Haswell";
+  }
+  if (!better) return;
+  setenv("OPENBLAS_CORETYPE", better, 1);
+  execv("/proc/self/exe", argv);  // returns only on failure: keep the slow kernels
 }
 
 }  // namespace lintrain

@@ -24,4 +24,13 @@ int num_threads();
 // "OpenBLAS 0.3.21 (OpenMP)"-style description for the startup log.
 const char* blas_description();
 
+// OpenBLAS picks its kernels from the CPU model when it is loaded. Under some
+// hypervisors the model is hidden and it falls back to its generic SSE3
+// ("Prescott") kernels, several times slower than the AVX2/AVX-512 ones the CPU
+// really has. Call first thing in main(): when the detected core is such a
+// fallback and OPENBLAS_CORETYPE is unset, this sets OPENBLAS_CORETYPE from the
+// CPU's feature flags and re-executes the program (argv unchanged) so OpenBLAS
+// loads with the right kernels. Otherwise it returns and does nothing.
+void select_blas_kernels(int argc, char** argv);
+
 }  // namespace lintrain
