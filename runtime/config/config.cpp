@@ -220,15 +220,18 @@ RunConfig parse_run_config(const std::string& yaml_text, const std::vector<std::
   RunConfig cfg;
   cfg.source = source;
   KeyOrigins origins(source);
-  YAML::Node root;
+  std::vector<YAML::Node> documents;
   try {
-    root = YAML::Load(yaml_text);
+    documents = YAML::LoadAll(yaml_text);
   } catch (const YAML::Exception& e) {
     const std::string where =
         e.mark.is_null() ? source : str_cat(source, ":", e.mark.line + 1, ":", e.mark.column + 1);
     throw ConfigError(str_cat(where, ": YAML syntax error: ", e.msg));
   }
-  apply_mapping(root, "", cfg, origins, Place{source, true});
+  if (documents.size() > 1)
+    fail(source, str_cat("holds ", documents.size(), " YAML documents (separated by ---); a run file is one"));
+  const Place place{source, true};
+  if (!documents.empty()) apply_mapping(documents[0], "", cfg, origins, place);
   for (const std::string& o : overrides) apply_override(o, cfg, origins);
   validate_run_config(cfg, origins);
   return cfg;

@@ -86,9 +86,7 @@ KeySpec enum_key(const char* n, Reader r, Writer w, std::vector<std::string> cho
   return k;
 }
 KeySpec tristate_key(const char* n, Reader r, Writer w, const char* meaning) {
-  KeySpec k = make(n, r, w, KeyType::kTriState, meaning);
-  k.range = closed(-1, 1);
-  return k;
+  return make(n, r, w, KeyType::kTriState, meaning);
 }
 KeySpec float_list_key(const char* n, Reader r, Writer w, size_t len, NumberRange each, const char* meaning) {
   KeySpec k = make(n, r, w, KeyType::kFloatList, meaning);

@@ -145,7 +145,7 @@ Value parse_value(const KeySpec& key, const YAML::Node& node, const std::string&
     std::vector<double> out;
     for (size_t i = 0; i < node.size(); ++i) {
       const YAML::Node item = node[i];
-      const std::string item_where = place.is_file ? place.at(item) : where;
+      const std::string item_where = place.at(item);
       const std::string item_name = str_cat(key.name, "[", i, "]");
       double v = 0;
       if (!item.IsScalar() || !parse_double(item.Scalar(), &v))

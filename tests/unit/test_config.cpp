@@ -460,6 +460,12 @@ TEST(ConfigErrors, YamlSyntaxErrorNamesTheLine) {
   EXPECT_CONTAINS(parse_error("model:\n  hidden_size: 1\n bad: 2\n"), "run.yaml:3:2: YAML syntax error: ");
 }
 
+TEST(ConfigErrors, OneDocumentPerFile) {
+  EXPECT_EQ(parse_error("data: {kind: mqar}\n---\ntrain: {steps: 5}\n"),
+            "run.yaml: holds 2 YAML documents (separated by ---); a run file is one");
+  EXPECT_EQ(parse("---\ndata: {kind: mqar}\n").data.kind, "mqar");  // a leading --- is fine
+}
+
 TEST(ConfigErrors, DuplicateKeyNamesTheRepeat) {
   EXPECT_EQ(parse_error("data: {kind: mqar}\nmodel:\n  hidden_size: 128\n  hidden_size: 256\n"),
             "run.yaml:4: 'model.hidden_size' is given twice in the same mapping; keep one");
