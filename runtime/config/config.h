@@ -1,7 +1,8 @@
 // The run file as typed structs. runtime/config/schema.cpp holds the one table
-// of keys (type, default, range, meaning) that parses, validates and documents
-// it; these structs are what the rest of lintrain reads. Defaults here must
-// equal the schema's (a test checks it).
+// of keys (type, range, meaning, the member each writes) that parses,
+// validates and documents it; these structs are what the rest of lintrain
+// reads. Defaults are written once, here: the table reads them from a
+// default-constructed RunConfig for the README and `lintrain config --doc`.
 #pragma once
 
 #include <cstdint>

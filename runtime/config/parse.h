@@ -1,0 +1,70 @@
+// Pieces of the run-file parser shared by its files: typed values from YAML
+// nodes (values.cpp), key suggestions, where each key got its value, and the
+// cross-field checks (validate.cpp). Internal to runtime/config.
+//
+// Every message is one line "<where>: <what>", where <where> is "run.yaml:12"
+// for a file, "--set train.steps=0" for an override, or the source alone for a
+// rule broken by defaults.
+#pragma once
+
+#include <initializer_list>
+#include <string>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+#include <yaml-cpp/yaml.h>
+
+#include "runtime/config/schema.h"
+
+namespace lintrain::config {
+
+// Where the text being parsed came from: a file (messages name file:line) or
+// one --set override (messages name the override).
+struct Place {
+  std::string source;  // "run.yaml" or "--set model.hidden_size=abc"
+  bool is_file = true;
+
+  // "run.yaml:12" for a node of a file, the override text otherwise.
+  std::string at(const YAML::Node& node) const;
+};
+
+[[noreturn]] void fail(const std::string& where, const std::string& what);
+
+// Reads `node` as a value of `key`'s type and checks it against the key's
+// range, choices or check. `where` prefixes errors about the value as a whole;
+// list elements name their own line through `place`.
+Value parse_value(const KeySpec& key, const YAML::Node& node, const std::string& where, const Place& place);
+
+// The candidate nearest to `word` by edit distance (adjacent transpositions
+// count as one edit), or "" when none is close enough to be a likely typo.
+std::string nearest(const std::string& word, const std::vector<std::string>& candidates);
+
+// Whether `name` is a section ("model", "precision.fp8"); "" is the top level.
+bool is_section(const std::string& name);
+// The keys and subsections directly inside `section`, in table order (short names).
+std::vector<std::string> section_children(const std::string& section);
+// The one-line message for an unknown `name` ("model.hiden_size"): a likely
+// intended key when there is one, otherwise the valid names at that level.
+std::string unknown_key_message(const std::string& name, bool looks_like_section);
+
+// Where each key last got its value, so a rule broken by two keys points at
+// the one the user set most recently.
+class KeyOrigins {
+ public:
+  explicit KeyOrigins(std::string source) : source_(std::move(source)) {}
+  void set(const std::string& key, const std::string& where);
+  // The place of whichever of `keys` was set last; the source when none was set.
+  std::string where(std::initializer_list<const char*> keys) const;
+
+ private:
+  std::string source_;
+  std::unordered_map<std::string, std::pair<int, std::string>> set_;  // key -> (order, where)
+  int count_ = 0;
+};
+
+// The rules that involve more than one key, or the file system; run once
+// after the file and all overrides are applied. Throws ConfigError.
+void validate_run_config(const RunConfig& cfg, const KeyOrigins& origins);
+
+}  // namespace lintrain::config

@@ -1,0 +1,400 @@
+// The one table of run-file keys (see schema.h). To add an option: add the
+// member with its default to config.h, add one row here, and paste the new
+// `lintrain config --doc` output into the README.
+#include "runtime/config/schema.h"
+
+#include <algorithm>
+#include <cctype>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <unordered_map>
+
+#include "runtime/error.h"
+
+namespace lintrain::config {
+namespace {
+
+// ---- member <-> Value -----------------------------------------------------------
+Value to_value(int x) { return int64_t{x}; }
+Value to_value(uint64_t x) { return x; }
+Value to_value(double x) { return x; }
+Value to_value(bool x) { return x; }
+Value to_value(const std::string& x) { return x; }
+Value to_value(const std::vector<double>& x) { return x; }
+
+// The parser has range-checked the value for the key's type before writing.
+void from_value(int& m, const Value& v) { m = static_cast<int>(std::get<int64_t>(v)); }
+void from_value(uint64_t& m, const Value& v) { m = std::get<uint64_t>(v); }
+void from_value(double& m, const Value& v) { m = std::get<double>(v); }
+void from_value(bool& m, const Value& v) { m = std::get<bool>(v); }
+void from_value(std::string& m, const Value& v) { m = std::get<std::string>(v); }
+void from_value(std::vector<double>& m, const Value& v) { m = std::get<std::vector<double>>(v); }
+
+// LT_KEY(model.hidden_size) expands to the key's name and its read and write
+// accessors, so a key's name and the member it writes are spelled once.
+#define LT_KEY(path)                                          \
+  #path, [](const RunConfig& c) { return to_value(c.path); }, \
+      [](RunConfig& c, const Value& v) { from_value(c.path, v); }
+
+using Reader = Value (*)(const RunConfig&);
+using Writer = void (*)(RunConfig&, const Value&);
+
+KeySpec make(const char* name, Reader read, Writer write, KeyType type, const char* meaning) {
+  KeySpec k;
+  k.name = name;
+  k.type = type;
+  k.read = read;
+  k.write = write;
+  k.meaning = meaning;
+  return k;
+}
+
+constexpr double kInf = std::numeric_limits<double>::infinity();
+NumberRange at_least(double lo) { return {lo, kInf, false, false}; }
+NumberRange above(double lo) { return {lo, kInf, true, false}; }
+NumberRange closed(double lo, double hi) { return {lo, hi, false, false}; }
+NumberRange closed_open(double lo, double hi) { return {lo, hi, false, true}; }
+NumberRange open_closed(double lo, double hi) { return {lo, hi, true, false}; }
+
+KeySpec int_key(const char* n, Reader r, Writer w, NumberRange range, const char* meaning) {
+  KeySpec k = make(n, r, w, KeyType::kInt, meaning);
+  k.range = range;
+  return k;
+}
+KeySpec uint64_key(const char* n, Reader r, Writer w, const char* meaning) {
+  KeySpec k = make(n, r, w, KeyType::kUInt64, meaning);
+  k.range = at_least(0);
+  return k;
+}
+KeySpec float_key(const char* n, Reader r, Writer w, NumberRange range, const char* meaning) {
+  KeySpec k = make(n, r, w, KeyType::kFloat, meaning);
+  k.range = range;
+  return k;
+}
+KeySpec bool_key(const char* n, Reader r, Writer w, const char* meaning) {
+  return make(n, r, w, KeyType::kBool, meaning);
+}
+KeySpec string_key(const char* n, Reader r, Writer w, StringCheck check, const char* meaning) {
+  KeySpec k = make(n, r, w, KeyType::kString, meaning);
+  k.check = check;
+  return k;
+}
+KeySpec enum_key(const char* n, Reader r, Writer w, std::vector<std::string> choices, const char* meaning) {
+  KeySpec k = make(n, r, w, KeyType::kEnum, meaning);
+  k.choices = std::move(choices);
+  return k;
+}
+KeySpec tristate_key(const char* n, Reader r, Writer w, const char* meaning) {
+  return make(n, r, w, KeyType::kTriState, meaning);
+}
+KeySpec float_list_key(const char* n, Reader r, Writer w, size_t len, NumberRange each, const char* meaning) {
+  KeySpec k = make(n, r, w, KeyType::kFloatList, meaning);
+  k.list_len = len;
+  k.range = each;
+  return k;
+}
+KeySpec word_or_float_key(const char* n, Reader r, Writer w, std::vector<std::string> words, NumberRange range,
+                          const char* meaning) {
+  KeySpec k = make(n, r, w, KeyType::kWordOrFloat, meaning);
+  k.choices = std::move(words);
+  k.range = range;
+  return k;
+}
+
+// ---- checks of single string values ----------------------------------------------
+std::string non_empty(const std::string& s) { return s.empty() ? "must not be empty" : ""; }
+
+std::string layer_pattern_check(const std::string& s) {
+  if (!s.empty() && s.find_first_not_of("LS") == std::string::npos) return "";
+  return "must be a non-empty string of L (linear attention) and S (softmax attention), e.g. LLLS";
+}
+
+std::string service_check(const std::string& s) {
+  if (s == "none" || s == "local") return "";
+  const size_t colon = s.rfind(':');
+  if (colon != std::string::npos && colon > 0 && colon + 1 < s.size() && colon + 6 >= s.size()) {
+    const std::string port = s.substr(colon + 1);
+    if (port.find_first_not_of("0123456789") == std::string::npos) {
+      const long p = std::strtol(port.c_str(), nullptr, 10);
+      if (p >= 1 && p <= 65535) return "";
+    }
+  }
+  return "must be none, local or HOST:PORT with a port in 1..65535, e.g. ckpt-host:50051";
+}
+
+std::string resume_check(const std::string& s) {
+  return s.empty() ? "must be auto, none or the path of a checkpoint" : "";
+}
+
+std::vector<KeySpec> build_table() {
+  return {
+      string_key(LT_KEY(run.name), non_empty, "name of the run, shown in logs and metrics"),
+      string_key(LT_KEY(run.out_dir), non_empty,
+                 "output directory (metrics.jsonl, config.yaml, weights); relative to the working directory"),
+      uint64_key(LT_KEY(run.seed), "seed of every random stream: initialisation, data order, MQAR sequences"),
+      int_key(LT_KEY(run.threads), at_least(0),
+              "OpenMP/BLAS threads per rank; 0 = the node's cores divided by the ranks on it"),
+
+      int_key(LT_KEY(model.vocab_size), at_least(1), "vocabulary size; at least 256 for data.kind text (bytes)"),
+      int_key(LT_KEY(model.hidden_size), at_least(1), "width of the residual stream; a multiple of the heads"),
+      int_key(LT_KEY(model.num_hidden_layers), at_least(1), "number of layers"),
+      int_key(LT_KEY(model.num_attention_heads), at_least(1),
+              "query heads per layer; head_dim = hidden_size / heads must be even (RoPE)"),
+      int_key(LT_KEY(model.num_key_value_heads), at_least(0),
+              "key/value heads (grouped-query attention), dividing the query heads; 0 = num_attention_heads"),
+      int_key(LT_KEY(model.intermediate_size), at_least(1), "hidden width of the SwiGLU MLP"),
+      string_key(LT_KEY(model.layer_pattern), layer_pattern_check,
+                 "attention of each layer, L linear or S softmax; the pattern repeats over the layers"),
+      enum_key(LT_KEY(model.linear_attention.variant), {"basic", "lightning", "retnet"},
+               "linear-attention variant; sets the defaults of feature_map, decay, output_norm, output_gate"),
+      int_key(LT_KEY(model.linear_attention.block_size), at_least(1),
+              "block length of the blockwise (Lightning-2) kernel"),
+      enum_key(LT_KEY(model.linear_attention.feature_map), {"", "identity", "elu1", "silu", "relu"},
+               "feature map on q and k; \"\" = the variant's (basic elu1, lightning silu, retnet identity)"),
+      word_or_float_key(LT_KEY(model.linear_attention.decay), {"", "none", "tnl", "retnet"}, open_closed(0, 1),
+                        "per-head decay: none, tnl (TransNormerLLM), retnet, or one lambda for all heads; "
+                        "\"\" = the variant's (basic none, lightning tnl, retnet retnet)"),
+      tristate_key(LT_KEY(model.linear_attention.output_norm),
+                   "RMSNorm of each head's output; -1 = the variant's (on for all three)"),
+      tristate_key(LT_KEY(model.linear_attention.output_gate),
+                   "output gate o * silu(x W_g); -1 = the variant's (basic off, lightning and retnet on)"),
+      float_key(LT_KEY(model.rms_norm_eps), above(0), "epsilon of every RMSNorm"),
+      float_key(LT_KEY(model.rope_theta), above(0), "RoPE base frequency of the softmax-attention layers"),
+      bool_key(LT_KEY(model.tie_word_embeddings), "share the embedding matrix with the output projection"),
+      float_key(LT_KEY(model.initializer_range), above(0), "standard deviation of the initial weights"),
+
+      enum_key(LT_KEY(data.kind), {"mqar", "text", "tokens"},
+               "training data: mqar (synthetic recall), text (bytes of data.path), tokens (token ids in data.path)"),
+      string_key(LT_KEY(data.path), nullptr,
+                 "text: a file or a directory of files; tokens: a token file; relative to the working directory"),
+      enum_key(LT_KEY(data.token_dtype), {"u16", "u32"},
+               "tokens: width of each id in the file (raw little-endian array or llm.c shard)"),
+      int_key(LT_KEY(data.seq_len), at_least(1), "tokens per sequence; a multiple of parallel.sequence"),
+      float_key(LT_KEY(data.valid_fraction), closed_open(0, 1),
+                "text, tokens: fraction of the data held out for evaluation"),
+      int_key(LT_KEY(data.mqar_pairs), at_least(1), "mqar: key-value pairs per sequence"),
+      int_key(LT_KEY(data.mqar_queries), at_least(0), "mqar: queries per sequence; 0 = mqar_pairs"),
+
+      int_key(LT_KEY(train.steps), at_least(1), "optimizer steps"),
+      int_key(LT_KEY(train.micro_batch), at_least(1), "sequences per data-parallel group in one forward/backward"),
+      int_key(LT_KEY(train.grad_accum), at_least(1), "micro-batches whose gradients are summed per optimizer step"),
+      float_key(LT_KEY(train.grad_clip), at_least(0), "clip the global gradient norm to this; 0 = off"),
+      int_key(LT_KEY(train.log_every), at_least(1), "print a progress line every N steps (and at the last)"),
+      int_key(LT_KEY(train.eval_every), at_least(0), "evaluate every N steps; 0 = only at the end"),
+      int_key(LT_KEY(train.eval_batches), at_least(1), "batches per evaluation"),
+      int_key(LT_KEY(train.export_every), at_least(0), "write model.safetensors every N steps; 0 = only at the end"),
+
+      int_key(LT_KEY(parallel.sequence), at_least(1),
+              "sequence-parallel (LASP-2) ranks per group; world size = sequence x data"),
+      int_key(LT_KEY(parallel.data), at_least(1), "data-parallel groups"),
+
+      enum_key(LT_KEY(precision.compute), {"fp32", "bf16"}, "dtype of activations and matmul inputs"),
+      bool_key(LT_KEY(precision.fp8.enabled), "FP8 matmuls in the linear layers"),
+      enum_key(LT_KEY(precision.fp8.recipe), {"delayed", "current", "blockwise"},
+               "FP8 scaling: delayed (from the amax history), current (this step's amax), blockwise (per block)"),
+      enum_key(LT_KEY(precision.fp8.format), {"hybrid", "e4m3"},
+               "hybrid: e4m3 forward and e5m2 gradients; e4m3: e4m3 for both"),
+      int_key(LT_KEY(precision.fp8.amax_history_len), at_least(1), "delayed recipe: steps of amax history kept"),
+      int_key(LT_KEY(precision.fp8.margin), at_least(0), "FP8 scales leave 2^margin of headroom"),
+
+      enum_key(LT_KEY(optim.name), {"adamw"}, "optimizer"),
+      float_key(LT_KEY(optim.lr), above(0), "peak learning rate; the schedule scales it"),
+      float_key(LT_KEY(optim.weight_decay), at_least(0), "decoupled weight decay of the weight matrices"),
+      float_list_key(LT_KEY(optim.betas), 2, closed_open(0, 1), "AdamW decay rates of the two moments"),
+      float_key(LT_KEY(optim.eps), above(0), "AdamW epsilon added to the denominator"),
+
+      enum_key(LT_KEY(schedule.kind), {"cosine", "constant", "linear"},
+               "learning-rate decay after warm-up, from optim.lr to optim.lr * min_lr_ratio"),
+      int_key(LT_KEY(schedule.warmup_steps), at_least(0), "steps of linear warm-up to optim.lr"),
+      float_key(LT_KEY(schedule.min_lr_ratio), closed(0, 1),
+                "final learning rate as a fraction of optim.lr (cosine, linear)"),
+
+      int_key(LT_KEY(checkpoint.every), at_least(0), "save a checkpoint every N steps; 0 = never"),
+      int_key(LT_KEY(checkpoint.keep), at_least(1), "complete checkpoints kept; older ones are deleted"),
+      bool_key(LT_KEY(checkpoint.async), "save in the background while training goes on"),
+      string_key(LT_KEY(checkpoint.service), service_check,
+                 "checkpoint service: none (the trainer writes files), local (one on this node) or HOST:PORT"),
+      string_key(LT_KEY(checkpoint.dir), nullptr, "checkpoint directory; \"\" = <out_dir>/checkpoints"),
+
+      string_key(LT_KEY(resume), resume_check,
+                 "auto (the newest complete checkpoint, if any), none (start fresh) or a checkpoint path"),
+  };
+}
+
+#undef LT_KEY
+
+}  // namespace
+
+// ---- NumberRange ------------------------------------------------------------------
+bool NumberRange::bounded() const { return std::isfinite(lo) || std::isfinite(hi); }
+
+bool NumberRange::contains(double x) const {
+  if (lo_open ? !(x > lo) : !(x >= lo)) return false;
+  return hi_open ? x < hi : x <= hi;
+}
+
+namespace {
+// Range ends print like the numbers a user types: 1, 0.5, 65535.
+std::string format_bound(double x) {
+  if (std::abs(x) < 1e15 && x == std::floor(x)) return std::to_string(static_cast<int64_t>(x));
+  return format_float(x);
+}
+}  // namespace
+
+std::string NumberRange::describe() const {
+  if (!bounded()) return "";
+  if (!std::isfinite(hi)) return str_cat(lo_open ? "> " : ">= ", format_bound(lo));
+  if (!std::isfinite(lo)) return str_cat(hi_open ? "< " : "<= ", format_bound(hi));
+  return str_cat("in ", lo_open ? "(" : "[", format_bound(lo), ", ", format_bound(hi), hi_open ? ")" : "]");
+}
+
+// ---- KeySpec ----------------------------------------------------------------------
+std::string KeySpec::leaf() const {
+  const size_t dot = name.rfind('.');
+  return dot == std::string::npos ? name : name.substr(dot + 1);
+}
+
+std::string KeySpec::section() const {
+  const size_t dot = name.rfind('.');
+  return dot == std::string::npos ? "" : name.substr(0, dot);
+}
+
+namespace {
+std::string join_choices(const std::vector<std::string>& choices) {
+  std::string out;
+  for (const std::string& c : choices) out += (out.empty() ? "" : ", ") + yaml_quote(c);
+  return out;
+}
+}  // namespace
+
+std::string KeySpec::type_text() const {
+  const std::string r = range.describe();
+  switch (type) {
+    case KeyType::kInt:
+    case KeyType::kUInt64: return r.empty() ? "int" : "int, " + r;
+    case KeyType::kFloat: return r.empty() ? "float" : "float, " + r;
+    case KeyType::kBool: return "bool";
+    case KeyType::kString: return "string";
+    case KeyType::kEnum: return "enum: " + join_choices(choices);
+    case KeyType::kTriState: return "-1, false or true";
+    case KeyType::kFloatList: return str_cat("list of ", list_len, " floats, each ", r);
+    case KeyType::kWordOrFloat: return str_cat("string or number: ", join_choices(choices), ", or a float ", r);
+  }
+  return "";
+}
+
+std::string KeySpec::format(const Value& v) const {
+  switch (type) {
+    case KeyType::kInt: return std::to_string(std::get<int64_t>(v));
+    case KeyType::kUInt64: return std::to_string(std::get<uint64_t>(v));
+    case KeyType::kFloat: return format_float(std::get<double>(v));
+    case KeyType::kBool: return std::get<bool>(v) ? "true" : "false";
+    case KeyType::kString:
+    case KeyType::kEnum: return yaml_quote(std::get<std::string>(v));
+    case KeyType::kTriState: {
+      const int64_t t = std::get<int64_t>(v);
+      return t < 0 ? "-1" : t == 0 ? "false" : "true";
+    }
+    case KeyType::kFloatList: {
+      std::string out = "[";
+      for (double x : std::get<std::vector<double>>(v)) out += (out.size() > 1 ? ", " : "") + format_float(x);
+      return out + "]";
+    }
+    case KeyType::kWordOrFloat: {
+      const std::string& s = std::get<std::string>(v);
+      for (const std::string& c : choices)
+        if (s == c) return yaml_quote(s);
+      return s;  // a number, stored in format_float's form
+    }
+  }
+  return "";
+}
+
+const std::vector<KeySpec>& run_config_keys() {
+  static const std::vector<KeySpec> keys = build_table();
+  return keys;
+}
+
+const KeySpec* find_key(const std::string& name) {
+  static const std::unordered_map<std::string, const KeySpec*> index = [] {
+    std::unordered_map<std::string, const KeySpec*> m;
+    for (const KeySpec& k : run_config_keys()) m[k.name] = &k;
+    return m;
+  }();
+  const auto it = index.find(name);
+  return it == index.end() ? nullptr : it->second;
+}
+
+// ---- YAML text of values ------------------------------------------------------------
+std::string format_float(double x) {
+  if (std::isnan(x)) return ".nan";
+  if (std::isinf(x)) return x > 0 ? ".inf" : "-.inf";
+  char buf[40];
+  int digits = 1;
+  for (; digits < 17; ++digits) {
+    std::snprintf(buf, sizeof buf, "%.*g", digits, x);
+    if (std::strtod(buf, nullptr) == x) break;
+  }
+  std::snprintf(buf, sizeof buf, "%.*g", digits, x);
+  std::string s = buf;
+  size_t e = s.find('e');
+  if (e != std::string::npos) {
+    const int exp10 = std::atoi(s.c_str() + e + 1);
+    if (exp10 >= -4 && exp10 < 16) {  // positional is short enough: 10000.0, not 1.0e+4
+      std::snprintf(buf, sizeof buf, "%.*g", std::max(digits, exp10 + 1), x);
+      s = buf;
+      e = std::string::npos;
+    }
+  }
+  if (e == std::string::npos) return s.find('.') == std::string::npos ? s + ".0" : s;
+  // 1e-05 -> 1.0e-5: a '.' and a signed exponent read as a float in YAML 1.1 too.
+  std::string mantissa = s.substr(0, e);
+  if (mantissa.find('.') == std::string::npos) mantissa += ".0";
+  const char sign = s[e + 1];
+  const size_t first_digit = s.find_first_not_of('0', e + 2);
+  return mantissa + "e" + sign + s.substr(first_digit);
+}
+
+namespace {
+bool plain_safe(const std::string& s) {
+  if (s.empty()) return false;
+  const char c0 = s[0];
+  if (!(std::isalpha(static_cast<unsigned char>(c0)) || c0 == '_' || c0 == '/' || c0 == '.')) return false;
+  for (char c : s)
+    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '/' || c == '.' || c == '-' || c == ':'))
+      return false;
+  if (s.back() == ':') return false;
+  std::string lower;
+  for (char c : s) lower += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  // Words YAML 1.1 or 1.2 read as booleans, null, infinity or NaN.
+  for (const char* w : {"true", "false", "yes", "no", "on", "off", "y", "n", "null", ".inf", ".nan"})
+    if (lower == w) return false;
+  return true;
+}
+}  // namespace
+
+std::string yaml_quote(const std::string& s) {
+  if (plain_safe(s)) return s;
+  std::string out = "\"";
+  for (char c : s) {
+    const unsigned char u = static_cast<unsigned char>(c);
+    if (c == '"' || c == '\\') {
+      out += '\\';
+      out += c;
+    } else if (c == '\n') {
+      out += "\\n";
+    } else if (c == '\t') {
+      out += "\\t";
+    } else if (u < 0x20 || u == 0x7f) {
+      char buf[8];
+      std::snprintf(buf, sizeof buf, "\\x%02x", u);
+      out += buf;
+    } else {
+      out += c;
+    }
+  }
+  return out + "\"";
+}
+
+}  // namespace lintrain::config

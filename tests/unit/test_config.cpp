@@ -1,0 +1,599 @@
+// The run file: defaults, a full file, every class of error (with its line and
+// suggestion), --set overrides, the README table and the YAML round trip.
+// Configs are compared field by field by a hand-written helper, not through the
+// key table, so a member the table forgets shows up as a failed round trip.
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "runtime/config/config.h"
+#include "runtime/config/schema.h"
+#include "runtime/error.h"
+
+using namespace lintrain;
+namespace fs = std::filesystem;
+
+namespace {
+
+// A fresh directory under the test temp dir, removed at the end of the test.
+class TempDir {
+ public:
+  TempDir() {
+    std::string tmpl = testing::TempDir() + "lintrain_config_XXXXXX";
+    path_ = mkdtemp(tmpl.data());
+  }
+  ~TempDir() {
+    std::error_code ec;
+    fs::remove_all(path_, ec);
+  }
+  std::string file(const std::string& name, const std::string& text) const {
+    const std::string p = path_ + "/" + name;
+    std::ofstream(p) << text;
+    return p;
+  }
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
+RunConfig parse(const std::string& yaml, const std::vector<std::string>& overrides = {}) {
+  return parse_run_config(yaml, overrides, "run.yaml");
+}
+
+// The ConfigError message of `f`, checked to be one line; "" (and a failure) if it does not throw.
+std::string error_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const ConfigError& e) {
+    const std::string msg = e.what();
+    EXPECT_EQ(msg.find('\n'), std::string::npos) << "message is not one line: " << msg;
+    return msg;
+  }
+  ADD_FAILURE() << "expected a ConfigError";
+  return "";
+}
+
+std::string parse_error(const std::string& yaml, const std::vector<std::string>& overrides = {}) {
+  return error_of([&] { parse(yaml, overrides); });
+}
+
+#define EXPECT_CONTAINS(haystack, needle) \
+  EXPECT_NE(std::string(haystack).find(needle), std::string::npos) << "missing '" << (needle) << "' in: " << (haystack)
+
+// Every member, spelled out (not through the schema).
+void expect_same(const RunConfig& a, const RunConfig& b) {
+  EXPECT_EQ(a.run.name, b.run.name);
+  EXPECT_EQ(a.run.out_dir, b.run.out_dir);
+  EXPECT_EQ(a.run.seed, b.run.seed);
+  EXPECT_EQ(a.run.threads, b.run.threads);
+  const ModelConfig &m = a.model, &n = b.model;
+  EXPECT_EQ(m.vocab_size, n.vocab_size);
+  EXPECT_EQ(m.hidden_size, n.hidden_size);
+  EXPECT_EQ(m.num_hidden_layers, n.num_hidden_layers);
+  EXPECT_EQ(m.num_attention_heads, n.num_attention_heads);
+  EXPECT_EQ(m.num_key_value_heads, n.num_key_value_heads);
+  EXPECT_EQ(m.intermediate_size, n.intermediate_size);
+  EXPECT_EQ(m.layer_pattern, n.layer_pattern);
+  EXPECT_EQ(m.linear_attention.variant, n.linear_attention.variant);
+  EXPECT_EQ(m.linear_attention.block_size, n.linear_attention.block_size);
+  EXPECT_EQ(m.linear_attention.feature_map, n.linear_attention.feature_map);
+  EXPECT_EQ(m.linear_attention.decay, n.linear_attention.decay);
+  EXPECT_EQ(m.linear_attention.output_norm, n.linear_attention.output_norm);
+  EXPECT_EQ(m.linear_attention.output_gate, n.linear_attention.output_gate);
+  EXPECT_EQ(m.rms_norm_eps, n.rms_norm_eps);
+  EXPECT_EQ(m.rope_theta, n.rope_theta);
+  EXPECT_EQ(m.tie_word_embeddings, n.tie_word_embeddings);
+  EXPECT_EQ(m.initializer_range, n.initializer_range);
+  EXPECT_EQ(a.data.kind, b.data.kind);
+  EXPECT_EQ(a.data.path, b.data.path);
+  EXPECT_EQ(a.data.token_dtype, b.data.token_dtype);
+  EXPECT_EQ(a.data.seq_len, b.data.seq_len);
+  EXPECT_EQ(a.data.valid_fraction, b.data.valid_fraction);
+  EXPECT_EQ(a.data.mqar_pairs, b.data.mqar_pairs);
+  EXPECT_EQ(a.data.mqar_queries, b.data.mqar_queries);
+  EXPECT_EQ(a.train.steps, b.train.steps);
+  EXPECT_EQ(a.train.micro_batch, b.train.micro_batch);
+  EXPECT_EQ(a.train.grad_accum, b.train.grad_accum);
+  EXPECT_EQ(a.train.grad_clip, b.train.grad_clip);
+  EXPECT_EQ(a.train.log_every, b.train.log_every);
+  EXPECT_EQ(a.train.eval_every, b.train.eval_every);
+  EXPECT_EQ(a.train.eval_batches, b.train.eval_batches);
+  EXPECT_EQ(a.train.export_every, b.train.export_every);
+  EXPECT_EQ(a.parallel.sequence, b.parallel.sequence);
+  EXPECT_EQ(a.parallel.data, b.parallel.data);
+  EXPECT_EQ(a.precision.compute, b.precision.compute);
+  EXPECT_EQ(a.precision.fp8.enabled, b.precision.fp8.enabled);
+  EXPECT_EQ(a.precision.fp8.recipe, b.precision.fp8.recipe);
+  EXPECT_EQ(a.precision.fp8.format, b.precision.fp8.format);
+  EXPECT_EQ(a.precision.fp8.amax_history_len, b.precision.fp8.amax_history_len);
+  EXPECT_EQ(a.precision.fp8.margin, b.precision.fp8.margin);
+  EXPECT_EQ(a.optim.name, b.optim.name);
+  EXPECT_EQ(a.optim.lr, b.optim.lr);
+  EXPECT_EQ(a.optim.weight_decay, b.optim.weight_decay);
+  EXPECT_EQ(a.optim.betas, b.optim.betas);
+  EXPECT_EQ(a.optim.eps, b.optim.eps);
+  EXPECT_EQ(a.schedule.kind, b.schedule.kind);
+  EXPECT_EQ(a.schedule.warmup_steps, b.schedule.warmup_steps);
+  EXPECT_EQ(a.schedule.min_lr_ratio, b.schedule.min_lr_ratio);
+  EXPECT_EQ(a.checkpoint.every, b.checkpoint.every);
+  EXPECT_EQ(a.checkpoint.keep, b.checkpoint.keep);
+  EXPECT_EQ(a.checkpoint.async, b.checkpoint.async);
+  EXPECT_EQ(a.checkpoint.service, b.checkpoint.service);
+  EXPECT_EQ(a.checkpoint.dir, b.checkpoint.dir);
+  EXPECT_EQ(a.resume, b.resume);
+}
+
+// A file that sets every key to a value other than its default.
+std::string full_file(const std::string& data_path) {
+  return "# a full run file\n"
+         "run:\n"
+         "  name: full\n"
+         "  out_dir: runs/full\n"
+         "  seed: 18446744073709551615  # 2^64 - 1\n"
+         "  threads: 2\n"
+         "model:\n"
+         "  vocab_size: 512\n"
+         "  hidden_size: 192\n"
+         "  num_hidden_layers: 6\n"
+         "  num_attention_heads: 6\n"
+         "  num_key_value_heads: 2\n"
+         "  intermediate_size: 512\n"
+         "  layer_pattern: LS\n"
+         "  linear_attention: {variant: retnet, block_size: 32, feature_map: relu, decay: 0.990,\n"
+         "                     output_norm: false, output_gate: 1}\n"
+         "  rms_norm_eps: 1.0e-6\n"
+         "  rope_theta: 500000\n"
+         "  tie_word_embeddings: true\n"
+         "  initializer_range: 0.01\n"
+         "data:\n"
+         "  kind: tokens\n"
+         "  path: " + data_path + "\n"
+         "  token_dtype: u32\n"
+         "  seq_len: 1024\n"
+         "  valid_fraction: 0.1\n"
+         "  mqar_pairs: 16\n"
+         "  mqar_queries: 4\n"
+         "train: {steps: 1000, micro_batch: 8, grad_accum: 4, grad_clip: 0.5, log_every: 10,\n"
+         "        eval_every: 100, eval_batches: 8, export_every: 500}\n"
+         "parallel: {sequence: 4, data: 2}\n"
+         "precision:\n"
+         "  compute: bf16\n"
+         "  fp8: {enabled: true, recipe: blockwise, format: e4m3, amax_history_len: 16, margin: 1}\n"
+         "optim: {name: adamw, lr: 3.0e-4, weight_decay: 0.1, betas: [0.9, 0.95], eps: 1e-10}\n"
+         "schedule: {kind: linear, warmup_steps: 100, min_lr_ratio: 0}\n"
+         "checkpoint: {every: 100, keep: 5, async: false, service: 'ckpt-host:50051', dir: /ckpt/full}\n"
+         "resume: auto\n";
+}
+
+}  // namespace
+
+// ---- defaults -------------------------------------------------------------------------
+
+TEST(ConfigDefaults, EmptyDocumentGivesTheStructDefaults) {
+  // The default data.kind is text, which needs a data.path: the empty file
+  // alone is rejected with the fix, and is the struct defaults once it has one.
+  EXPECT_CONTAINS(parse_error(""), "data.path is empty");
+  TempDir dir;
+  const std::string corpus = dir.file("corpus.txt", "hello world\n");
+  RunConfig want;
+  want.data.path = corpus;
+  expect_same(parse("", {"data.path=" + corpus}), want);
+  // Sections that are present but empty change nothing either.
+  expect_same(parse("run:\nmodel:\n  linear_attention:\ndata: {path: " + corpus + "}\n"), want);
+  // data.kind: mqar needs no data; everything else stays at its default.
+  RunConfig mqar;
+  mqar.data.kind = "mqar";
+  expect_same(parse("data: {kind: mqar}\n"), mqar);
+  EXPECT_EQ(parse("data: {kind: mqar}\n").source, "run.yaml");
+}
+
+TEST(ConfigDefaults, EveryDefaultIsAValidValueOfItsKey) {
+  // Writing each key's documented default back through --set is accepted and
+  // changes nothing: no default lies outside its own range or choices.
+  RunConfig mqar;
+  mqar.data.kind = "mqar";
+  for (const config::KeySpec& k : config::run_config_keys()) {
+    std::string text = k.format(k.read(mqar));
+    SCOPED_TRACE(k.name + "=" + text);
+    expect_same(parse("data: {kind: mqar}\n", {k.name + "=" + text}), mqar);
+  }
+}
+
+TEST(ConfigDefaults, TableHasOneRowPerKeyInSchemaOrder) {
+  const std::string md = config_reference_markdown();
+  EXPECT_EQ(md.rfind("| key | type | default | meaning |\n|---|---|---|---|\n", 0), 0u);
+  size_t pos = 0, rows = 0;
+  std::set<std::string> names;
+  for (const config::KeySpec& k : config::run_config_keys()) {
+    const size_t at = md.find("| `" + k.name + "` |", pos);
+    ASSERT_NE(at, std::string::npos) << k.name << " missing or out of order";
+    pos = at + 1;
+    ++rows;
+    EXPECT_TRUE(names.insert(k.name).second) << "duplicate key " << k.name;
+    EXPECT_FALSE(k.meaning.empty()) << k.name;
+  }
+  EXPECT_EQ(static_cast<size_t>(std::count(md.begin(), md.end(), '\n')), rows + 2);
+  // Spot checks of rows against config.h, written out by hand.
+  EXPECT_CONTAINS(md, "| `model.hidden_size` | int, >= 1 | `256` |");
+  EXPECT_CONTAINS(md, "| `model.rms_norm_eps` | float, > 0 | `1.0e-5` |");
+  EXPECT_CONTAINS(md, "| `optim.betas` | list of 2 floats, each in [0, 1) | `[0.9, 0.999]` |");
+  EXPECT_CONTAINS(md, "| `data.kind` | enum: mqar, text, tokens | `text` |");
+  EXPECT_CONTAINS(md, "| `model.linear_attention.decay` | string or number: \"\", none, tnl, retnet, or a float in (0, 1] | `\"\"` |");
+  EXPECT_CONTAINS(md, "| `schedule.min_lr_ratio` | float, in [0, 1] | `0.1` |");
+  EXPECT_CONTAINS(md, "| `resume` | string | `none` |");
+  // At least these keys the optimizer and launcher read.
+  for (const char* key : {"optim.name", "optim.lr", "optim.weight_decay", "optim.eps", "run.threads",
+                          "checkpoint.service", "precision.fp8.margin", "model.linear_attention.output_gate"})
+    EXPECT_NE(config::find_key(key), nullptr) << key;
+}
+
+TEST(ConfigDefaults, SectionsAreContiguousInTheTable) {
+  // config_to_yaml opens each section once; a section split across the table
+  // would write it twice (a duplicate key when read back).
+  std::vector<std::string> closed;
+  std::string current = "\x01";
+  for (const config::KeySpec& k : config::run_config_keys()) {
+    const std::string top = k.name.substr(0, k.name.find('.'));
+    if (top != current) {
+      EXPECT_EQ(std::find(closed.begin(), closed.end(), top), closed.end()) << top << " reopened at " << k.name;
+      closed.push_back(current);
+      current = top;
+    }
+  }
+}
+
+// ---- a full file ----------------------------------------------------------------------
+
+TEST(ConfigParse, FullFileSetsEveryKey) {
+  TempDir dir;
+  const std::string tokens = dir.file("train.bin", std::string(64, '\0'));
+  const std::string path = dir.file("run.yaml", full_file(tokens));
+  const RunConfig c = load_run_config(path);
+  EXPECT_EQ(c.source, path);
+  EXPECT_EQ(c.run.name, "full");
+  EXPECT_EQ(c.run.out_dir, "runs/full");
+  EXPECT_EQ(c.run.seed, 18446744073709551615ull);
+  EXPECT_EQ(c.run.threads, 2);
+  EXPECT_EQ(c.model.vocab_size, 512);
+  EXPECT_EQ(c.model.hidden_size, 192);
+  EXPECT_EQ(c.model.num_hidden_layers, 6);
+  EXPECT_EQ(c.model.num_attention_heads, 6);
+  EXPECT_EQ(c.model.num_key_value_heads, 2);
+  EXPECT_EQ(c.model.intermediate_size, 512);
+  EXPECT_EQ(c.model.layer_pattern, "LS");
+  EXPECT_EQ(c.model.linear_attention.variant, "retnet");
+  EXPECT_EQ(c.model.linear_attention.block_size, 32);
+  EXPECT_EQ(c.model.linear_attention.feature_map, "relu");
+  EXPECT_EQ(c.model.linear_attention.decay, "0.99");  // one spelling per number
+  EXPECT_EQ(c.model.linear_attention.output_norm, 0);
+  EXPECT_EQ(c.model.linear_attention.output_gate, 1);
+  EXPECT_EQ(c.model.rms_norm_eps, 1.0e-6);
+  EXPECT_EQ(c.model.rope_theta, 500000.0);
+  EXPECT_TRUE(c.model.tie_word_embeddings);
+  EXPECT_EQ(c.model.initializer_range, 0.01);
+  EXPECT_EQ(c.data.kind, "tokens");
+  EXPECT_EQ(c.data.path, tokens);
+  EXPECT_EQ(c.data.token_dtype, "u32");
+  EXPECT_EQ(c.data.seq_len, 1024);
+  EXPECT_EQ(c.data.valid_fraction, 0.1);
+  EXPECT_EQ(c.data.mqar_pairs, 16);
+  EXPECT_EQ(c.data.mqar_queries, 4);
+  EXPECT_EQ(c.train.steps, 1000);
+  EXPECT_EQ(c.train.micro_batch, 8);
+  EXPECT_EQ(c.train.grad_accum, 4);
+  EXPECT_EQ(c.train.grad_clip, 0.5);
+  EXPECT_EQ(c.train.log_every, 10);
+  EXPECT_EQ(c.train.eval_every, 100);
+  EXPECT_EQ(c.train.eval_batches, 8);
+  EXPECT_EQ(c.train.export_every, 500);
+  EXPECT_EQ(c.parallel.sequence, 4);
+  EXPECT_EQ(c.parallel.data, 2);
+  EXPECT_EQ(c.precision.compute, "bf16");
+  EXPECT_TRUE(c.precision.fp8.enabled);
+  EXPECT_EQ(c.precision.fp8.recipe, "blockwise");
+  EXPECT_EQ(c.precision.fp8.format, "e4m3");
+  EXPECT_EQ(c.precision.fp8.amax_history_len, 16);
+  EXPECT_EQ(c.precision.fp8.margin, 1);
+  EXPECT_EQ(c.optim.name, "adamw");
+  EXPECT_EQ(c.optim.lr, 3.0e-4);
+  EXPECT_EQ(c.optim.weight_decay, 0.1);
+  EXPECT_EQ(c.optim.betas, (std::vector<double>{0.9, 0.95}));
+  EXPECT_EQ(c.optim.eps, 1e-10);
+  EXPECT_EQ(c.schedule.kind, "linear");
+  EXPECT_EQ(c.schedule.warmup_steps, 100);
+  EXPECT_EQ(c.schedule.min_lr_ratio, 0.0);
+  EXPECT_EQ(c.checkpoint.every, 100);
+  EXPECT_EQ(c.checkpoint.keep, 5);
+  EXPECT_FALSE(c.checkpoint.async);
+  EXPECT_EQ(c.checkpoint.service, "ckpt-host:50051");
+  EXPECT_EQ(c.checkpoint.dir, "/ckpt/full");
+  EXPECT_EQ(c.resume, "auto");
+}
+
+TEST(ConfigParse, TextDataAcceptsAFileOrADirectory) {
+  TempDir dir;
+  const std::string file = dir.file("a.txt", "abc");
+  EXPECT_EQ(parse("data: {path: " + file + "}\n").data.path, file);
+  EXPECT_EQ(parse("data: {path: " + dir.path() + "}\n").data.path, dir.path());
+  // tokens reads one file, not a directory.
+  EXPECT_CONTAINS(parse_error("data: {kind: tokens, path: " + dir.path() + "}\n"), "is not a regular file");
+}
+
+TEST(ConfigParse, RelativeDataPathsResolveFromTheWorkingDirectory) {
+  TempDir dir;
+  dir.file("rel.txt", "abc");
+  const fs::path old = fs::current_path();
+  fs::current_path(dir.path());
+  EXPECT_EQ(parse("data: {path: rel.txt}\n").data.path, "rel.txt");  // kept as written
+  const std::string err = parse_error("data: {path: missing.txt}\n");
+  fs::current_path(old);
+  EXPECT_CONTAINS(err, "run.yaml:1: data.path 'missing.txt' does not exist (relative to the working directory ");
+}
+
+TEST(ConfigParse, ValuesAreReadStrictlyByType) {
+  const std::string m = "data: {kind: mqar}\n";
+  EXPECT_EQ(parse(m + "optim: {lr: 1}\n").optim.lr, 1.0);  // an integer is a fine float
+  EXPECT_EQ(parse(m + "model: {linear_attention: {output_gate: true}}\n").model.linear_attention.output_gate, 1);
+  EXPECT_EQ(parse(m + "model: {linear_attention: {output_norm: -1}}\n").model.linear_attention.output_norm, -1);
+  EXPECT_EQ(parse(m + "checkpoint: {dir: }\n").checkpoint.dir, "");  // an empty value is ""
+  EXPECT_CONTAINS(parse_error(m + "model: {hidden_size: 128.0}\n"), "expected an integer, got '128.0'");
+  EXPECT_CONTAINS(parse_error(m + "train: {steps: 1e3}\n"), "expected an integer, got '1e3'");
+  EXPECT_CONTAINS(parse_error(m + "optim: {lr: 0x10}\n"), "expected a number, got '0x10'");
+  EXPECT_CONTAINS(parse_error(m + "optim: {lr: .nan}\n"), "expected a number, got '.nan'");
+  EXPECT_CONTAINS(parse_error(m + "model: {tie_word_embeddings: yes}\n"), "expected true or false, got 'yes'");
+  EXPECT_CONTAINS(parse_error(m + "model: {hidden_size: [1, 2]}\n"), "expected an integer, got a list");
+  EXPECT_CONTAINS(parse_error(m + "train: {steps: }\n"), "train.steps: expected an integer, got an empty value");
+  EXPECT_CONTAINS(parse_error(m + "model: {hidden_size: 99999999999}\n"), "does not fit in a 32-bit int");
+  EXPECT_CONTAINS(parse_error(m + "run: {seed: -1}\n"), "run.seed: must be >= 0, got -1");
+  EXPECT_CONTAINS(parse_error(m + "model: {linear_attention: {output_gate: 2}}\n"),
+                  "expected -1 (the variant's default), false (0) or true (1), got '2'");
+  EXPECT_CONTAINS(parse_error(m + "model: 5\n"), "run.yaml:2: model: expected a mapping of its keys (vocab_size, ");
+  EXPECT_CONTAINS(parse_error("- a\n- b\n"), "run.yaml:1: a run file is a mapping of sections");
+}
+
+// ---- errors ---------------------------------------------------------------------------
+
+TEST(ConfigErrors, UnknownKeySuggestsTheNearestKey) {
+  EXPECT_EQ(parse_error("data: {kind: mqar}\nmodel:\n  vocab_size: 256\n  hiden_size: 64\n"),
+            "run.yaml:4: unknown key 'model.hiden_size'; did you mean 'model.hidden_size'?");
+  EXPECT_EQ(parse_error("data: {kind: mqar}\nschedule: {warmup: 10}\n"),
+            "run.yaml:2: unknown key 'schedule.warmup'; did you mean 'schedule.warmup_steps'?");
+  EXPECT_EQ(parse_error("data: {kind: mqar}\nmodel: {linear_attention: {varaint: basic}}\n"),
+            "run.yaml:2: unknown key 'model.linear_attention.varaint'; did you mean 'model.linear_attention.variant'?");
+  // The right name in the wrong section.
+  EXPECT_EQ(parse_error("data: {kind: mqar}\ntrain:\n  seq_len: 64\n"),
+            "run.yaml:3: unknown key 'train.seq_len'; did you mean 'data.seq_len'?");
+  // Nothing close: the valid keys of that section.
+  EXPECT_CONTAINS(parse_error("data: {kind: mqar}\noptim: {momentum: 0.9}\n"),
+                  "run.yaml:2: unknown key 'optim.momentum'; valid keys in 'optim': name, lr, weight_decay, betas, eps");
+}
+
+TEST(ConfigErrors, UnknownSectionSuggestsTheNearestSection) {
+  EXPECT_EQ(parse_error("data: {kind: mqar}\nmodle:\n  hidden_size: 64\n"),
+            "run.yaml:2: unknown section 'modle'; did you mean 'model'?");
+  EXPECT_EQ(parse_error("data: {kind: mqar}\nfp8: {enabled: true}\n"),
+            "run.yaml:2: unknown section 'fp8'; did you mean 'precision.fp8'?");
+  EXPECT_EQ(parse_error("data: {kind: mqar}\nresum: auto\n"), "run.yaml:2: unknown key 'resum'; did you mean 'resume'?");
+  EXPECT_CONTAINS(parse_error("data: {kind: mqar}\nxyzzy: {a: 1}\n"),
+                  "run.yaml:2: unknown section 'xyzzy'; valid top-level names: run, model, data, train, parallel, "
+                  "precision, optim, schedule, checkpoint, resume");
+}
+
+TEST(ConfigErrors, WrongTypeNamesKeyLineAndValue) {
+  EXPECT_EQ(parse_error("data: {kind: mqar}\nmodel:\n  hidden_size: abc\n"),
+            "run.yaml:3: model.hidden_size: expected an integer, got 'abc'");
+}
+
+TEST(ConfigErrors, OutOfRangeNamesTheAllowedRange) {
+  EXPECT_EQ(parse_error("data: {kind: mqar}\nmodel:\n  hidden_size: -8\n"),
+            "run.yaml:3: model.hidden_size: must be >= 1, got -8");
+  EXPECT_EQ(parse_error("data: {kind: mqar, valid_fraction: 1.0}\n"),
+            "run.yaml:1: data.valid_fraction: must be in [0, 1), got 1.0");
+  EXPECT_EQ(parse_error("data: {kind: mqar}\noptim: {lr: 0}\n"), "run.yaml:2: optim.lr: must be > 0, got 0");
+  EXPECT_EQ(parse_error("data: {kind: mqar}\nschedule: {min_lr_ratio: 1.5}\n"),
+            "run.yaml:2: schedule.min_lr_ratio: must be in [0, 1], got 1.5");
+  EXPECT_EQ(parse_error("data: {kind: mqar}\ncheckpoint: {keep: 0}\n"), "run.yaml:2: checkpoint.keep: must be >= 1, got 0");
+  EXPECT_EQ(parse_error("data: {kind: mqar}\noptim:\n  betas:\n    - 0.9\n    - 1.0\n"),
+            "run.yaml:5: optim.betas[1]: must be in [0, 1), got 1.0");
+  EXPECT_CONTAINS(parse_error("data: {kind: mqar}\noptim: {betas: [0.9, 0.95, 0.99]}\n"),
+                  "optim.betas: expected a list of 2 numbers in [0, 1), got 3 numbers");
+  EXPECT_CONTAINS(parse_error("data: {kind: mqar}\noptim: {betas: 0.9}\n"), "like [0.9, 0.95], got '0.9'");
+  EXPECT_EQ(parse_error("data: {kind: mqar}\nmodel: {linear_attention: {decay: 1.5}}\n"),
+            "run.yaml:2: model.linear_attention.decay: must be in (0, 1], got 1.5");
+}
+
+TEST(ConfigErrors, BadEnumValueSuggestsAChoice) {
+  EXPECT_EQ(parse_error("data: {kind: txt}\n"),
+            "run.yaml:1: data.kind: expected one of mqar, text, tokens, got 'txt'; did you mean 'text'?");
+  EXPECT_EQ(parse_error("data: {kind: mqar}\noptim: {name: lion}\n"), "run.yaml:2: optim.name: expected adamw, got 'lion'");
+  EXPECT_CONTAINS(parse_error("data: {kind: mqar}\nmodel: {linear_attention: {decay: tln}}\n"),
+                  "got 'tln'; did you mean 'tnl'?");
+  EXPECT_CONTAINS(parse_error("data: {kind: mqar}\nmodel: {layer_pattern: LLXS}\n"),
+                  "run.yaml:2: model.layer_pattern: must be a non-empty string of L (linear attention) and S");
+  EXPECT_CONTAINS(parse_error("data: {kind: mqar}\ncheckpoint: {service: 'host:0'}\n"),
+                  "checkpoint.service: must be none, local or HOST:PORT");
+  EXPECT_CONTAINS(parse_error("data: {kind: mqar}\ncheckpoint: {service: host}\n"), "got 'host'");
+  EXPECT_EQ(parse("data: {kind: mqar}\ncheckpoint: {service: '[::1]:65535'}\n").checkpoint.service, "[::1]:65535");
+}
+
+TEST(ConfigErrors, HeadsMustDivideHiddenSize) {
+  // The line is the one the user set last of the two keys.
+  EXPECT_EQ(parse_error("data: {kind: mqar}\nmodel:\n  hidden_size: 100\n  num_attention_heads: 3\n"),
+            "run.yaml:4: model.hidden_size 100 is not divisible by model.num_attention_heads 3; use a hidden_size "
+            "of 96 or 102 (even head_dim) or another head count");
+  EXPECT_CONTAINS(parse_error("data: {kind: mqar}\nmodel: {num_attention_heads: 4, num_key_value_heads: 3}\n"),
+                  "run.yaml:2: model.num_attention_heads 4 is not divisible by model.num_key_value_heads 3; use one "
+                  "of 1, 2, 4");
+  EXPECT_CONTAINS(parse_error("data: {kind: mqar}\nmodel: {hidden_size: 12, num_attention_heads: 4}\n"),
+                  "= 12 / 4 = 3 must be even for RoPE");
+}
+
+TEST(ConfigErrors, DataRulesNameTheKeysAndTheFix) {
+  EXPECT_EQ(parse_error("data: {kind: text, path: /nonexistent/corpus.txt}\n"),
+            "run.yaml:1: data.path '/nonexistent/corpus.txt' does not exist; fix the path or use data.kind: mqar");
+  EXPECT_CONTAINS(parse_error("data: {kind: tokens}\n"), "data.path is empty; data.kind tokens needs a token file");
+  TempDir dir;
+  const std::string f = dir.file("c.txt", "x");
+  EXPECT_CONTAINS(parse_error("model: {vocab_size: 128}\ndata: {path: " + f + "}\n"),
+                  "run.yaml:1: model.vocab_size 128 is too small for data.kind text");
+  EXPECT_CONTAINS(parse_error("data: {path: " + f + ", valid_fraction: 0}\n"), "data.valid_fraction is 0");
+  EXPECT_CONTAINS(parse_error("data: {kind: mqar, seq_len: 20, mqar_pairs: 8}\n"),
+                  "data.seq_len 20 is too short for mqar with 8 pairs and 8 queries: it needs 2 * pairs + queries = 24");
+  EXPECT_CONTAINS(parse_error("model: {vocab_size: 16}\ndata: {kind: mqar, mqar_pairs: 8}\n"),
+                  "model.vocab_size 16 is too small for mqar with 8 pairs");
+  EXPECT_EQ(parse_error("data: {kind: mqar, seq_len: 100}\nparallel: {sequence: 3}\n"),
+            "run.yaml:2: data.seq_len 100 is not divisible by parallel.sequence 3 (each sequence-parallel rank takes "
+            "an equal chunk); use a seq_len of 99 or 102");
+}
+
+TEST(ConfigErrors, YamlSyntaxErrorNamesTheLine) {
+  const std::string e = parse_error("data: {kind: mqar}\nmodel:\n  hidden_size: [1, 2\n");
+  EXPECT_EQ(e.rfind("run.yaml:4:", 0), 0u) << e;  // yaml-cpp reports where the flow should have closed
+  EXPECT_CONTAINS(e, "YAML syntax error: end of sequence flow not found");
+  EXPECT_CONTAINS(parse_error("model:\n  hidden_size: 1\n bad: 2\n"), "run.yaml:3:2: YAML syntax error: ");
+}
+
+TEST(ConfigErrors, OneDocumentPerFile) {
+  EXPECT_EQ(parse_error("data: {kind: mqar}\n---\ntrain: {steps: 5}\n"),
+            "run.yaml: holds 2 YAML documents (separated by ---); a run file is one");
+  EXPECT_EQ(parse("---\ndata: {kind: mqar}\n").data.kind, "mqar");  // a leading --- is fine
+}
+
+TEST(ConfigErrors, DuplicateKeyNamesTheRepeat) {
+  EXPECT_EQ(parse_error("data: {kind: mqar}\nmodel:\n  hidden_size: 128\n  hidden_size: 256\n"),
+            "run.yaml:4: 'model.hidden_size' is given twice in the same mapping; keep one");
+}
+
+TEST(ConfigErrors, MissingOrUnreadableRunFile) {
+  TempDir dir;
+  const std::string missing = dir.path() + "/nope.yaml";
+  EXPECT_EQ(error_of([&] { load_run_config(missing); }),
+            "cannot open run file '" + missing + "': No such file or directory");
+  EXPECT_EQ(error_of([&] { load_run_config(dir.path()); }),
+            "cannot read run file '" + dir.path() + "': Is a directory");
+  // Errors inside a loaded file name the file.
+  const std::string bad = dir.file("bad.yaml", "data: {kind: mqar}\ntrain: {steps: 0}\n");
+  EXPECT_EQ(error_of([&] { load_run_config(bad); }), bad + ":2: train.steps: must be >= 1, got 0");
+}
+
+// ---- --set overrides --------------------------------------------------------------------
+
+TEST(ConfigOverrides, ApplyInOrderAfterTheFile) {
+  const std::string file = "data: {kind: mqar}\nmodel: {hidden_size: 128}\ntrain: {steps: 10}\n";
+  const RunConfig c = parse(file, {"model.hidden_size=64", "train.steps=20", "model.hidden_size=96",
+                                   "optim.betas=[0.9,0.95]", "optim.lr=3e-4", "model.tie_word_embeddings=true"});
+  EXPECT_EQ(c.model.hidden_size, 96);
+  EXPECT_EQ(c.train.steps, 20);
+  EXPECT_EQ(c.optim.betas, (std::vector<double>{0.9, 0.95}));
+  EXPECT_EQ(c.optim.lr, 3e-4);
+  EXPECT_TRUE(c.model.tie_word_embeddings);
+  // An override can repair a file that breaks a cross-field rule: the rules run after all overrides.
+  const RunConfig fixed = parse("data: {kind: mqar}\nmodel: {hidden_size: 100, num_attention_heads: 3}\n",
+                                {"model.hidden_size=96"});
+  EXPECT_EQ(fixed.model.hidden_size, 96);
+  // A whole section as a YAML mapping.
+  const RunConfig la = parse("data: {kind: mqar}\n", {"model.linear_attention={variant: basic, block_size: 32}"});
+  EXPECT_EQ(la.model.linear_attention.variant, "basic");
+  EXPECT_EQ(la.model.linear_attention.block_size, 32);
+}
+
+TEST(ConfigOverrides, StringValuesAreTakenVerbatim) {
+  TempDir dir;
+  const std::string odd = dir.file("my data #1: v2.txt", "abc");
+  EXPECT_EQ(parse("", {"data.path=" + odd}).data.path, odd);
+  EXPECT_EQ(parse("data: {kind: mqar}\n", {"run.name='quoted name'"}).run.name, "quoted name");
+  EXPECT_EQ(parse("data: {kind: mqar}\n", {"model.linear_attention.feature_map="}).model.linear_attention.feature_map,
+            "");
+  EXPECT_EQ(parse("data: {kind: mqar}\n", {" train.steps = 7"}).train.steps, 7);
+}
+
+TEST(ConfigOverrides, AreTypeCheckedAndNameTheOverride) {
+  const std::string m = "data: {kind: mqar}\n";
+  EXPECT_EQ(parse_error(m, {"model.hidden_size=abc"}),
+            "--set model.hidden_size=abc: model.hidden_size: expected an integer, got 'abc'");
+  EXPECT_EQ(parse_error(m, {"train.steps="}), "--set train.steps=: train.steps: expected an integer, got an empty value");
+  EXPECT_EQ(parse_error(m, {"model.hiden_size=64"}),
+            "--set model.hiden_size=64: unknown key 'model.hiden_size'; did you mean 'model.hidden_size'?");
+  EXPECT_EQ(parse_error(m, {"modle.hidden_size=64"}),
+            "--set modle.hidden_size=64: unknown key 'modle.hidden_size'; did you mean 'model.hidden_size'?");
+  EXPECT_EQ(parse_error(m, {"linear_attention.variant=basic"}),
+            "--set linear_attention.variant=basic: unknown key 'linear_attention.variant'; did you mean "
+            "'model.linear_attention.variant'?");
+  EXPECT_CONTAINS(parse_error(m, {"optim.betas=[0.9,"}), "--set optim.betas=[0.9,: the value is not valid YAML: ");
+  EXPECT_EQ(parse_error(m, {"optim.betas=[0.9,1.5]"}), "--set optim.betas=[0.9,1.5]: optim.betas[1]: must be in [0, 1), got 1.5");
+  // A cross-field rule broken by an override points at the override.
+  EXPECT_CONTAINS(parse_error(m, {"model.num_attention_heads=3"}),
+                  "--set model.num_attention_heads=3: model.hidden_size 256 is not divisible by model.num_attention_heads 3");
+}
+
+TEST(ConfigOverrides, MissingEqualsSaysHowToWriteIt) {
+  EXPECT_EQ(parse_error("data: {kind: mqar}\n", {"model.hidden_size"}),
+            "--set model.hidden_size: missing '='; write --set model.hidden_size=VALUE");
+  EXPECT_EQ(parse_error("data: {kind: mqar}\n", {"steps"}),
+            "--set steps: missing '='; write --set section.key=value, e.g. --set train.steps=50");
+  EXPECT_EQ(parse_error("data: {kind: mqar}\n", {"=3"}), "--set =3: missing the key before '='; write --set section.key=value");
+}
+
+// ---- YAML out -------------------------------------------------------------------------
+
+TEST(ConfigYaml, RoundTripsAFullConfig) {
+  TempDir dir;
+  const std::string tokens = dir.file("train.bin", std::string(64, '\0'));
+  const RunConfig a = load_run_config(dir.file("run.yaml", full_file(tokens)));
+  const std::string yaml = config_to_yaml(a);
+  const RunConfig b = parse_run_config(yaml, {}, "config.yaml");
+  expect_same(a, b);
+  // A fixed point, apart from the comment line naming where it came from.
+  const std::string again = config_to_yaml(b);
+  EXPECT_EQ(again.substr(again.find('\n')), yaml.substr(yaml.find('\n')));
+  EXPECT_EQ(again.rfind("# lintrain run file with every default filled in (from config.yaml)\n", 0), 0u);
+  EXPECT_CONTAINS(yaml, "\n  linear_attention:\n    variant: retnet\n");
+  EXPECT_CONTAINS(yaml, "\n    decay: 0.99\n");
+  EXPECT_CONTAINS(yaml, "\n  betas: [0.9, 0.95]\n");
+  EXPECT_CONTAINS(yaml, "\n  seed: 18446744073709551615\n");
+  EXPECT_CONTAINS(yaml, "\nresume: auto\n");
+}
+
+TEST(ConfigYaml, StringsThatLookLikeOtherTypesAreQuoted) {
+  for (const std::string name : {"yes", "123", "1.5e3", "null", "~", "a: b", "#x", "say \"hi\"", "back\\slash",
+                                 " lead", "", "- x", "[x]", "{x}", "tab\there", "ok-name_1.v2"}) {
+    SCOPED_TRACE(name);
+    RunConfig a;
+    a.data.kind = "mqar";
+    a.run.name = name.empty() ? "x" : name;  // run.name must not be empty
+    a.checkpoint.dir = name;
+    const RunConfig b = parse(config_to_yaml(a));
+    EXPECT_EQ(b.run.name, a.run.name);
+    EXPECT_EQ(b.checkpoint.dir, a.checkpoint.dir);
+  }
+  // Floats keep every bit.
+  RunConfig a;
+  a.data.kind = "mqar";
+  a.optim.lr = 0.1 + 0.2;
+  a.optim.eps = 1e-300;
+  a.model.rope_theta = 1e20;
+  a.optim.betas = {1.0 / 3.0, 0.999999};
+  const RunConfig b = parse(config_to_yaml(a));
+  EXPECT_EQ(b.optim.lr, a.optim.lr);
+  EXPECT_EQ(b.optim.eps, a.optim.eps);
+  EXPECT_EQ(b.model.rope_theta, a.model.rope_theta);
+  EXPECT_EQ(b.optim.betas, a.optim.betas);
+}
+
+TEST(ConfigYaml, FloatsAreWrittenAsYamlFloats) {
+  // A '.' or a signed exponent: read as floats by YAML 1.1 (PyYAML) as well as 1.2.
+  EXPECT_EQ(config::format_float(1e-5), "1.0e-5");
+  EXPECT_EQ(config::format_float(1e20), "1.0e+20");
+  EXPECT_EQ(config::format_float(10000.0), "10000.0");
+  EXPECT_EQ(config::format_float(0.001), "0.001");
+  EXPECT_EQ(config::format_float(0.0), "0.0");
+  EXPECT_EQ(config::format_float(-2.5), "-2.5");
+  EXPECT_EQ(config::format_float(0.1 + 0.2), "0.30000000000000004");
+}
