@@ -52,6 +52,14 @@ TrainResult train(const RunConfig& cfg, const TrainOptions& opts) {
   if (cfg.precision.fp8.enabled)
     throw ConfigError("precision.fp8.enabled: FP8 GEMMs are not available in this version of "
                       "lintrain; set precision.fp8.enabled=false");
+  if (cfg.checkpoint.every > 0)
+    throw ConfigError("checkpoint.every: checkpoints are not available in this version of "
+                      "lintrain; set checkpoint.every=0 (weights are still exported as "
+                      "model.safetensors, see train.export_every)");
+  if (cfg.resume != "none" && cfg.resume != "auto")
+    throw ConfigError(str_cat("resume: '", cfg.resume, "': resuming from a checkpoint is not "
+                              "available in this version of lintrain; use --init-from "
+                              "model.safetensors to start from exported weights"));
   set_num_threads(cfg.run.threads);
   std::filesystem::create_directories(cfg.run.out_dir);
   {

@@ -42,7 +42,11 @@ int g_threads = 0;
 }
 
 void set_num_threads(int n) {
-  if (n <= 0) n = omp_get_num_procs();
+  if (n <= 0) {
+    // 0 = OMP_NUM_THREADS when the launcher (or the user) set it, else every core.
+    const char* env = std::getenv("OMP_NUM_THREADS");
+    n = env && std::atoi(env) > 0 ? std::atoi(env) : omp_get_num_procs();
+  }
   g_threads = n;
   omp_set_num_threads(n);
   openblas_set_num_threads(n);

@@ -17,7 +17,8 @@ void gemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const fl
 // start: the trainer and benchmarks report achieved matmul GFLOP/s from it.
 uint64_t gemm_flops();
 
-// Number of threads for our OpenMP kernels and for BLAS (0 = all cores). The
+// Number of threads for our OpenMP kernels and for BLAS (0 = OMP_NUM_THREADS if
+// set, else all cores). The
 // training CLI sets it once from the cores the rank was given.
 void set_num_threads(int n);
 int num_threads();
