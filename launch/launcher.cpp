@@ -116,6 +116,10 @@ LaunchOptions parse_launch_args(int argc, char** argv, int first) {
     } else if ((arg == "--set" || arg == "--init-from") && i + 1 < argc) {
       o.train_args.push_back(arg);  // the option and its value go to train as they are
       o.train_args.push_back(argv[++i]);
+      if (arg == "--set") o.overrides.push_back(o.train_args.back());
+    } else if (arg.rfind("--set=", 0) == 0) {
+      o.train_args.push_back(arg);
+      o.overrides.push_back(arg.substr(6));
     } else {
       if (o.run_file.empty() && !arg.empty() && arg[0] != '-') o.run_file = arg;
       o.train_args.push_back(arg);
@@ -170,6 +174,9 @@ std::string shell_join(const std::vector<std::string>& argv) {
 
 int run_launch(int argc, char** argv) {
   const LaunchOptions opts = parse_launch_args(argc, argv, 2);
+  // The ranks validate the run file (`train`). Checking it here first, with
+  // load_run_config(opts.run_file, opts.overrides) and parallel.sequence x
+  // parallel.data == opts.nproc, would report a bad file once, not once per rank.
   const std::string mpirun = find_on_path("mpirun");
   if (mpirun.empty())
     throw Error("mpirun not found on PATH; lintrain launch needs Open MPI: install the Debian package "

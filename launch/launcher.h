@@ -32,6 +32,7 @@ struct LaunchOptions {
   int threads_per_rank = 0;             // OMP_NUM_THREADS per rank; 0 = max(1, cores / nproc)
   std::string run_file;                 // the first argument that is not an option
   std::vector<std::string> train_args;  // everything for `train`, in order, run file included
+  std::vector<std::string> overrides;   // the --set values among them (KEY=VALUE), in order
 };
 
 // Parses argv[first..argc) of `lintrain launch`. Throws lintrain::ConfigError

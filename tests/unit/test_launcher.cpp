@@ -38,6 +38,8 @@ TEST(Launcher, ForwardsEverythingButItsOwnOptionsToTrainInOrder) {
   const std::vector<std::string> want = {kRunFile, "--set", "train.steps=3", "--init-from", "w.safetensors",
                                          "--set=optim.lr=0.01"};
   EXPECT_EQ(o.train_args, want);
+  const std::vector<std::string> overrides = {"train.steps=3", "optim.lr=0.01"};
+  EXPECT_EQ(o.overrides, overrides);
 }
 
 TEST(Launcher, ASetValueIsNotTakenForTheRunFile) {
