@@ -83,5 +83,5 @@ stop_tree() {
 # train_losses METRICS_JSONL: "step loss" for every training line (no "kind"),
 # the loss exactly as written.
 train_losses() {
-  grep -v '"kind"' "$1" | sed -n 's/.*"step": \([0-9]*\).*"loss": \([^,}]*\).*/\1 \2/p'
+  { grep -v '"kind"' "$1" || true; } | sed -n 's/.*"step": \([0-9]*\).*"loss": \([^,}]*\).*/\1 \2/p'
 }

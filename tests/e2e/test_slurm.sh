@@ -36,7 +36,7 @@ eval "$(bash "$SLURM_LOCAL" env)"
 submit() {
   local name=$1 bin=$2
   shift 2
-  JOB_ID=$(cd "$REPO" && LINTRAIN_BIN="$bin" sbatch --parsable --job-name="$name" --nodes=1 \
+  JOB_ID=$(cd "$REPO" && LINTRAIN_BIN="$bin" timeout 30 sbatch --parsable --job-name="$name" --nodes=1 \
     --ntasks-per-node=2 --cpus-per-task=1 --time=10:00 --output="$WORK/$name.out" \
     examples/slurm/pretrain.sbatch "$@") || fail "$name: sbatch failed"
   note "$name: submitted job $JOB_ID"
@@ -46,17 +46,17 @@ submit() {
 # "JobState=... ExitCode=..." and WAITED_S.
 wait_job() {
   local name=$1 limit=$2 tenths=0
-  while [ -n "$(squeue -h -j "$JOB_ID" 2>/dev/null)" ] && [ "$tenths" -lt $((limit * 10)) ]; do
+  while [ -n "$(timeout 10 squeue -h -j "$JOB_ID" 2>/dev/null)" ] && [ "$tenths" -lt $((limit * 10)) ]; do
     sleep 0.2
     tenths=$((tenths + 2))
   done
   WAITED_S="$((tenths / 10)).$((tenths % 10))"
-  if [ -n "$(squeue -h -j "$JOB_ID" 2>/dev/null)" ]; then
-    scancel "$JOB_ID" || true
+  if [ -n "$(timeout 10 squeue -h -j "$JOB_ID" 2>/dev/null)" ]; then
+    timeout 10 scancel "$JOB_ID" || true
     cat "$WORK/$name.out" 2>/dev/null || true
     fail "$name: job $JOB_ID did not finish in ${limit}s"
   fi
-  JOB_STATE=$(scontrol show job "$JOB_ID" | grep -o 'JobState=[A-Z_]*\|ExitCode=[0-9:]*' | tr '\n' ' ')
+  JOB_STATE=$(timeout 10 scontrol show job "$JOB_ID" | grep -o 'JobState=[A-Z_]*\|ExitCode=[0-9:]*' | tr '\n' ' ' || true)
   JOB_STATE=${JOB_STATE% }
   cat "$WORK/$name.out" 2>/dev/null || true
   note "$name: job $JOB_ID ended after ${WAITED_S}s: $JOB_STATE"
@@ -80,7 +80,7 @@ if [ -n "$PROBE" ]; then
   submit probe-kill "$PROBE" examples/tiny.yaml --sleep 120
   for _ in $(seq 1 600); do
     grep -q "mpi_probe: allreduce ok 2" "$WORK/probe-kill.out" 2>/dev/null && break
-    [ -n "$(squeue -h -j "$JOB_ID" 2>/dev/null)" ] || break
+    [ -n "$(timeout 10 squeue -h -j "$JOB_ID" 2>/dev/null)" ] || break
     sleep 0.1
   done
   victim=$(sed -n 's/^mpi_probe: rank 1 of 2 pid \([0-9]*\) .*/\1/p' "$WORK/probe-kill.out")
@@ -105,6 +105,9 @@ OMP_NUM_THREADS=1 timeout "$JOB_LIMIT_S" "${MPIRUN[@]}" -np 2 "$LINTRAIN" train 
   "${ARGS[@]}" --set run.out_dir="$WORK/mpirun-run" >"$WORK/mpirun.out" 2>&1 || code=$?
 [ "$code" -eq 0 ] || { cat "$WORK/mpirun.out"; fail "mpirun -np 2 lintrain train exited with $code"; }
 
+for run in slurm-run mpirun-run; do
+  [ -s "$WORK/$run/metrics.jsonl" ] || fail "no $WORK/$run/metrics.jsonl (rank 0 writes it)"
+done
 train_losses "$WORK/slurm-run/metrics.jsonl" >"$WORK/slurm.losses"
 train_losses "$WORK/mpirun-run/metrics.jsonl" >"$WORK/mpirun.losses"
 [ "$(wc -l <"$WORK/slurm.losses")" -eq 5 ] || fail "the Slurm run logged $(wc -l <"$WORK/slurm.losses") steps, want 5"
