@@ -1,0 +1,235 @@
+// `lintrain launch`: builds the mpirun command, runs it as a child and returns
+// its exit status. mpirun is a child rather than exec'd so that the launcher
+// can later run services beside the ranks (the checkpoint service) and stop
+// them when the job ends.
+#include "launch/launcher.h"
+
+#include <sched.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <climits>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <thread>
+
+#include "runtime/error.h"
+
+namespace lintrain {
+namespace {
+
+int parse_positive(const std::string& flag, const std::string& text) {
+  char* end = nullptr;
+  errno = 0;
+  const long v = std::strtol(text.c_str(), &end, 10);
+  if (text.empty() || *end != '\0' || errno != 0 || v < 1 || v > INT_MAX)
+    throw ConfigError(str_cat(flag, " needs a positive whole number, got '", text, "' (e.g. ", flag, " 2)"));
+  return static_cast<int>(v);
+}
+
+// Cores this process may run on (its affinity mask: taskset, cgroup cpusets).
+int usable_cores() {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  if (sched_getaffinity(0, sizeof set, &set) == 0 && CPU_COUNT(&set) > 0) return CPU_COUNT(&set);
+  return std::max(1u, std::thread::hardware_concurrency());
+}
+
+std::string find_on_path(const std::string& name) {
+  const char* path = std::getenv("PATH");
+  std::string dirs = path ? path : "/usr/local/bin:/usr/bin:/bin";
+  size_t start = 0;
+  while (start <= dirs.size()) {
+    size_t end = dirs.find(':', start);
+    if (end == std::string::npos) end = dirs.size();
+    const std::string dir = end > start ? dirs.substr(start, end - start) : ".";
+    const std::string candidate = dir + "/" + name;
+    struct stat st;
+    if (stat(candidate.c_str(), &st) == 0 && S_ISREG(st.st_mode) && access(candidate.c_str(), X_OK) == 0)
+      return candidate;
+    start = end + 1;
+  }
+  return "";
+}
+
+// The options below (--oversubscribe, --bind-to, -x) are Open MPI's; another
+// MPI's mpirun would fail with a confusing message, so say so up front.
+void check_open_mpi(const std::string& mpirun) {
+  const std::string cmd = shell_join({mpirun, "--version"}) + " 2>&1";
+  FILE* p = popen(cmd.c_str(), "r");
+  if (!p) throw Error(str_cat("cannot run '", mpirun, " --version': ", std::strerror(errno)));
+  std::string out;
+  char buf[512];
+  while (size_t n = std::fread(buf, 1, sizeof buf, p)) out.append(buf, n);
+  pclose(p);
+  if (out.find("Open MPI") == std::string::npos && out.find("OpenRTE") == std::string::npos) {
+    const std::string first_line = out.substr(0, out.find('\n'));
+    throw Error(str_cat("lintrain launch needs Open MPI's mpirun, but '", mpirun, "' says '", first_line,
+                        "'; install the Debian package openmpi-bin (or put Open MPI's bin/ first on PATH), "
+                        "or start the ranks yourself with your MPI's launcher: <launcher> -np N lintrain train RUN.yaml"));
+  }
+}
+
+std::string self_exe() {
+  std::vector<char> buf(PATH_MAX + 1);
+  const ssize_t n = readlink("/proc/self/exe", buf.data(), buf.size() - 1);
+  if (n <= 0) throw Error(str_cat("cannot find the lintrain binary: readlink /proc/self/exe: ", std::strerror(errno)));
+  return std::string(buf.data(), static_cast<size_t>(n));
+}
+
+volatile sig_atomic_t g_child = 0;
+
+// Passes SIGTERM/SIGHUP, and a SIGINT sent with kill(), on to mpirun. A
+// terminal's Ctrl-C (si_code > 0: sent by the kernel) already reached mpirun,
+// which is in our process group; a second SIGINT would make it skip its
+// orderly shutdown of the ranks.
+void forward_signal(int sig, siginfo_t* info, void*) {
+  if (sig == SIGINT && info && info->si_code > 0) return;
+  if (g_child > 0) kill(static_cast<pid_t>(g_child), sig);
+}
+
+}  // namespace
+
+LaunchOptions parse_launch_args(int argc, char** argv, int first) {
+  LaunchOptions o;
+  bool nproc_given = false;
+  for (int i = first; i < argc; ++i) {
+    const std::string arg = argv[i];
+    auto value = [&](const std::string& flag) -> std::string {
+      if (arg.size() > flag.size() && arg[flag.size()] == '=') return arg.substr(flag.size() + 1);
+      if (i + 1 >= argc) throw ConfigError(str_cat(flag, " needs a value, e.g. ", flag, " 2"));
+      return argv[++i];
+    };
+    auto is = [&](const std::string& flag) { return arg == flag || arg.rfind(flag + "=", 0) == 0; };
+    if (is("--nproc")) {
+      o.nproc = parse_positive("--nproc", value("--nproc"));
+      nproc_given = true;
+    } else if (is("--threads-per-rank")) {
+      o.threads_per_rank = parse_positive("--threads-per-rank", value("--threads-per-rank"));
+    } else if ((arg == "--set" || arg == "--init-from") && i + 1 < argc) {
+      o.train_args.push_back(arg);  // the option and its value go to train as they are
+      o.train_args.push_back(argv[++i]);
+      if (arg == "--set") o.overrides.push_back(o.train_args.back());
+    } else if (arg.rfind("--set=", 0) == 0) {
+      o.train_args.push_back(arg);
+      o.overrides.push_back(arg.substr(6));
+    } else {
+      if (o.run_file.empty() && !arg.empty() && arg[0] != '-') o.run_file = arg;
+      o.train_args.push_back(arg);
+    }
+  }
+  if (!nproc_given)
+    throw ConfigError("launch needs the number of ranks, e.g. lintrain launch --nproc 2 examples/tiny.yaml");
+  if (o.run_file.empty())
+    throw ConfigError("launch needs a run file, e.g. lintrain launch --nproc 2 examples/tiny.yaml");
+  if (!std::ifstream(o.run_file))
+    throw ConfigError(str_cat("cannot read run file '", o.run_file, "'"));
+  return o;
+}
+
+std::vector<std::string> mpirun_command(const LaunchOptions& opts, const std::string& mpirun,
+                                        const std::string& self, int cores, bool as_root,
+                                        const std::string& openblas_coretype) {
+  const int threads = opts.threads_per_rank > 0 ? opts.threads_per_rank : std::max(1, cores / opts.nproc);
+  std::vector<std::string> cmd = {mpirun, "-np", std::to_string(opts.nproc)};
+  if (as_root) cmd.push_back("--allow-run-as-root");
+  // --oversubscribe: more ranks than cores is allowed (a laptop trying N=4 on
+  // 2 cores). --bind-to none: each rank runs K OpenMP threads, which binding a
+  // rank to one core would squeeze onto that core.
+  for (const char* a : {"--oversubscribe", "--bind-to", "none", "-x"}) cmd.push_back(a);
+  cmd.push_back("OMP_NUM_THREADS=" + std::to_string(threads));
+  if (!openblas_coretype.empty()) {
+    cmd.push_back("-x");
+    cmd.push_back("OPENBLAS_CORETYPE=" + openblas_coretype);
+  }
+  cmd.push_back(self);
+  cmd.push_back("train");
+  cmd.insert(cmd.end(), opts.train_args.begin(), opts.train_args.end());
+  return cmd;
+}
+
+std::string shell_join(const std::vector<std::string>& argv) {
+  std::string out;
+  for (const std::string& a : argv) {
+    if (!out.empty()) out += ' ';
+    const bool plain = !a.empty() && a.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                                                         "0123456789_-+=.,/:@%") == std::string::npos;
+    if (plain) {
+      out += a;
+      continue;
+    }
+    out += '\'';
+    for (char c : a) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
+    out += '\'';
+  }
+  return out;
+}
+
+int run_launch(int argc, char** argv) {
+  const LaunchOptions opts = parse_launch_args(argc, argv, 2);
+  // The ranks validate the run file (`train`). Checking it here first, with
+  // load_run_config(opts.run_file, opts.overrides) and parallel.sequence x
+  // parallel.data == opts.nproc, would report a bad file once, not once per rank.
+  const std::string mpirun = find_on_path("mpirun");
+  if (mpirun.empty())
+    throw Error("mpirun not found on PATH; lintrain launch needs Open MPI: install the Debian package "
+                "openmpi-bin (apt-get install openmpi-bin, or run scripts/install-deps.sh)");
+  check_open_mpi(mpirun);
+  const char* coretype = std::getenv("OPENBLAS_CORETYPE");
+  const std::vector<std::string> cmd =
+      mpirun_command(opts, mpirun, self_exe(), usable_cores(), geteuid() == 0, coretype ? coretype : "");
+
+  // HOOK(checkpoint service): a later issue starts the checkpoint service here
+  // when the run file says `checkpoint.service: local` (a child process like
+  // mpirun, its address handed to the ranks with `-x LINTRAIN_CKPT_SERVICE=...`
+  // added to `cmd`), and stops it after mpirun has been waited for below.
+
+  std::printf("lintrain launch: %s\n", shell_join(cmd).c_str());
+  std::fflush(stdout);
+  std::fflush(stderr);
+
+  std::vector<char*> child_argv;
+  for (const std::string& a : cmd) child_argv.push_back(const_cast<char*>(a.c_str()));
+  child_argv.push_back(nullptr);
+
+  const pid_t pid = fork();
+  if (pid < 0) throw Error(str_cat("cannot start mpirun: fork: ", std::strerror(errno)));
+  if (pid == 0) {
+    execv(child_argv[0], child_argv.data());
+    std::fprintf(stderr, "lintrain: error: cannot run %s: %s\n", child_argv[0], std::strerror(errno));
+    _exit(127);
+  }
+  g_child = pid;
+  struct sigaction sa;
+  std::memset(&sa, 0, sizeof sa);
+  sa.sa_sigaction = forward_signal;
+  sa.sa_flags = SA_SIGINFO | SA_RESTART;
+  sigemptyset(&sa.sa_mask);
+  struct sigaction old_int, old_term, old_hup;
+  sigaction(SIGINT, &sa, &old_int);
+  sigaction(SIGTERM, &sa, &old_term);
+  sigaction(SIGHUP, &sa, &old_hup);
+
+  int status = 0;
+  pid_t r;
+  do r = waitpid(pid, &status, 0);
+  while (r < 0 && errno == EINTR);
+  const int wait_errno = errno;
+  g_child = 0;
+  sigaction(SIGINT, &old_int, nullptr);
+  sigaction(SIGTERM, &old_term, nullptr);
+  sigaction(SIGHUP, &old_hup, nullptr);
+  if (r < 0) throw Error(str_cat("waiting for mpirun failed: ", std::strerror(wait_errno)));
+  if (WIFEXITED(status)) return WEXITSTATUS(status);
+  if (WIFSIGNALED(status)) return 128 + WTERMSIG(status);
+  return 1;
+}
+
+}  // namespace lintrain

@@ -1,0 +1,58 @@
+// `lintrain launch`: runs one training job as N ranks on this machine under
+// Open MPI's mpirun, so trying a multi-rank run file on a laptop is one command:
+//
+//   lintrain launch --nproc N [--threads-per-rank K] RUN.yaml [--set KEY=VALUE]... [--init-from FILE]
+//
+// It starts, as a child process, and prints first as one line that can be
+// pasted into a shell:
+//
+//   mpirun -np N [--allow-run-as-root] --oversubscribe --bind-to none
+//          -x OMP_NUM_THREADS=K [-x OPENBLAS_CORETYPE=...] <this binary> train RUN.yaml <the rest>
+//
+// waits for it, and returns its exit status (128 + signal when mpirun itself
+// was killed by a signal), so a dead rank, which makes mpirun end the whole
+// job, makes `lintrain launch` fail too. SIGTERM and SIGHUP sent to the
+// launcher are passed on to mpirun (which ends the ranks); a Ctrl-C at the
+// terminal reaches mpirun directly, as it is in the same process group.
+//
+// Everything after the two launch options is handed to `train` unchanged and
+// in order; the launcher only checks that a run file is named and readable.
+// K defaults to max(1, usable cores / N) so the ranks do not oversubscribe
+// the machine with OpenMP threads. Cluster runs use mpirun or srun directly
+// (examples/slurm/pretrain.sbatch); see launch/README-launch.md.
+#pragma once
+
+#include <string>
+#include <vector>
+
+namespace lintrain {
+
+struct LaunchOptions {
+  int nproc = 0;                        // ranks to start (--nproc), >= 1
+  int threads_per_rank = 0;             // OMP_NUM_THREADS per rank; 0 = max(1, cores / nproc)
+  std::string run_file;                 // the first argument that is not an option
+  std::vector<std::string> train_args;  // everything for `train`, in order, run file included
+  std::vector<std::string> overrides;   // the --set values among them (KEY=VALUE), in order
+};
+
+// Parses argv[first..argc) of `lintrain launch`. Throws lintrain::ConfigError
+// with a one-line message on a missing/invalid --nproc or --threads-per-rank,
+// or a missing or unreadable run file.
+LaunchOptions parse_launch_args(int argc, char** argv, int first);
+
+// The mpirun command line (argv[0] is `mpirun`) for `opts`: pure, for tests.
+// `self` is the lintrain binary the ranks run; `as_root` adds
+// --allow-run-as-root; `openblas_coretype`, when non-empty, is forwarded.
+std::vector<std::string> mpirun_command(const LaunchOptions& opts, const std::string& mpirun,
+                                        const std::string& self, int usable_cores, bool as_root,
+                                        const std::string& openblas_coretype);
+
+// `argv` joined with spaces, each word quoted for a POSIX shell where needed.
+std::string shell_join(const std::vector<std::string>& argv);
+
+// The whole `lintrain launch` command: argv[1] is "launch". Returns the exit
+// code for main (mpirun's). Throws lintrain::Error (ConfigError for bad
+// arguments) with a message for the user; main prints it and exits 1.
+int run_launch(int argc, char** argv);
+
+}  // namespace lintrain

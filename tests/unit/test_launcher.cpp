@@ -1,0 +1,99 @@
+// `lintrain launch` argument handling and the mpirun command it builds. The
+// command actually running ranks is tested end to end by tests/e2e/test_launch.sh.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <string>
+#include <vector>
+
+#include "launch/launcher.h"
+#include "runtime/error.h"
+
+namespace {
+
+const std::string kRunFile = std::string(LINTRAIN_TEST_DIR) + "/../examples/tiny.yaml";
+
+lintrain::LaunchOptions parse(std::vector<std::string> args) {
+  args.insert(args.begin(), {"lintrain", "launch"});
+  std::vector<char*> argv;
+  for (auto& a : args) argv.push_back(a.data());
+  return lintrain::parse_launch_args(static_cast<int>(argv.size()), argv.data(), 2);
+}
+
+std::string parse_error(std::vector<std::string> args) {
+  try {
+    parse(std::move(args));
+  } catch (const lintrain::ConfigError& e) {
+    return e.what();
+  }
+  return "(no error)";
+}
+
+TEST(Launcher, ForwardsEverythingButItsOwnOptionsToTrainInOrder) {
+  const auto o = parse({"--nproc", "4", kRunFile, "--set", "train.steps=3", "--threads-per-rank=2",
+                        "--init-from", "w.safetensors", "--set=optim.lr=0.01"});
+  EXPECT_EQ(o.nproc, 4);
+  EXPECT_EQ(o.threads_per_rank, 2);
+  EXPECT_EQ(o.run_file, kRunFile);
+  const std::vector<std::string> want = {kRunFile, "--set", "train.steps=3", "--init-from", "w.safetensors",
+                                         "--set=optim.lr=0.01"};
+  EXPECT_EQ(o.train_args, want);
+  const std::vector<std::string> overrides = {"train.steps=3", "optim.lr=0.01"};
+  EXPECT_EQ(o.overrides, overrides);
+}
+
+TEST(Launcher, ASetValueIsNotTakenForTheRunFile) {
+  const auto o = parse({"--nproc=2", "--set", "train.steps=3", kRunFile});
+  EXPECT_EQ(o.run_file, kRunFile);
+}
+
+TEST(Launcher, RejectsBadArgumentsWithOneClearLine) {
+  EXPECT_EQ(parse_error({"--nproc", "0", kRunFile}), "--nproc needs a positive whole number, got '0' (e.g. --nproc 2)");
+  EXPECT_NE(parse_error({"--nproc", "two", kRunFile}).find("got 'two'"), std::string::npos);
+  EXPECT_NE(parse_error({"--nproc", "2", "--threads-per-rank", "-1", kRunFile}).find("--threads-per-rank"),
+            std::string::npos);
+  EXPECT_NE(parse_error({kRunFile}).find("launch needs the number of ranks"), std::string::npos);
+  EXPECT_NE(parse_error({"--nproc", "2"}).find("launch needs a run file"), std::string::npos);
+  EXPECT_NE(parse_error({"--nproc"}).find("--nproc needs a value"), std::string::npos);
+  EXPECT_EQ(parse_error({"--nproc", "2", "no/such/run.yaml"}), "cannot read run file 'no/such/run.yaml'");
+}
+
+TEST(Launcher, BuildsTheMpirunCommand) {
+  const auto o = parse({"--nproc", "2", kRunFile, "--set", "train.steps=3"});
+  const std::vector<std::string> want = {
+      "/usr/bin/mpirun", "-np", "2", "--allow-run-as-root", "--oversubscribe", "--bind-to", "none", "-x",
+      "OMP_NUM_THREADS=4", "-x", "OPENBLAS_CORETYPE=Haswell", "/opt/lintrain", "train", kRunFile, "--set",
+      "train.steps=3"};
+  EXPECT_EQ(lintrain::mpirun_command(o, "/usr/bin/mpirun", "/opt/lintrain", 8, true, "Haswell"), want);
+
+  const auto cmd = lintrain::mpirun_command(o, "mpirun", "lintrain", 8, false, "");
+  EXPECT_EQ(std::count(cmd.begin(), cmd.end(), "--allow-run-as-root"), 0);
+  EXPECT_EQ(std::count(cmd.begin(), cmd.end(), "OMP_NUM_THREADS=4"), 1);
+  EXPECT_EQ(std::count_if(cmd.begin(), cmd.end(),
+                          [](const std::string& a) { return a.rfind("OPENBLAS_CORETYPE", 0) == 0; }),
+            0);
+}
+
+TEST(Launcher, ThreadsPerRankDefaultsToCoresOverRanksAtLeastOne) {
+  auto threads = [](int nproc, int threads_per_rank, int cores) {
+    lintrain::LaunchOptions o;
+    o.nproc = nproc;
+    o.threads_per_rank = threads_per_rank;
+    const auto cmd = lintrain::mpirun_command(o, "mpirun", "lintrain", cores, false, "");
+    for (const auto& a : cmd)
+      if (a.rfind("OMP_NUM_THREADS=", 0) == 0) return std::stoi(a.substr(16));
+    return -1;
+  };
+  EXPECT_EQ(threads(2, 0, 2), 1);
+  EXPECT_EQ(threads(3, 0, 8), 2);
+  EXPECT_EQ(threads(4, 0, 2), 1);  // more ranks than cores: still one thread each
+  EXPECT_EQ(threads(4, 3, 2), 3);  // an explicit --threads-per-rank wins
+}
+
+TEST(Launcher, QuotesForAShellOnlyWhereNeeded) {
+  EXPECT_EQ(lintrain::shell_join({"mpirun", "-x", "OMP_NUM_THREADS=1", "/a/b.yaml", "train.steps=3"}),
+            "mpirun -x OMP_NUM_THREADS=1 /a/b.yaml train.steps=3");
+  EXPECT_EQ(lintrain::shell_join({"a b", "it's", ""}), "'a b' 'it'\\''s' ''");
+}
+
+}  // namespace
