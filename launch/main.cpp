@@ -1,4 +1,5 @@
 // The `lintrain` command. Subcommands:
+//   lintrain launch --nproc N RUN.yaml [...]  N ranks on this machine via mpirun
 //   lintrain train RUN.yaml [--set section.key=value]... [--init-from FILE]
 //   lintrain config RUN.yaml [--set ...]     print the resolved run file
 //   lintrain config --doc                    print the table of every option
@@ -8,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "launch/launcher.h"
 #include "launch/trainer.h"
 #include "runtime/cpu/gemm.h"
 #include "runtime/config/config.h"
@@ -19,6 +21,8 @@ constexpr const char* kUsage =
     "usage: lintrain <command> [options]\n"
     "\n"
     "commands:\n"
+    "  launch --nproc N [--threads-per-rank K] RUN.yaml [--set KEY=VALUE]... [--init-from FILE]\n"
+    "        run N ranks on this machine under mpirun (prints the mpirun command)\n"
     "  train RUN.yaml [--set KEY=VALUE]... [--init-from FILE.safetensors]\n"
     "        train the model the run file describes (one process)\n"
     "  config RUN.yaml [--set KEY=VALUE]...\n"
@@ -70,6 +74,7 @@ int main(int argc, char** argv) {
   }
   const std::string cmd = argv[1];
   try {
+    if (cmd == "launch") return lintrain::run_launch(argc, argv);
     const Args args = parse_args(argc, argv, 2);
     if (cmd == "train") {
       if (args.file.empty()) usage_error("train needs a run file, e.g. lintrain train examples/tiny.yaml");
