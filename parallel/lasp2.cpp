@@ -62,9 +62,9 @@ Lasp2StateExchange::Lasp2StateExchange(Communicator* comm, int B, int H, int d, 
   LT_CHECK(comm != nullptr, "[Lasp2StateExchange] the SP communicator is null");
   rank_ = comm->rank();
   size_ = comm->size();
-  check_args("Lasp2StateExchange", size_, rank_, B, H, d, C, decay_.data());
   LT_CHECK(decay_.size() == static_cast<size_t>(H), "[Lasp2StateExchange] ", decay_.size(),
            " decays for H=", H, " heads");
+  check_args("Lasp2StateExchange", size_, rank_, B, H, d, C, decay_.data());
   send_.resize(static_cast<size_t>(B) * H * d * d);
   recv_.resize(send_.size() * size_);
 }
