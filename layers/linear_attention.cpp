@@ -8,6 +8,8 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "parallel/lasp2.h"
+#include "runtime/cpu/lasp2_terms.h"
 #include "runtime/cpu/linear_attention.h"
 #include "runtime/error.h"
 
@@ -158,7 +160,8 @@ LinearAttentionSpec make_linear_attention_spec(const ModelConfig& m, int layer_i
   return s;
 }
 
-LinearAttentionCore::LinearAttentionCore(const LinearAttentionSpec& spec, int B, int T)
+LinearAttentionCore::LinearAttentionCore(const LinearAttentionSpec& spec, int B, int T,
+                                         Communicator* sp)
     : spec_(spec), B_(B), T_(T) {
   LT_CHECK(B >= 0 && T >= 0, "[LinearAttentionCore] B=", B, " T=", T, " must be >= 0");
   LT_CHECK(spec.H >= 1 && spec.KVH >= 1 && spec.H % spec.KVH == 0 && spec.d >= 1,
@@ -176,11 +179,26 @@ LinearAttentionCore::LinearAttentionCore(const LinearAttentionSpec& spec, int B,
   if (spec.output_norm) rstd_.resize(N * spec.H);
   if (spec.output_gate) g_.resize(N * Hd);
   dy_.resize(N * Hd);
+  if (sp != nullptr && sp->size() > 1) {
+    sp_ = std::make_unique<Lasp2StateExchange>(sp, B, spec.H, spec.d, T, spec.decay);
+    prefix_.resize(sp_->state_floats());
+    suffix_.resize(sp_->state_floats());
+  }
 }
 
+LinearAttentionCore::~LinearAttentionCore() = default;
+
+int LinearAttentionCore::sp_size() const { return sp_ ? sp_->size() : 1; }
+int LinearAttentionCore::sp_rank() const { return sp_ ? sp_->rank() : 0; }
+
 size_t LinearAttentionCore::saved_bytes() const {
-  return (feat_.size() + pre_.size() + y_.size() + rstd_.size() + g_.size() + state_in_.size()) *
+  return (feat_.size() + pre_.size() + y_.size() + rstd_.size() + g_.size() + state_in_.size() +
+          prefix_.size()) *
          sizeof(float);
+}
+
+size_t LinearAttentionCore::workspace_bytes() const {
+  return (dy_.size() + suffix_.size()) * sizeof(float) + (sp_ ? sp_->buffer_bytes() : 0);
 }
 
 void LinearAttentionCore::forward(float* out, const float* qkv, const float* g,
@@ -190,6 +208,9 @@ void LinearAttentionCore::forward(float* out, const float* qkv, const float* g,
   const int64_t N = static_cast<int64_t>(B_) * T_;
   LT_CHECK(!s.output_gate || g != nullptr,
            "[LinearAttentionCore::forward] output_gate is on but g is null");
+  LT_CHECK(!sp_ || (state_in == nullptr && state_out == nullptr),
+           "[LinearAttentionCore::forward] state_in/state_out must be null under sequence ",
+           "parallelism (SP size ", sp_size(), "): the chunk boundary states are exchanged by LASP-2");
 
   // Features (the kernel's inputs), keeping raw q|k where phi' needs them.
 #pragma omp parallel for schedule(static)
@@ -210,8 +231,14 @@ void LinearAttentionCore::forward(float* out, const float* qkv, const float* g,
   }
 
   LinearAttentionDims dims{B_, T_, s.H, s.KVH, s.d, s.block, W, W, W, Hd};
-  linear_attention_forward(y_.data(), feat_.data(), feat_.data() + Hd, feat_.data() + QK,
-                           s.decay.data(), state_in, state_out, dims);
+  const float *fq = feat_.data(), *fk = fq + Hd, *fv = fq + QK;
+  if (sp_) lasp2_chunk_state(sp_->local_state(), fk, fv, s.decay.data(), dims);
+  if (sp_) sp_->begin_forward();  // M_j travels while the chunk's own attention runs
+  linear_attention_forward(y_.data(), fq, fk, fv, s.decay.data(), state_in, state_out, dims);
+  if (sp_) {
+    sp_->end_forward(prefix_.data());
+    lasp2_add_prefix_output(y_.data(), fq, prefix_.data(), s.decay.data(), dims);
+  }
 
 #pragma omp parallel for schedule(static)
   for (int64_t n = 0; n < N; ++n) {
@@ -249,6 +276,9 @@ void LinearAttentionCore::backward(float* dqkv, float* dg, const float* dout,
   LT_CHECK(forward_done_, "[LinearAttentionCore::backward] called before forward");
   LT_CHECK(!s.output_gate || dg != nullptr,
            "[LinearAttentionCore::backward] output_gate is on but dg is null");
+  LT_CHECK(!sp_ || (dstate_out == nullptr && dstate_in == nullptr),
+           "[LinearAttentionCore::backward] dstate_out/dstate_in must be null under sequence ",
+           "parallelism (SP size ", sp_size(), ")");
 
   // Through the gate and the norm to dL/d(kernel output) in dy_.
 #pragma omp parallel for schedule(static)
@@ -281,9 +311,17 @@ void LinearAttentionCore::backward(float* dqkv, float* dg, const float* dout,
   }
 
   LinearAttentionDims dims{B_, T_, s.H, s.KVH, s.d, s.block, W, W, W, Hd};
-  linear_attention_backward(dqkv, dqkv + Hd, dqkv + QK, dstate_in, dy_.data(), dstate_out,
-                            feat_.data(), feat_.data() + Hd, feat_.data() + QK, s.decay.data(),
-                            has_state_in_ ? state_in_.data() : nullptr, dims);
+  const float *fq = feat_.data(), *fk = fq + Hd, *fv = fq + QK;
+  float *dq = dqkv, *dk = dqkv + Hd, *dv = dqkv + QK;
+  if (sp_) lasp2_prefix_state_grad(sp_->local_state(), fq, dy_.data(), s.decay.data(), dims);
+  if (sp_) sp_->begin_backward();  // dP_j travels while the intra-chunk backward runs
+  linear_attention_backward(dq, dk, dv, dstate_in, dy_.data(), dstate_out, fq, fk, fv,
+                            s.decay.data(), has_state_in_ ? state_in_.data() : nullptr, dims);
+  if (sp_) {
+    lasp2_add_prefix_dq(dq, dy_.data(), prefix_.data(), s.decay.data(), dims);
+    sp_->end_backward(suffix_.data());
+    lasp2_add_suffix_dkdv(dk, dv, fk, fv, suffix_.data(), s.decay.data(), dims);
+  }
 
   // Through key_scale and the feature map, in place on the q|k columns.
 #pragma omp parallel for schedule(static)

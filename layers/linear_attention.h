@@ -29,12 +29,16 @@
 #pragma once
 
 #include <cstddef>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "runtime/config/config.h"
 
 namespace lintrain {
+
+class Communicator;
+class Lasp2StateExchange;
 
 enum class FeatureMap { identity, elu1, silu, relu };
 
@@ -69,9 +73,31 @@ const char* feature_map_name(FeatureMap f);
 //   g     (N, H d)  gate pre-activation; required iff output_gate, else ignored
 //   out   (N, H d)
 //   state (B, H, d, d) initial / final kernel states (nullptr = zeros / not wanted)
+//
+// Sequence parallelism (LASP-2, parallel/lasp2.h): pass the SP group as `sp`.
+// Rank j = sp->rank() of W = sp->size() then holds chunk j of a sequence of
+// W*T tokens (T = this rank's chunk length, equal on every rank; token t of
+// batch row b here is global token j*T + t), and forward/backward compute
+// exactly what a single-rank core on the whole sequence computes for these
+// rows (up to fp32 reassociation):
+//   forward:  M_j -> begin AllGather -> intra-chunk kernel (state 0) -> wait
+//             -> P_j = decayed prefix of M_0..M_{j-1} -> out += (Lq * Q) P_j
+//   backward: dP_j -> begin AllGather -> intra-chunk kernel backward and the
+//             P_j term of dQ -> wait -> G_j = decayed suffix of dP_{j+1}.. ->
+//             dK, dV += the G_j terms
+// One AllGather of B*H*d*d floats per direction, nothing else; every rank of
+// the group must call forward and backward together. Feature maps, norm and
+// gate are per token and stay local. With sp == nullptr or sp->size() == 1
+// the core is the single-rank core (no collectives). Under SP, state_in,
+// state_out, dstate_out and dstate_in must be null (the chunk boundaries are
+// the exchange's business).
 class LinearAttentionCore {
  public:
-  LinearAttentionCore(const LinearAttentionSpec& spec, int B, int T);
+  // sp: not owned; must outlive the core.
+  LinearAttentionCore(const LinearAttentionSpec& spec, int B, int T, Communicator* sp = nullptr);
+  ~LinearAttentionCore();
+  LinearAttentionCore(const LinearAttentionCore&) = delete;
+  LinearAttentionCore& operator=(const LinearAttentionCore&) = delete;
 
   void forward(float* out, const float* qkv, const float* g, const float* state_in,
                float* state_out);
@@ -88,10 +114,15 @@ class LinearAttentionCore {
   //   rstd  N H            1/rms per head, only with output_norm
   //   g     N H d          copy of the gate pre-activation, only with output_gate
   //   state B H d d        copy of state_in, only if one was given
+//   P     B H d d        the LASP-2 prefix state P_j, only under SP (W > 1)
   // The kernel itself saves nothing (it rebuilds block states in backward).
   size_t saved_bytes() const;
-  // Backward-only scratch (dL/d(kernel output), N H d floats).
-  size_t workspace_bytes() const { return dy_.size() * sizeof(float); }
+  // Backward-only scratch (dL/d(kernel output), N H d floats), plus under SP
+  // the exchange's buffers ((W + 1) B H d d) and G_j (B H d d).
+  size_t workspace_bytes() const;
+  // The SP group size W (1 without SP) and this rank's chunk index.
+  int sp_size() const;
+  int sp_rank() const;
 
   const LinearAttentionSpec& spec() const { return spec_; }
   int qkv_width() const { return (spec_.H + 2 * spec_.KVH) * spec_.d; }
@@ -100,6 +131,8 @@ class LinearAttentionCore {
   LinearAttentionSpec spec_;
   int B_, T_;
   std::vector<float> feat_, pre_, y_, rstd_, g_, state_in_, dy_;
+  std::unique_ptr<Lasp2StateExchange> sp_;  // null = single rank
+  std::vector<float> prefix_, suffix_;      // (B, H, d, d) P_j, G_j; only under SP
   bool has_state_in_ = false;
   bool forward_done_ = false;
 };

@@ -21,6 +21,29 @@
 //   RoPE table (T, d)    cos/sin for positions pos_offset .. pos_offset+T-1
 // Total 4 * (N*(2H + 2KVH)*d + B*H*T + T*d) bytes. The T x T probabilities are
 // never stored: the backward recomputes them blockwise from qkv_rot and lse.
+//
+// Sequence parallelism (LASP-2H): pass the SP group as `sp`. Rank j = sp->rank()
+// of W = sp->size() then holds chunk j of a sequence of W*T tokens (T = this
+// rank's chunk length, equal on every rank): its token t is the sequence's
+// token j*T + t, at absolute position pos_offset + j*T + t (pos_offset = the
+// position of the WHOLE sequence's first token, 0 in training; the same value
+// on every rank). Per step:
+//   forward   RoPE on the local q, k; AllGather of the rotated k|v rows:
+//             2*B*T*KVH*d floats sent per rank (4x that in bytes), received
+//             rank-major (W, B, T, 2*KVH*d) and rearranged to (B, W*T, ...);
+//             causal attention of the local queries (q_offset = j*T) against
+//             gathered keys 0 .. (j+1)*T - 1.
+//   backward  dq locally; dk, dv for all (j+1)*T keys this rank saw, laid out
+//             (W, B, T, 2*KVH*d) by owner (zeros for later chunks) and
+//             reduce-scattered: W*2*B*T*KVH*d floats sent, each owner
+//             receives the sum of its chunk's dk|dv over all ranks.
+// This volume grows with T, unlike LASP-2's (expected: softmax attention needs
+// every earlier key). Saved under SP in addition: the gathered k|v of chunks
+// 0..j, 4 * B*(j+1)*T*2*KVH*d bytes; scratch: the exchange buffer
+// (W*B*T*2*KVH*d floats), the local k|v send/receive buffer and dk|dv of the
+// seen keys. With sp == nullptr or sp->size() == 1 the core is the single-rank
+// core (no collectives). Every rank of the group must call forward and
+// backward together.
 #pragma once
 
 #include <cstddef>
@@ -32,11 +55,14 @@
 
 namespace lintrain {
 
+class Communicator;
+
 class SoftmaxAttentionCore {
  public:
   // Throws lintrain::Error if the heads do not divide hidden_size, kv heads do
-  // not divide heads, head_dim is odd, or B, T < 1.
-  SoftmaxAttentionCore(const ModelConfig& cfg, int B, int T);
+  // not divide heads, head_dim is odd, or B, T < 1. sp: the SP group (not
+  // owned, must outlive the core) or nullptr; T is then the chunk length.
+  SoftmaxAttentionCore(const ModelConfig& cfg, int B, int T, Communicator* sp = nullptr);
 
   // out = attention(RoPE(q), RoPE(k), v) for the B*T rows of qkv. Saves what
   // the backward needs (overwriting the previous forward's state).
@@ -46,11 +72,17 @@ class SoftmaxAttentionCore {
   void backward(float* dqkv, const float* dout);
 
   size_t saved_bytes() const;
+  // Scratch used only under SP (exchange buffers and dk|dv of the seen keys).
+  size_t workspace_bytes() const;
   int qkv_width() const { return (H_ + 2 * KVH_) * d_; }
   int out_width() const { return H_ * d_; }
+  int sp_size() const { return W_; }
+  int sp_rank() const { return rank_; }
 
  private:
   AttentionDims dims() const;
+  void forward_sp(const float* q, int pos_offset);
+  void backward_sp(float* dqkv, const float* dout);
 
   int B_, T_, H_, KVH_, d_;
   double theta_;
@@ -59,6 +91,13 @@ class SoftmaxAttentionCore {
   std::vector<float> qkv_rot_;  // (B*T, W)
   std::vector<float> o_;        // (B*T, H*d)
   std::vector<float> lse_;      // (B, H, T)
+  // LASP-2H (only when W_ > 1); kv rows are [k (KVH*d) | v (KVH*d)].
+  Communicator* sp_ = nullptr;
+  int W_ = 1, rank_ = 0;
+  std::vector<float> kv_;       // saved (B, (rank+1)*T, 2*KVH*d) gathered, rearranged
+  std::vector<float> dkv_;      // scratch (B, (rank+1)*T, 2*KVH*d)
+  std::vector<float> xchg_;     // scratch (W, B, T, 2*KVH*d): gather receive / reduce-scatter send
+  std::vector<float> local_;    // scratch (B, T, 2*KVH*d): gather send / reduce-scatter receive
 };
 
 }  // namespace lintrain
