@@ -66,7 +66,7 @@ struct LinearLlama::Block {
   std::vector<float> act;       // (N, F) swiglu output
 };
 
-LinearLlama::LinearLlama(const ModelConfig& cfg, int B, int T, bool bf16_compute)
+LinearLlama::LinearLlama(const ModelConfig& cfg, int B, int T, bool bf16_compute, Communicator* sp)
     : cfg_(cfg), B_(B), T_(T), bf16_(bf16_compute), table_(make_param_table(cfg)), params_(table_),
       grads_(table_) {
   if (bf16_) compute_params_ = FlatBuffer(table_);
@@ -84,9 +84,9 @@ LinearLlama::LinearLlama(const ModelConfig& cfg, int B, int T, bool bf16_compute
     b->wgu = layer_param(i, "mlp.gate_proj.weight");
     b->wd = layer_param(i, "mlp.down_proj.weight");
     if (b->kind == 'L') {
-      b->linear = std::make_unique<LinearAttentionCore>(make_linear_attention_spec(cfg, i), B, T);
+      b->linear = std::make_unique<LinearAttentionCore>(make_linear_attention_spec(cfg, i), B, T, sp);
     } else {
-      b->softmax = std::make_unique<SoftmaxAttentionCore>(cfg, B, T);
+      b->softmax = std::make_unique<SoftmaxAttentionCore>(cfg, B, T, sp);
     }
     b->x_in.resize(N * C);
     b->x_mid.resize(N * C);
@@ -227,6 +227,11 @@ CrossEntropyStats LinearLlama::forward_backward(const int32_t* tokens, const int
   const TensorView& norm_w = table_.at("model.norm.weight");
   rmsnorm_backward(dx_.data(), grads_.at(norm_w), dh_final_.data(), x_final_.data(),
                    P(table_.find(norm_w.name)), rstd_final_.data(), N, C);
+  if (grads_ready_) {
+    std::vector<int> ready = {table_.find(norm_w.name)};
+    if (!cfg_.tie_word_embeddings) ready.push_back(table_.find("lm_head.weight"));
+    grads_ready_(ready);
+  }
 
   // Scratch reused by every layer (sized for the largest use).
   std::vector<float> d_act(static_cast<size_t>(N) * F), d_gu(static_cast<size_t>(N) * 2 * F);
@@ -255,8 +260,16 @@ CrossEntropyStats LinearLlama::forward_backward(const int32_t* tokens, const int
       linear_backward(nullptr, G(b.wg), d_g.data(), b.h1.data(), P(b.wg), N, C, HD);
     }
     rmsnorm_backward(dx_.data(), G(b.ln1), d_h.data(), b.x_in.data(), P(b.ln1), b.rstd1.data(), N, C);
+    if (grads_ready_) {
+      // k_proj, v_proj follow q_proj and up_proj follows gate_proj (make_param_table).
+      std::vector<int> ready = {b.ln1, b.wqkv, b.wqkv + 1, b.wqkv + 2, b.wo,
+                                b.ln2, b.wgu,  b.wgu + 1,  b.wd};
+      if (b.wg >= 0) ready.push_back(b.wg);
+      grads_ready_(ready);
+    }
   }
   embedding_backward(grads_.at(table_.view(0)), dx_.data(), tokens_.data(), N, C);
+  if (grads_ready_) grads_ready_({0});  // the embedding (also the head when tied)
   return stats;
 }
 

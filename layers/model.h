@@ -9,6 +9,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <vector>
 
@@ -18,6 +19,7 @@
 
 namespace lintrain {
 
+class Communicator;
 class LinearAttentionCore;
 class SoftmaxAttentionCore;
 
@@ -27,12 +29,17 @@ ParamTable make_param_table(const ModelConfig& cfg);
 
 class LinearLlama {
  public:
-  // B sequences of T tokens per micro-batch (T is this rank's chunk length).
+  // B sequences of T tokens per micro-batch. With a sequence-parallel group
+  // `sp` of W ranks, T is this rank's chunk (the sequence is W * T long and SP
+  // rank j holds tokens j*T .. j*T+T-1): linear layers exchange memory states
+  // (LASP-2), softmax layers gather keys/values (LASP-2H). `sp` (not owned)
+  // must outlive the model; null = one rank.
   // bf16_compute: every GEMM operand (weights and the activations fed to
   // projections and the head) is rounded to bf16 while accumulation, the
   // residual stream, norm statistics, attention states, master weights and
   // gradients stay f32: the numerics of bf16 tensor-core training.
-  LinearLlama(const ModelConfig& cfg, int B, int T, bool bf16_compute = false);
+  LinearLlama(const ModelConfig& cfg, int B, int T, bool bf16_compute = false,
+              Communicator* sp = nullptr);
   ~LinearLlama();
   LinearLlama(const LinearLlama&) = delete;
   LinearLlama& operator=(const LinearLlama&) = delete;
@@ -59,6 +66,12 @@ class LinearLlama {
   // Bytes of activations kept for backward (all layers, one micro-batch).
   size_t activation_bytes() const;
 
+  // Called during forward_backward with the ParamTable indices of the tensors
+  // whose gradients have just become final (last layer first), so their
+  // all-reduce can start while earlier layers run backward. Null = no hook.
+  using GradsReadyHook = std::function<void(const std::vector<int>& views)>;
+  void set_grads_ready_hook(GradsReadyHook hook) { grads_ready_ = std::move(hook); }
+
  private:
   struct Block;
   void forward(const int32_t* tokens);
@@ -78,6 +91,7 @@ class LinearLlama {
   std::vector<int32_t> tokens_;
   std::vector<float> x_final_, h_final_, rstd_final_, dh_final_, dx_;
   ChunkedCrossEntropy head_;
+  GradsReadyHook grads_ready_;
 };
 
 }  // namespace lintrain
