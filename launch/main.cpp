@@ -11,6 +11,7 @@
 
 #include "launch/launcher.h"
 #include "launch/trainer.h"
+#include "parallel/mpi_communicator.h"
 #include "runtime/cpu/gemm.h"
 #include "runtime/config/config.h"
 #include "runtime/error.h"
@@ -78,11 +79,26 @@ int main(int argc, char** argv) {
     const Args args = parse_args(argc, argv, 2);
     if (cmd == "train") {
       if (args.file.empty()) usage_error("train needs a run file, e.g. lintrain train examples/tiny.yaml");
-      const lintrain::RunConfig cfg = lintrain::load_run_config(args.file, args.overrides);
-      lintrain::TrainOptions opts;
-      opts.init_from = args.init_from;
-      lintrain::train(cfg, opts);
-      return 0;
+      // MPI first: under mpirun/srun every rank joins the job; started alone,
+      // this process is a world of one.
+      lintrain::MpiRuntime mpi(&argc, &argv);
+      try {
+        const lintrain::RunConfig cfg = lintrain::load_run_config(args.file, args.overrides);
+        lintrain::TrainOptions opts;
+        opts.init_from = args.init_from;
+        opts.local_ranks = mpi.local_size();
+        auto world = mpi.world();
+        lintrain::train(cfg, opts, *world);
+        return 0;
+      } catch (const std::exception& e) {
+        if (mpi.size() == 1) throw;
+        // Every rank's error reaches the user, then the whole job goes down
+        // instead of leaving the other ranks waiting in a collective.
+        std::fprintf(stderr, "lintrain: error (rank %d on %s): %s\n", mpi.rank(), mpi.host().c_str(),
+                     e.what());
+        std::fflush(stderr);
+        lintrain::MpiRuntime::abort(1);
+      }
     }
     if (cmd == "config") {
       if (args.doc) {

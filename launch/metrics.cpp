@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <cmath>
+#include <cstdlib>
 
 #include "runtime/error.h"
 
@@ -19,7 +20,12 @@ std::string format_duration(double s) {
 }
 
 MetricsLog::MetricsLog(const std::string& out_dir, int total_steps, bool fresh)
-    : total_(total_steps), tty_(isatty(STDOUT_FILENO) != 0), start_(std::chrono::steady_clock::now()) {
+    : total_(total_steps),
+      // Under mpirun/srun stdout is a pseudo-terminal even when it goes to a
+      // file: no progress bar there.
+      tty_(isatty(STDOUT_FILENO) != 0 && !std::getenv("OMPI_COMM_WORLD_SIZE") &&
+           !std::getenv("PMIX_RANK") && !std::getenv("SLURM_STEP_ID")),
+      start_(std::chrono::steady_clock::now()) {
   const std::string path = out_dir + "/metrics.jsonl";
   file_ = std::fopen(path.c_str(), fresh ? "w" : "a");
   if (!file_) throw IoError(str_cat("cannot write metrics file '", path, "'; check run.out_dir"));

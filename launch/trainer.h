@@ -11,7 +11,8 @@ namespace lintrain {
 
 struct TrainOptions {
   std::string init_from;  // a model.safetensors to start from ("" = fresh init)
-  bool print = true;      // console step lines (rank 0)
+  bool print = true;      // console step lines (rank 0 only in any case)
+  int local_ranks = 1;    // ranks on this node: run.threads = 0 splits the cores among them
 };
 
 struct TrainResult {
@@ -21,6 +22,11 @@ struct TrainResult {
   double tokens_per_s = 0.0;   // over the whole run
 };
 
-TrainResult train(const RunConfig& cfg, const TrainOptions& opts);
+class Communicator;
+
+// Trains on the ranks of `world` (all of them run this with the same config):
+// parallel.sequence x parallel.data must equal world.size(). Rank 0 prints,
+// writes metrics and exports weights; every rank returns the same result.
+TrainResult train(const RunConfig& cfg, const TrainOptions& opts, Communicator& world);
 
 }  // namespace lintrain
