@@ -8,7 +8,7 @@
 
 namespace lintrain {
 
-GradReducer::GradReducer(const ParamTable& table, const FlatBuffer& grads, Communicator& comm, size_t bucket_bytes)
+GradReducer::GradReducer(const ParamTable& table, FlatBuffer& grads, Communicator& comm, size_t bucket_bytes)
     : table_(table), data_(grads.data()), comm_(comm) {
   LT_CHECK(bucket_bytes >= 1, "[grad reducer] bucket_bytes must be at least 1");
   LT_CHECK(grads.numel() == table.buffer_numel(), "[grad reducer] the gradient buffer has ", grads.numel(),

@@ -71,7 +71,7 @@ class GradReducer {
 
   // Buckets `table`'s tensors; `grads` is laid out by `table`. Starts the
   // communication thread. bucket_bytes >= 1.
-  GradReducer(const ParamTable& table, const FlatBuffer& grads, Communicator& comm,
+  GradReducer(const ParamTable& table, FlatBuffer& grads, Communicator& comm,
               size_t bucket_bytes = kDefaultBucketBytes);
   // Lets a collective in flight complete (the other ranks wait for it), then
   // stops the thread. Never throws. Destroy only after finish() on every rank.
