@@ -4,6 +4,12 @@ find_package(Threads REQUIRED)
 find_package(OpenMP REQUIRED COMPONENTS CXX)
 find_package(yaml-cpp REQUIRED)
 
+# MPI (OpenMPI from Debian): processes, host collectives and the NCCL bootstrap.
+# The C++ bindings are deprecated and unused: MPI_CXX_SKIP_MPICXX keeps mpi.h C-only.
+set(MPI_CXX_SKIP_MPICXX ON CACHE BOOL "")
+find_package(MPI REQUIRED COMPONENTS CXX)
+message(STATUS "lintrain: MPI ${MPI_CXX_VERSION} (${MPIEXEC_EXECUTABLE})")
+
 # BLAS: prefer OpenBLAS built for OpenMP, so a GEMM called inside one of our
 # OpenMP regions runs on its own thread instead of oversubscribing the cores.
 find_path(LINTRAIN_CBLAS_INCLUDE cblas.h
@@ -51,3 +57,19 @@ if(NOT LINTRAIN_CUDA STREQUAL "OFF" AND NOT LINTRAIN_SANITIZE)
   endif()
 endif()
 message(STATUS "lintrain: CUDA backend ${LINTRAIN_WITH_CUDA}")
+
+# NCCL: device collectives, only with CUDA. The CUDA 13 toolkit ships it under
+# lib/, distribution packages under the system library directories.
+set(LINTRAIN_WITH_NCCL OFF)
+if(LINTRAIN_WITH_CUDA)
+  find_path(LINTRAIN_NCCL_INCLUDE nccl.h HINTS ${CUDAToolkit_INCLUDE_DIRS} /usr/local/cuda/include)
+  find_library(LINTRAIN_NCCL_LIB NAMES nccl
+    HINTS ${CUDAToolkit_LIBRARY_DIR} /usr/local/cuda/lib /usr/local/cuda/lib64)
+  if(LINTRAIN_NCCL_INCLUDE AND LINTRAIN_NCCL_LIB)
+    add_library(lintrain::nccl INTERFACE IMPORTED)
+    target_include_directories(lintrain::nccl INTERFACE ${LINTRAIN_NCCL_INCLUDE})
+    target_link_libraries(lintrain::nccl INTERFACE ${LINTRAIN_NCCL_LIB})
+    set(LINTRAIN_WITH_NCCL ON)
+  endif()
+endif()
+message(STATUS "lintrain: NCCL ${LINTRAIN_WITH_NCCL}")

@@ -9,6 +9,12 @@
 // gradient all-reduce overlaps backward), and a blocking convenience form.
 // Each communicator counts the bytes each kind of collective sends from this
 // rank (the communication-volume test and benchmark read them).
+//
+// Threading: one Communicator object is one rank's handle on one group. Calls
+// on it (collectives, wait(), stats()) come from one thread at a time, and
+// every rank of the group calls the same collectives in the same order (as in
+// MPI). Different Communicator objects (the SP group and the all-ranks group,
+// say) may be used from different threads at the same time.
 #pragma once
 
 #include <cstddef>
@@ -45,15 +51,24 @@ class Communicator {
   virtual std::string name() const = 0;  // "self", "mpi", "nccl"
 
   // recv (size * count) = concatenation of every rank's send (count), in rank order.
+  // In place when send == recv + rank * count.
   virtual Request iall_gather(const float* send, float* recv, size_t count) = 0;
   // buf (count) = elementwise sum over ranks, in place.
   virtual Request iall_reduce(float* buf, size_t count) = 0;
   // recv (count) = sum over ranks of send[rank * count .. (rank + 1) * count).
+  // send holds size * count values; in place when send == recv (result in recv[0, count)).
   virtual Request ireduce_scatter(const float* send, float* recv, size_t count) = 0;
   // Blocking collectives of small host data.
   virtual void all_reduce_f64(double* buf, size_t count) = 0;
   virtual void broadcast(void* buf, size_t bytes, int root) = 0;
   virtual void barrier() = 0;
+
+  // Splits the group, collectively: every rank calls it; ranks passing the same
+  // color >= 0 form one new group, ranked by (key, rank in this group). A
+  // negative color joins no group and gets nullptr. The new communicator is
+  // independent of this one (its own stats, may outlive it) and of the same
+  // kind (an MPI communicator splits into MPI communicators).
+  virtual std::unique_ptr<Communicator> split(int color, int key) = 0;
 
   void all_gather(const float* send, float* recv, size_t count) { iall_gather(send, recv, count)->wait(); }
   void all_reduce(float* buf, size_t count) { iall_reduce(buf, count)->wait(); }

@@ -42,6 +42,10 @@ class SelfCommunicator : public Communicator {
     stats_.broadcast_calls += 1;
   }
   void barrier() override {}
+  std::unique_ptr<Communicator> split(int color, int) override {
+    if (color < 0) return nullptr;
+    return std::make_unique<SelfCommunicator>();
+  }
 };
 
 }  // namespace

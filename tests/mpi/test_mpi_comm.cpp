@@ -1,0 +1,88 @@
+// mpi-ranks: 2 4
+// MpiCommunicator under mpirun: the conformance suite of every communicator
+// (tests/comm_conformance.h: outputs checked exactly against values each rank
+// generates), the DP x SP grid on real sub-communicators, and MpiRuntime.
+#include <gtest/gtest.h>
+
+#include "../comm_conformance.h"
+#include "mpi_test.h"
+#include "parallel/process_grid.h"
+#include "runtime/error.h"
+
+using namespace lintrain;
+
+TEST(MpiRuntime, DescribesTheJob) {
+  MpiRuntime& mpi = mpi_runtime();
+  int rank = -1, size = -1;
+  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+  MPI_Comm_size(MPI_COMM_WORLD, &size);
+  EXPECT_EQ(mpi.rank(), rank);
+  EXPECT_EQ(mpi.size(), size);
+  EXPECT_GE(mpi.thread_level(), MPI_THREAD_MULTIPLE);
+  // All ranks of these tests run on one host.
+  EXPECT_EQ(mpi.local_rank(), rank);
+  EXPECT_EQ(mpi.local_size(), size);
+  EXPECT_FALSE(mpi.host().empty());
+  auto world = mpi.world();
+  EXPECT_EQ(world->name(), "mpi");
+  EXPECT_EQ(world->rank(), rank);
+  EXPECT_EQ(world->size(), size);
+  EXPECT_TRUE(MpiRuntime::active());
+}
+
+TEST(MpiCommunicator, AllGather) { conformance::check_all_gather(*mpi_runtime().world()); }
+TEST(MpiCommunicator, AllReduce) { conformance::check_all_reduce(*mpi_runtime().world()); }
+TEST(MpiCommunicator, ReduceScatter) { conformance::check_reduce_scatter(*mpi_runtime().world()); }
+TEST(MpiCommunicator, AllReduceF64) { conformance::check_all_reduce_f64(*mpi_runtime().world()); }
+TEST(MpiCommunicator, Broadcast) { conformance::check_broadcast(*mpi_runtime().world()); }
+TEST(MpiCommunicator, RequestsInFlight) { conformance::check_requests_in_flight(*mpi_runtime().world()); }
+TEST(MpiCommunicator, Stats) { conformance::check_stats(*mpi_runtime().world()); }
+TEST(MpiCommunicator, Split) { conformance::check_split(*mpi_runtime().world()); }
+TEST(MpiCommunicator, IdenticalBitsOnEveryRank) {
+  conformance::check_all_reduce_identical_on_every_rank(*mpi_runtime().world());
+}
+
+TEST(MpiCommunicator, ErrorsNameTheCallRankAndHost) {
+  // An invalid root reaches MPI only through our own check; a negative count
+  // reaches MPI_Bcast's argument check, which must come back as an Error.
+  auto world = mpi_runtime().world();
+  char c = 0;
+  EXPECT_THROW(world->broadcast(&c, 1, world->size()), Error);
+  try {
+    LT_MPI_CHECK(MPI_Bcast(&c, -1, MPI_BYTE, 0, static_cast<MpiCommunicator&>(*world).handle()));
+    ADD_FAILURE() << "no exception";
+  } catch (const Error& e) {
+    const std::string what = e.what();
+    EXPECT_NE(what.find("[mpi] MPI_Bcast(&c, -1, MPI_BYTE"), std::string::npos) << what;
+    EXPECT_NE(what.find("test_mpi_comm.cpp:"), std::string::npos) << what;
+    EXPECT_NE(what.find(" on rank " + std::to_string(world->rank()) + " (host "), std::string::npos) << what;
+  }
+}
+
+TEST(ProcessGrid, UnderMpi) {
+  MpiRuntime& mpi = mpi_runtime();
+  auto world = mpi.world();
+  const int W = world->size();
+  for (int sp : {1, 2, 4}) {
+    if (W % sp != 0) continue;
+    const int dp = W / sp;
+    ProcessGrid g(ParallelConfig{sp, dp}, *world);
+    const int r = world->rank();
+    EXPECT_EQ(g.sp_rank(), r % sp);
+    EXPECT_EQ(g.dp_rank(), r / sp);
+    EXPECT_EQ(g.sp().name(), "mpi");
+    float me = static_cast<float>(r);
+    std::vector<float> sp_members(static_cast<size_t>(sp)), dp_members(static_cast<size_t>(dp));
+    g.sp().all_gather(&me, sp_members.data(), 1);
+    g.dp().all_gather(&me, dp_members.data(), 1);
+    for (int i = 0; i < sp; ++i) EXPECT_EQ(sp_members[static_cast<size_t>(i)], g.dp_rank() * sp + i) << "SP " << sp;
+    for (int i = 0; i < dp; ++i) EXPECT_EQ(dp_members[static_cast<size_t>(i)], i * sp + g.sp_rank()) << "SP " << sp;
+    // Traffic on a sub-communicator is counted there, not on the world.
+    world->reset_stats();
+    g.sp().reset_stats();
+    g.sp().all_reduce(&me, 1);
+    EXPECT_EQ(g.sp().stats().all_reduce_bytes, sizeof(float));
+    EXPECT_EQ(world->stats().all_reduce_bytes, 0u);
+  }
+  EXPECT_THROW(ProcessGrid(ParallelConfig{W + 1, 1}, *world), ConfigError);
+}

@@ -1,0 +1,197 @@
+// Communicators inside one process: the conformance suite on Self and on
+// ThreadCommunicator groups of 1-4 ranks, the thread communicator's failure
+// handling (no hangs), and the DP x SP process grid. The same suite runs
+// under mpirun in tests/mpi/test_mpi_comm.cpp.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <stdexcept>
+#include <utility>
+#include <vector>
+
+#include "../comm_conformance.h"
+#include "parallel/nccl/nccl_communicator.h"
+#include "parallel/process_grid.h"
+#include "parallel/thread_communicator.h"
+#include "runtime/error.h"
+
+using namespace lintrain;
+
+TEST(SelfCommunicator, Conformance) {
+  auto c = make_self_communicator();
+  EXPECT_EQ(c->size(), 1);
+  EXPECT_EQ(c->name(), "self");
+  conformance::run_all(*c);
+  EXPECT_EQ(c->split(-1, 0), nullptr);
+}
+
+class ThreadRanks : public testing::TestWithParam<int> {};
+
+TEST_P(ThreadRanks, AllGather) { run_ranks(GetParam(), conformance::check_all_gather); }
+TEST_P(ThreadRanks, AllReduce) { run_ranks(GetParam(), conformance::check_all_reduce); }
+TEST_P(ThreadRanks, ReduceScatter) { run_ranks(GetParam(), conformance::check_reduce_scatter); }
+TEST_P(ThreadRanks, AllReduceF64) { run_ranks(GetParam(), conformance::check_all_reduce_f64); }
+TEST_P(ThreadRanks, Broadcast) { run_ranks(GetParam(), conformance::check_broadcast); }
+TEST_P(ThreadRanks, RequestsInFlight) { run_ranks(GetParam(), conformance::check_requests_in_flight); }
+TEST_P(ThreadRanks, Stats) { run_ranks(GetParam(), conformance::check_stats); }
+TEST_P(ThreadRanks, Split) { run_ranks(GetParam(), conformance::check_split); }
+TEST_P(ThreadRanks, IdenticalBitsOnEveryRank) {
+  run_ranks(GetParam(), conformance::check_all_reduce_identical_on_every_rank);
+}
+
+INSTANTIATE_TEST_SUITE_P(W, ThreadRanks, testing::Values(1, 2, 3, 4));
+
+TEST(ThreadCommunicator, SumsInRankOrder) {
+  // ((x0 + x1) + x2) in float: 1 + 2^-24 rounds to 1 (ties to even), so adding
+  // the tiny terms one at a time to 1 loses both; any other order keeps them.
+  const float x[3] = {1.0f, std::ldexp(1.0f, -24), std::ldexp(1.0f, -24)};
+  run_ranks(3, [&](Communicator& c) {
+    float v = x[c.rank()];
+    c.all_reduce(&v, 1);
+    EXPECT_EQ(v, 1.0f);
+  });
+}
+
+TEST(ThreadCommunicator, CompletesWithoutEveryRankWaiting) {
+  // Rank 0 waits on its all-gather while rank 1 has only posted it and is
+  // blocked on a second collective: MPI semantics, no rendezvous in wait().
+  run_ranks(2, [](Communicator& c) {
+    float mine = static_cast<float>(c.rank() + 1), both[2] = {};
+    Request r = c.iall_gather(&mine, both, 1);
+    if (c.rank() == 0) r->wait();
+    c.barrier();
+    r->wait();
+    EXPECT_EQ(both[0], 1.0f);
+    EXPECT_EQ(both[1], 2.0f);
+  });
+}
+
+TEST(ThreadCommunicator, SplitOfSplitAndOutlivingParent) {
+  run_ranks(4, [](Communicator& c) {
+    std::unique_ptr<Communicator> pair = c.split(c.rank() / 2, c.rank());
+    std::unique_ptr<Communicator> single = pair->split(pair->rank(), 0);
+    EXPECT_EQ(single->size(), 1);
+    float v = static_cast<float>(c.rank());
+    pair->all_reduce(&v, 1);
+    EXPECT_EQ(v, c.rank() < 2 ? 1.0f : 5.0f);
+  });
+}
+
+TEST(ThreadCommunicator, RethrowsTheFailingRanksException) {
+  // Rank 1 throws before its all-reduce; rank 0, blocked in it, is released.
+  try {
+    run_ranks(3, [](Communicator& c) {
+      if (c.rank() == 1) throw std::invalid_argument("rank 1 broke");
+      float v = 1;
+      c.all_reduce(&v, 1);
+    });
+    FAIL() << "no exception";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_STREQ(e.what(), "rank 1 broke");
+  }
+}
+
+TEST(ThreadCommunicator, MismatchedCollectivesFailInsteadOfHanging) {
+  try {
+    run_ranks(2, [](Communicator& c) {
+      float v[4] = {};
+      if (c.rank() == 0)
+        c.all_reduce(v, 4);
+      else
+        c.all_gather(v, v, 2);
+    });
+    FAIL() << "no exception";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("does not match across ranks"), std::string::npos) << e.what();
+  }
+}
+
+TEST(ThreadCommunicator, RankReturningEarlyFailsTheOthers) {
+  // Rank 1 returns without the barrier (as after a failed gtest ASSERT).
+  try {
+    run_ranks(2, [](Communicator& c) {
+      if (c.rank() == 1) return;
+      c.barrier();
+    });
+    FAIL() << "no exception";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("returned without calling it"), std::string::npos) << e.what();
+  }
+}
+
+TEST(ThreadCommunicator, AbandonedRequestDuringUnwindingDoesNotHang) {
+  EXPECT_THROW(run_ranks(2,
+                         [](Communicator& c) {
+                           float v = 1;
+                           Request r = c.iall_reduce(&v, 1);
+                           if (c.rank() == 0) throw Error("rank 0 fails with a request in flight");
+                           r->wait();
+                           c.barrier();
+                         }),
+               Error);
+}
+
+TEST(ThreadCommunicator, RejectsBadArguments) {
+  EXPECT_THROW(make_thread_communicators(0), Error);
+  EXPECT_THROW(run_ranks(2, [](Communicator& c) { c.broadcast(nullptr, 0, 2); }), Error);
+}
+
+// ---- process grid ------------------------------------------------------------------
+
+TEST(ProcessGrid, RejectsLayoutsThatDoNotMatchTheJob) {
+  try {
+    validate_parallel_layout(ParallelConfig{2, 2}, 3);
+    FAIL() << "no exception";
+  } catch (const ConfigError& e) {
+    EXPECT_STREQ(e.what(),
+                 "parallel.sequence (2) x parallel.data (2) = 4 ranks, but the job has 3; start 4 ranks or "
+                 "change parallel.*");
+  }
+  EXPECT_THROW(validate_parallel_layout(ParallelConfig{0, 1}, 1), ConfigError);
+  EXPECT_THROW(validate_parallel_layout(ParallelConfig{1, -2}, 1), ConfigError);
+  EXPECT_NO_THROW(validate_parallel_layout(ParallelConfig{3, 2}, 6));
+  auto self = make_self_communicator();
+  EXPECT_THROW(ProcessGrid(ParallelConfig{2, 1}, *self), ConfigError);
+}
+
+TEST(ProcessGrid, SequenceGroupsAreConsecutiveRanks) {
+  for (auto [sp, dp] : std::vector<std::pair<int, int>>{{1, 1}, {2, 1}, {1, 3}, {2, 2}, {3, 2}, {2, 3}}) {
+    run_ranks(sp * dp, [sp = sp, dp = dp](Communicator& world) {
+      ProcessGrid g(ParallelConfig{sp, dp}, world);
+      const int r = world.rank();
+      EXPECT_EQ(g.sp_rank(), r % sp);
+      EXPECT_EQ(g.dp_rank(), r / sp);
+      EXPECT_EQ(g.sp().rank(), g.sp_rank());
+      EXPECT_EQ(g.dp().rank(), g.dp_rank());
+      EXPECT_EQ(&g.world(), &world);
+      // Who is in my groups, by world rank.
+      float me = static_cast<float>(r);
+      std::vector<float> sp_members(static_cast<size_t>(sp)), dp_members(static_cast<size_t>(dp));
+      g.sp().all_gather(&me, sp_members.data(), 1);
+      g.dp().all_gather(&me, dp_members.data(), 1);
+      for (int i = 0; i < sp; ++i) EXPECT_EQ(sp_members[static_cast<size_t>(i)], g.dp_rank() * sp + i);
+      for (int i = 0; i < dp; ++i) EXPECT_EQ(dp_members[static_cast<size_t>(i)], i * sp + g.sp_rank());
+    });
+  }
+}
+
+TEST(ProcessGrid, Describes) {
+  run_ranks(4, [](Communicator& world) {
+    ProcessGrid g(ParallelConfig{2, 2}, world);
+    if (world.rank() == 3) {
+      EXPECT_EQ(g.describe(), "rank 3 of 4 = dp 1 / sp 1 (DP 2 x SP 2)");
+    }
+  });
+}
+
+#if !LINTRAIN_HAS_NCCL
+TEST(NcclCommunicator, BuildWithoutNcclSaysSo) {
+  auto self = make_self_communicator();
+  try {
+    make_nccl_communicator(*self, 0);
+    FAIL() << "no exception";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("built without NCCL"), std::string::npos) << e.what();
+  }
+}
+#endif
