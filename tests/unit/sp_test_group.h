@@ -145,6 +145,7 @@ class SpTestGroup {
     void all_reduce_f64(double*, size_t) override { throw Error("[SpTestGroup] all_reduce_f64 unused"); }
     void broadcast(void*, size_t, int) override { throw Error("[SpTestGroup] broadcast unused"); }
     void barrier() override { g_->barrier(); }
+    std::unique_ptr<Communicator> split(int, int) override { throw Error("[SpTestGroup] split unused"); }
 
    private:
     Request post(Kind kind, const float* send, float* recv, size_t count) {
