@@ -15,33 +15,14 @@
 #include "runtime/config/config.h"
 #include "runtime/config/schema.h"
 #include "runtime/error.h"
+#include "temp_dir.h"
 
 using namespace lintrain;
 namespace fs = std::filesystem;
 
 namespace {
 
-// A fresh directory under the test temp dir, removed at the end of the test.
-class TempDir {
- public:
-  TempDir() {
-    std::string tmpl = testing::TempDir() + "lintrain_config_XXXXXX";
-    path_ = mkdtemp(tmpl.data());
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  std::string file(const std::string& name, const std::string& text) const {
-    const std::string p = path_ + "/" + name;
-    std::ofstream(p) << text;
-    return p;
-  }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
+using test::TempDir;
 
 RunConfig parse(const std::string& yaml, const std::vector<std::string>& overrides = {}) {
   return parse_run_config(yaml, overrides, "run.yaml");
@@ -181,7 +162,7 @@ TEST(ConfigDefaults, EmptyDocumentGivesTheStructDefaults) {
   // alone is rejected with the fix, and is the struct defaults once it has one.
   EXPECT_CONTAINS(parse_error(""), "data.path is empty");
   TempDir dir;
-  const std::string corpus = dir.file("corpus.txt", "hello world\n");
+  const std::string corpus = dir.write("corpus.txt", "hello world\n");
   RunConfig want;
   want.data.path = corpus;
   expect_same(parse("", {"data.path=" + corpus}), want);
@@ -253,8 +234,8 @@ TEST(ConfigDefaults, SectionsAreContiguousInTheTable) {
 
 TEST(ConfigParse, FullFileSetsEveryKey) {
   TempDir dir;
-  const std::string tokens = dir.file("train.bin", std::string(64, '\0'));
-  const std::string path = dir.file("run.yaml", full_file(tokens));
+  const std::string tokens = dir.write("train.bin", std::string(64, '\0'));
+  const std::string path = dir.write("run.yaml", full_file(tokens));
   const RunConfig c = load_run_config(path);
   EXPECT_EQ(c.source, path);
   EXPECT_EQ(c.run.name, "full");
@@ -319,18 +300,18 @@ TEST(ConfigParse, FullFileSetsEveryKey) {
 
 TEST(ConfigParse, TextDataAcceptsAFileOrADirectory) {
   TempDir dir;
-  const std::string file = dir.file("a.txt", "abc");
+  const std::string file = dir.write("a.txt", "abc");
   EXPECT_EQ(parse("data: {path: " + file + "}\n").data.path, file);
-  EXPECT_EQ(parse("data: {path: " + dir.path() + "}\n").data.path, dir.path());
+  EXPECT_EQ(parse("data: {path: " + dir.str() + "}\n").data.path, dir.str());
   // tokens reads one file, not a directory.
-  EXPECT_CONTAINS(parse_error("data: {kind: tokens, path: " + dir.path() + "}\n"), "is not a regular file");
+  EXPECT_CONTAINS(parse_error("data: {kind: tokens, path: " + dir.str() + "}\n"), "is not a regular file");
 }
 
 TEST(ConfigParse, RelativeDataPathsResolveFromTheWorkingDirectory) {
   TempDir dir;
-  dir.file("rel.txt", "abc");
+  dir.write("rel.txt", "abc");
   const fs::path old = fs::current_path();
-  fs::current_path(dir.path());
+  fs::current_path(dir.str());
   EXPECT_EQ(parse("data: {path: rel.txt}\n").data.path, "rel.txt");  // kept as written
   const std::string err = parse_error("data: {path: missing.txt}\n");
   fs::current_path(old);
@@ -440,7 +421,7 @@ TEST(ConfigErrors, DataRulesNameTheKeysAndTheFix) {
             "run.yaml:1: data.path '/nonexistent/corpus.txt' does not exist; fix the path or use data.kind: mqar");
   EXPECT_CONTAINS(parse_error("data: {kind: tokens}\n"), "data.path is empty; data.kind tokens needs a token file");
   TempDir dir;
-  const std::string f = dir.file("c.txt", "x");
+  const std::string f = dir.write("c.txt", "x");
   EXPECT_CONTAINS(parse_error("model: {vocab_size: 128}\ndata: {path: " + f + "}\n"),
                   "run.yaml:1: model.vocab_size 128 is too small for data.kind text");
   EXPECT_CONTAINS(parse_error("data: {path: " + f + ", valid_fraction: 0}\n"), "data.valid_fraction is 0");
@@ -473,13 +454,13 @@ TEST(ConfigErrors, DuplicateKeyNamesTheRepeat) {
 
 TEST(ConfigErrors, MissingOrUnreadableRunFile) {
   TempDir dir;
-  const std::string missing = dir.path() + "/nope.yaml";
+  const std::string missing = dir.str() + "/nope.yaml";
   EXPECT_EQ(error_of([&] { load_run_config(missing); }),
             "cannot open run file '" + missing + "': No such file or directory");
-  EXPECT_EQ(error_of([&] { load_run_config(dir.path()); }),
-            "cannot read run file '" + dir.path() + "': Is a directory");
+  EXPECT_EQ(error_of([&] { load_run_config(dir.str()); }),
+            "cannot read run file '" + dir.str() + "': Is a directory");
   // Errors inside a loaded file name the file.
-  const std::string bad = dir.file("bad.yaml", "data: {kind: mqar}\ntrain: {steps: 0}\n");
+  const std::string bad = dir.write("bad.yaml", "data: {kind: mqar}\ntrain: {steps: 0}\n");
   EXPECT_EQ(error_of([&] { load_run_config(bad); }), bad + ":2: train.steps: must be >= 1, got 0");
 }
 
@@ -506,7 +487,7 @@ TEST(ConfigOverrides, ApplyInOrderAfterTheFile) {
 
 TEST(ConfigOverrides, StringValuesAreTakenVerbatim) {
   TempDir dir;
-  const std::string odd = dir.file("my data #1: v2.txt", "abc");
+  const std::string odd = dir.write("my data #1: v2.txt", "abc");
   EXPECT_EQ(parse("", {"data.path=" + odd}).data.path, odd);
   EXPECT_EQ(parse("data: {kind: mqar}\n", {"run.name='quoted name'"}).run.name, "quoted name");
   EXPECT_EQ(parse("data: {kind: mqar}\n", {"model.linear_attention.feature_map="}).model.linear_attention.feature_map,
@@ -545,8 +526,8 @@ TEST(ConfigOverrides, MissingEqualsSaysHowToWriteIt) {
 
 TEST(ConfigYaml, RoundTripsAFullConfig) {
   TempDir dir;
-  const std::string tokens = dir.file("train.bin", std::string(64, '\0'));
-  const RunConfig a = load_run_config(dir.file("run.yaml", full_file(tokens)));
+  const std::string tokens = dir.write("train.bin", std::string(64, '\0'));
+  const RunConfig a = load_run_config(dir.write("run.yaml", full_file(tokens)));
   const std::string yaml = config_to_yaml(a);
   const RunConfig b = parse_run_config(yaml, {}, "config.yaml");
   expect_same(a, b);

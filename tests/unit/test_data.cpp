@@ -20,6 +20,7 @@
 #include "runtime/data/mqar.h"
 #include "runtime/data/token_file.h"
 #include "runtime/error.h"
+#include "temp_dir.h"
 #include "runtime/rng.h"
 
 using namespace lintrain;
@@ -27,26 +28,7 @@ namespace fs = std::filesystem;
 
 namespace {
 
-// A fresh directory per test under gtest's temp dir, removed at the end.
-class TempDir {
- public:
-  TempDir() {
-    static int counter = 0;
-    path_ = fs::path(testing::TempDir()) / ("lintrain_data_" + std::to_string(::getpid()) + "_" +
-                                            std::to_string(counter++));
-    fs::remove_all(path_);
-    fs::create_directories(path_);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  std::string file(const std::string& name) const { return (path_ / name).string(); }
-  std::string str() const { return path_.string(); }
-
- private:
-  fs::path path_;
-};
+using test::TempDir;
 
 void write_bytes(const std::string& path, const std::string& bytes) {
   std::ofstream out(path, std::ios::binary);

@@ -16,6 +16,7 @@
 
 #include "runtime/dtype.h"
 #include "runtime/error.h"
+#include "temp_dir.h"
 #include "runtime/io/atomic_file.h"
 #include "runtime/io/hf_config.h"
 #include "runtime/io/json.h"
@@ -26,30 +27,7 @@ namespace fs = std::filesystem;
 
 namespace {
 
-class TempDir {
- public:
-  TempDir() {
-    static int counter = 0;
-    path_ = fs::path(testing::TempDir()) / ("lintrain_st_" + std::to_string(::getpid()) + "_" +
-                                            std::to_string(counter++));
-    fs::remove_all(path_);
-    fs::create_directories(path_);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  std::string file(const std::string& name) const { return (path_ / name).string(); }
-  std::vector<std::string> listing() const {
-    std::vector<std::string> names;
-    for (const auto& e : fs::directory_iterator(path_)) names.push_back(e.path().filename().string());
-    std::sort(names.begin(), names.end());
-    return names;
-  }
-
- private:
-  fs::path path_;
-};
+using test::TempDir;
 
 std::string read_all(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
