@@ -13,7 +13,7 @@
 // and number of calls, and no other collective was used); any FAIL exits 1.
 //   usage: bench_comm_volume [--sp 2,4,8] [--tokens 8192,32768] [--hidden 1024]
 //                            [--heads 16] [--kv-heads 16] [--batch 1]
-// Runtime on 2 cores: about 6.5 minutes, nearly all of it the three causal
+// Runtime on 2 cores: about 6 minutes, nearly all of it the three causal
 // softmax layers at T = 32K (7.7 TFLOP each); --tokens 8192 takes ~30 s.
 #include <algorithm>
 #include <chrono>
