@@ -4,6 +4,10 @@
 #include <omp.h>
 
 #include <unistd.h>
+#if defined(__SSE2__)
+#include <pmmintrin.h>
+#include <xmmintrin.h>
+#endif
 
 #include <atomic>
 #include <cctype>
@@ -39,7 +43,14 @@ void gemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const fl
 
 namespace {
 int g_threads = 0;
+
+void flush_denormals_on_this_thread() {
+#if defined(__SSE2__)
+  _MM_SET_FLUSH_ZERO_MODE(_MM_FLUSH_ZERO_ON);
+  _MM_SET_DENORMALS_ZERO_MODE(_MM_DENORMALS_ZERO_ON);
+#endif
 }
+}  // namespace
 
 void set_num_threads(int n) {
   if (n <= 0) {
@@ -50,6 +61,9 @@ void set_num_threads(int n) {
   g_threads = n;
   omp_set_num_threads(n);
   openblas_set_num_threads(n);
+  flush_denormals_on_this_thread();
+#pragma omp parallel num_threads(n)
+  flush_denormals_on_this_thread();
 }
 
 int num_threads() { return g_threads > 0 ? g_threads : omp_get_max_threads(); }

@@ -18,7 +18,11 @@ void gemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const fl
 uint64_t gemm_flops();
 
 // Number of threads for our OpenMP kernels and for BLAS (0 = OMP_NUM_THREADS if
-// set, else all cores). The
+// set, else all cores). It also turns on flush-to-zero / denormals-are-zero on
+// the calling thread and every OpenMP thread: decay powers lambda^n of fast
+// heads reach denormal floats, which cost ~100x per operation on x86 and made
+// the LASP-2 boundary terms 4x slower (bench/RESULTS.md); values below 1e-38
+// carry nothing a model can use. The
 // training CLI sets it once from the cores the rank was given.
 void set_num_threads(int n);
 int num_threads();
