@@ -78,8 +78,10 @@ if [ -n "$PROBE" ]; then
 
   # A dead rank ends the job under Slurm too (srun --kill-on-bad-exit, PMIx).
   submit probe-kill "$PROBE" examples/tiny.yaml --sleep 120
+  # Wait for rank 1's own line: srun forwards each task's output separately,
+  # so rank 0's "allreduce ok" can arrive before it.
   for _ in $(seq 1 600); do
-    grep -q "mpi_probe: allreduce ok 2" "$WORK/probe-kill.out" 2>/dev/null && break
+    grep -q "^mpi_probe: rank 1 of 2 pid" "$WORK/probe-kill.out" 2>/dev/null && break
     [ -n "$(timeout 10 squeue -h -j "$JOB_ID" 2>/dev/null)" ] || break
     sleep 0.1
   done
