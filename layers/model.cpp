@@ -107,6 +107,13 @@ LinearLlama::LinearLlama(const ModelConfig& cfg, int B, int T, bool bf16_compute
   dh_final_.resize(N * C);
   dx_.resize(N * C);
   tokens_.resize(N);
+  d_act_.resize(N * F);
+  d_gu_.resize(N * 2 * F);
+  d_h_.resize(N * C);
+  d_attn_.resize(N * HD);
+  d_qkv_.resize(N * QKV);
+  for (const auto& b : blocks_)
+    if (b->wg >= 0) d_g_.resize(N * HD);  // gated linear layers only
 }
 
 LinearLlama::~LinearLlama() = default;
@@ -233,33 +240,28 @@ CrossEntropyStats LinearLlama::forward_backward(const int32_t* tokens, const int
     grads_ready_(ready);
   }
 
-  // Scratch reused by every layer (sized for the largest use).
-  std::vector<float> d_act(static_cast<size_t>(N) * F), d_gu(static_cast<size_t>(N) * 2 * F);
-  std::vector<float> d_h(static_cast<size_t>(N) * C), d_attn(static_cast<size_t>(N) * HD);
-  std::vector<float> d_qkv(static_cast<size_t>(N) * QKV), d_g;
   for (size_t li = blocks_.size(); li-- > 0;) {
     Block& b = *blocks_[li];
     // MLP: x_out = x_mid + act @ Wd^T
-    linear_backward(d_act.data(), G(b.wd), dx_.data(), b.act.data(), P(b.wd), N, F, C);
-    swiglu_backward(d_gu.data(), d_act.data(), b.gu.data(), N, F);
-    linear_backward(d_h.data(), G(b.wgu), d_gu.data(), b.h2.data(), P(b.wgu), N, C, 2 * F);
-    rmsnorm_backward(dx_.data(), G(b.ln2), d_h.data(), b.x_mid.data(), P(b.ln2), b.rstd2.data(), N, C);
+    linear_backward(d_act_.data(), G(b.wd), dx_.data(), b.act.data(), P(b.wd), N, F, C);
+    swiglu_backward(d_gu_.data(), d_act_.data(), b.gu.data(), N, F);
+    linear_backward(d_h_.data(), G(b.wgu), d_gu_.data(), b.h2.data(), P(b.wgu), N, C, 2 * F);
+    rmsnorm_backward(dx_.data(), G(b.ln2), d_h_.data(), b.x_mid.data(), P(b.ln2), b.rstd2.data(), N, C);
     // Attention: x_mid = x_in + attn @ Wo^T
-    linear_backward(d_attn.data(), G(b.wo), dx_.data(), b.attn.data(), P(b.wo), N, HD, C);
+    linear_backward(d_attn_.data(), G(b.wo), dx_.data(), b.attn.data(), P(b.wo), N, HD, C);
     if (b.linear) {
-      if (b.wg >= 0) d_g.resize(static_cast<size_t>(N) * HD);
-      b.linear->backward(d_qkv.data(), b.wg >= 0 ? d_g.data() : nullptr, d_attn.data(), nullptr,
+      b.linear->backward(d_qkv_.data(), b.wg >= 0 ? d_g_.data() : nullptr, d_attn_.data(), nullptr,
                          nullptr);
     } else {
-      b.softmax->backward(d_qkv.data(), d_attn.data());
+      b.softmax->backward(d_qkv_.data(), d_attn_.data());
     }
-    linear_backward(d_h.data(), G(b.wqkv), d_qkv.data(), b.h1.data(), P(b.wqkv), N, C, QKV);
+    linear_backward(d_h_.data(), G(b.wqkv), d_qkv_.data(), b.h1.data(), P(b.wqkv), N, C, QKV);
     if (b.wg >= 0) {
       // The gate is a second branch from h1: d_h += d_g @ Wg (beta = 1), dWg += d_g^T h1.
-      gemm(false, false, N, C, HD, 1.0f, d_g.data(), HD, P(b.wg), C, 1.0f, d_h.data(), C);
-      linear_backward(nullptr, G(b.wg), d_g.data(), b.h1.data(), P(b.wg), N, C, HD);
+      gemm(false, false, N, C, HD, 1.0f, d_g_.data(), HD, P(b.wg), C, 1.0f, d_h_.data(), C);
+      linear_backward(nullptr, G(b.wg), d_g_.data(), b.h1.data(), P(b.wg), N, C, HD);
     }
-    rmsnorm_backward(dx_.data(), G(b.ln1), d_h.data(), b.x_in.data(), P(b.ln1), b.rstd1.data(), N, C);
+    rmsnorm_backward(dx_.data(), G(b.ln1), d_h_.data(), b.x_in.data(), P(b.ln1), b.rstd1.data(), N, C);
     if (grads_ready_) {
       // k_proj, v_proj follow q_proj and up_proj follows gate_proj (make_param_table).
       std::vector<int> ready = {b.ln1, b.wqkv, b.wqkv + 1, b.wqkv + 2, b.wo,

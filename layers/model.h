@@ -90,6 +90,9 @@ class LinearLlama {
   std::vector<std::unique_ptr<Block>> blocks_;
   std::vector<int32_t> tokens_;
   std::vector<float> x_final_, h_final_, rstd_final_, dh_final_, dx_;
+  // Backward scratch shared by every layer, allocated once (not per step):
+  // d_act (N, F), d_gu (N, 2F), d_h (N, C), d_attn and d_g (N, HD), d_qkv (N, QKV).
+  std::vector<float> d_act_, d_gu_, d_h_, d_attn_, d_g_, d_qkv_;
   ChunkedCrossEntropy head_;
   GradsReadyHook grads_ready_;
 };
