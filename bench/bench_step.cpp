@@ -27,6 +27,7 @@ static Result run(ModelConfig m, int B, int T, int steps) {
   LinearLlama model(m, B, T);
   model.init_weights(1);
   OptimConfig oc;
+  oc.lr = 1e-4;
   auto opt = make_optimizer(oc, model.table());
   std::vector<int32_t> tok(static_cast<size_t>(B) * T), tgt(tok.size());
   Rng rng(2);

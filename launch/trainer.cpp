@@ -14,6 +14,7 @@
 #include "launch/weights.h"
 #include "layers/model.h"
 #include "optim/optimizer.h"
+#include "optim/param_groups.h"
 #include "optim/schedule.h"
 #include "parallel/communicator.h"
 #include "parallel/grad_reducer.h"
@@ -116,7 +117,7 @@ TrainResult train(const RunConfig& cfg, const TrainOptions& opts, Communicator& 
   // the replicas start equal without a broadcast.
   if (opts.init_from.empty()) model.init_weights(cfg.run.seed);
   else import_weights(model, opts.init_from);
-  auto optimizer = make_optimizer(cfg.optim, model.table());
+  auto optimizer = make_optimizer(cfg.optim, model.table(), cfg.run.seed);
   auto train_data = make_data_loader(cfg.data, Split::Train, cfg.model.vocab_size, B, T,
                                      cfg.run.seed, grid.dp_rank(), grid.dp_size());
   auto valid_data = make_data_loader(cfg.data, Split::Valid, cfg.model.vocab_size, B, T,
@@ -135,6 +136,7 @@ TrainResult train(const RunConfig& cfg, const TrainOptions& opts, Communicator& 
                 grid.describe().c_str(), num_threads(), blas_description(),
                 cfg.precision.compute.c_str(), model.activation_bytes() / 1048576.0,
                 optimizer->state_bytes() / 1048576.0);
+    std::fputs(format_optimizer_report(cfg.optim, plan_optimizer_memory(cfg.optim, model.table())).c_str(), stdout);
   }
 
   std::unique_ptr<MetricsLog> log;

@@ -4,14 +4,24 @@
 
 namespace lintrain {
 
-AdamW::AdamW(const OptimConfig& cfg, const ParamTable& table)
+ParamTable AdamW::state_layout(const ParamGroup& group, const ParamTable& table) {
+  ParamTable st;
+  for (int i : group.views) {
+    const TensorView& v = table.view(i);
+    st.add(v.name + "/exp_avg", v.shape);
+    st.add(v.name + "/exp_avg_sq", v.shape);
+  }
+  return st;
+}
+
+AdamW::AdamW(const OptimConfig& cfg, const ParamGroup& group, const ParamTable& table)
     : table_(table),
-      b1_(cfg.betas.at(0)),
-      b2_(cfg.betas.at(1)),
-      eps_(cfg.eps),
-      wd_(cfg.weight_decay),
-      m_(table),
-      v_(table) {}
+      group_(group),
+      b1_(cfg.adamw.betas.at(0)),
+      b2_(cfg.adamw.betas.at(1)),
+      eps_(cfg.adamw.eps),
+      state_table_(state_layout(group, table)),
+      state_(state_table_) {}
 
 void AdamW::step(FlatBuffer& params, const FlatBuffer& grads, double lr) {
   ++t_;
@@ -21,12 +31,13 @@ void AdamW::step(FlatBuffer& params, const FlatBuffer& grads, double lr) {
   const float step_size = static_cast<float>(lr / bc1);
   const float inv_sqrt_bc2 = static_cast<float>(1.0 / std::sqrt(bc2));
   const float eps = static_cast<float>(eps_);
-  for (const auto& view : table_.views()) {
+  const float decay = static_cast<float>(1.0 - lr * group_.weight_decay);
+  for (size_t k = 0; k < group_.views.size(); ++k) {
+    const TensorView& view = table_.view(group_.views[k]);
     float* p = params.at(view);
     const float* g = grads.at(view);
-    float* m = m_.at(view);
-    float* v = v_.at(view);
-    const float decay = view.shape.size() >= 2 ? static_cast<float>(1.0 - lr * wd_) : 1.0f;
+    float* m = state_.at(state_table_.view(static_cast<int>(2 * k)));
+    float* v = state_.at(state_table_.view(static_cast<int>(2 * k + 1)));
     const int64_t n = view.numel;
 #pragma omp parallel for simd schedule(static)
     for (int64_t i = 0; i < n; ++i) {
@@ -37,12 +48,20 @@ void AdamW::step(FlatBuffer& params, const FlatBuffer& grads, double lr) {
   }
 }
 
-size_t AdamW::state_bytes() const {
-  return 2 * static_cast<size_t>(table_.param_count()) * sizeof(float);
-}
+size_t AdamW::state_bytes() const { return static_cast<size_t>(state_table_.buffer_numel()) * sizeof(float); }
 
-std::vector<std::pair<std::string, FlatBuffer*>> AdamW::state_buffers() {
-  return {{"exp_avg", &m_}, {"exp_avg_sq", &v_}};
-}
+std::vector<StateTensor> AdamW::state_tensors() { return state_tensors_of(state_table_, state_); }
+
+std::vector<StateWord> AdamW::state_words() { return {{"step", &t_}}; }
+
+const UpdateRuleInfo kAdamWRule = {
+    "adamw",
+    [](const OptimConfig& cfg, const ParamGroup& group, const ParamTable& table, uint64_t) -> std::unique_ptr<Optimizer> {
+      return std::make_unique<AdamW>(cfg, group, table);
+    },
+    [](const OptimConfig&, const ParamGroup& group, const ParamTable& table) {
+      return AdamW::state_layout(group, table).buffer_numel();
+    },
+};
 
 }  // namespace lintrain

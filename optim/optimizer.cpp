@@ -2,15 +2,59 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <vector>
 
 #include "optim/adamw.h"
+#include "optim/param_groups.h"
+#include "runtime/error.h"
 
 namespace lintrain {
 
-std::unique_ptr<Optimizer> make_optimizer(const OptimConfig& cfg, const ParamTable& table) {
-  if (cfg.name == "adamw") return std::make_unique<AdamW>(cfg, table);
-  throw ConfigError(str_cat("optim.name: unknown optimizer '", cfg.name, "'; valid: adamw"));
+const std::vector<UpdateRuleInfo>& update_rules() {
+  static const std::vector<UpdateRuleInfo> rules = {kAdamWRule};
+  return rules;
+}
+
+const UpdateRuleInfo& find_update_rule(const std::string& name) {
+  std::string valid;
+  for (const UpdateRuleInfo& r : update_rules()) {
+    if (name == r.name) return r;
+    valid += (valid.empty() ? "" : ", ") + std::string(r.name);
+  }
+  throw ConfigError(str_cat("optim: unknown optimizer '", name, "'; valid: ", valid));
+}
+
+std::unique_ptr<Optimizer> make_optimizer(const OptimConfig& cfg, const ParamTable& table, uint64_t seed) {
+  return std::make_unique<GroupedOptimizer>(cfg, table, seed);
+}
+
+std::vector<StateTensor> state_tensors_of(const ParamTable& table, const FlatBuffer& buffer) {
+  std::vector<StateTensor> out;
+  out.reserve(table.size());
+  for (const TensorView& v : table.views()) out.push_back({v.name, v.shape, buffer.at(v), v.numel});
+  return out;
+}
+
+Rng RngWords::load() const {
+  Rng::State st;
+  for (int i = 0; i < 4; ++i) st.s[i] = w[i];
+  std::memcpy(&st.spare, &w[4], sizeof st.spare);
+  st.has_spare = w[5] != 0;
+  Rng rng;
+  rng.set_state(st);
+  return rng;
+}
+
+void RngWords::store(const Rng& rng) {
+  const Rng::State st = rng.state();
+  for (int i = 0; i < 4; ++i) w[i] = st.s[i];
+  std::memcpy(&w[4], &st.spare, sizeof st.spare);
+  w[5] = st.has_spare ? 1 : 0;
+}
+
+void RngWords::expose(const std::string& name, std::vector<StateWord>& out) {
+  for (int i = 0; i < 6; ++i) out.push_back({str_cat(name, "/", i), &w[i]});
 }
 
 double grad_global_norm(const FlatBuffer& grads) {

@@ -1,32 +1,98 @@
 // The optimizer interface: one update of the flat parameter buffer from the
-// flat gradient buffer. State lives in flat buffers of the same layout so it
-// can be sharded, checkpointed and restored exactly.
+// flat gradient buffer.
+//
+// A run's optimizer is a GroupedOptimizer (optim/param_groups.h): the rules of
+// optim.groups split the tensors into parameter groups, and each group gets
+// one instance of an update rule below (AdamW, Lion, GaLore, SPAM, FRUGAL)
+// that touches only its group's tensors. Every rule keeps its f32 state in one
+// flat buffer with a table of named views (moments, projectors, masks), and
+// exposes that state and its integer words (step counters, RNG states) so a
+// checkpoint can save it and a restore continues bit-identically.
 #pragma once
 
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "runtime/config/config.h"
 #include "runtime/param_table.h"
+#include "runtime/rng.h"
 
 namespace lintrain {
+
+// A named f32 state tensor, owned by its optimizer ("galore/model.layers.0.mlp.up_proj.weight/exp_avg").
+struct StateTensor {
+  std::string name;
+  Shape shape;
+  float* data;
+  int64_t numel;
+};
+
+// A named 64-bit state word: a step counter or one word of an RNG state.
+struct StateWord {
+  std::string name;
+  uint64_t* value;
+};
 
 class Optimizer {
  public:
   virtual ~Optimizer() = default;
-  // One update with learning rate lr (the schedule's value for this step).
+  // One update with learning rate lr (the schedule's value for this step,
+  // already multiplied by the group's lr_scale).
   virtual void step(FlatBuffer& params, const FlatBuffer& grads, double lr) = 0;
   virtual const char* name() const = 0;
-  // Bytes of optimizer state (for the memory report).
+  // Bytes of f32 optimizer state held (for the memory report).
   virtual size_t state_bytes() const = 0;
-  // Named state buffers (e.g. "exp_avg", "exp_avg_sq") for checkpoints.
-  virtual std::vector<std::pair<std::string, FlatBuffer*>> state_buffers() = 0;
+  // Every f32 state tensor and every state word. Writing them back (same names,
+  // same shapes) restores the optimizer exactly.
+  virtual std::vector<StateTensor> state_tensors() = 0;
+  virtual std::vector<StateWord> state_words() = 0;
+  // Optimizer steps taken so far.
   virtual int64_t step_count() const = 0;
-  virtual void set_step_count(int64_t t) = 0;
 };
 
-std::unique_ptr<Optimizer> make_optimizer(const OptimConfig& cfg, const ParamTable& table);
+// The tensors of one parameter group and the settings they share.
+struct ParamGroup {
+  std::string name;          // "galore", "adamw.no_decay": prefixes its state names
+  std::string optimizer;     // adamw | lion | galore | spam | frugal
+  std::vector<int> views;    // indices into the ParamTable, in table order
+  double lr_scale = 1.0;
+  double weight_decay = 0.0;
+};
+
+// One update rule: how to build it for a group, and how many f32 state values
+// it would hold there without building it (the memory report of models that
+// are never allocated).
+struct UpdateRuleInfo {
+  const char* name;
+  std::unique_ptr<Optimizer> (*make)(const OptimConfig& cfg, const ParamGroup& group, const ParamTable& table,
+                                     uint64_t seed);
+  int64_t (*state_floats)(const OptimConfig& cfg, const ParamGroup& group, const ParamTable& table);
+};
+
+// The views of a state table as StateTensors, named "<view name>".
+std::vector<StateTensor> state_tensors_of(const ParamTable& table, const FlatBuffer& buffer);
+
+// An Rng kept as six plain words, so the words themselves are the state a
+// checkpoint saves: load() before drawing, store() after.
+struct RngWords {
+  uint64_t w[6] = {0, 0, 0, 0, 0, 0};  // xoshiro state, spare normal's bits, has-spare flag
+  explicit RngWords(uint64_t seed = 0) { store(Rng(seed)); }
+  Rng load() const;
+  void store(const Rng& rng);
+  // Appends "<name>/0" .. "<name>/5".
+  void expose(const std::string& name, std::vector<StateWord>& out);
+};
+
+// Every update rule, AdamW first. Throws ConfigError naming the valid names.
+const std::vector<UpdateRuleInfo>& update_rules();
+const UpdateRuleInfo& find_update_rule(const std::string& name);
+
+// The run's optimizer: the parameter groups of cfg (optim.groups, or the
+// defaults of optim.name) over `table`, each with its update rule. `seed`
+// seeds random subspaces (FRUGAL, randomized SVD).
+std::unique_ptr<Optimizer> make_optimizer(const OptimConfig& cfg, const ParamTable& table, uint64_t seed = 0);
 
 // Global L2 norm of the gradient buffer (double accumulation, fixed order).
 double grad_global_norm(const FlatBuffer& grads);

@@ -89,13 +89,81 @@ struct PrecisionConfig {
   Fp8Config fp8;
 };
 
-struct OptimConfig {
-  std::string name = "adamw";  // adamw (others in a later issue)
-  double lr = 1e-3;
-  double weight_decay = 0.0;
+// One rule of optim.groups. A tensor takes the first rule whose `match`
+// patterns and `ndim` both fit it; tensors no rule matches keep optim.name.
+struct ParamGroupRule {
+  std::vector<std::string> match = {"*"};  // globs on the HF name: '*' any run, '?' one character
+  int ndim = 0;                            // 0 = any rank; else the tensor's rank must equal it
+  std::string optimizer = "";              // adamw | lion | galore | spam | frugal; "" = optim.name
+  double lr_scale = 1.0;                   // multiplies the scheduled learning rate
+  double weight_decay = -1.0;              // < 0 = optim.weight_decay (optim.no_decay still applies)
+
+  bool operator==(const ParamGroupRule& o) const {
+    return match == o.match && ndim == o.ndim && optimizer == o.optimizer && lr_scale == o.lr_scale &&
+           weight_decay == o.weight_decay;
+  }
+};
+
+struct AdamWConfig {
   std::vector<double> betas = {0.9, 0.999};
   double eps = 1e-8;
 };
+
+// Lion (Chen et al. 2023): sign of an interpolated momentum; one state.
+struct LionConfig {
+  std::vector<double> betas = {0.9, 0.99};
+};
+
+// GaLore (Zhao et al. 2024): Adam moments in a rank-r gradient subspace.
+struct GaloreConfig {
+  int rank = 128;                // clipped to min(rows, cols) of each matrix
+  int update_proj_gap = 200;     // steps between projector refreshes
+  double scale = 0.25;           // alpha: the projected-back update is multiplied by it
+  std::string svd = "exact";     // exact (LAPACK) | randomized (subspace iteration)
+  int svd_oversample = 8;        // randomized: extra sketch columns beyond the rank
+  int svd_power_iters = 2;       // randomized: subspace (power) iterations
+  std::vector<double> betas = {0.9, 0.999};
+  double eps = 1e-6;
+};
+
+// SPAM (Huang et al. 2025): Adam with periodic moment reset, spike-aware
+// clipping and optional sparse momentum.
+struct SpamConfig {
+  std::vector<double> betas = {0.9, 0.999};
+  double eps = 1e-6;
+  int reset_interval = 500;   // zero both moments every N steps
+  int warmup = 150;           // cosine warm-up of the update after each reset
+  double threshold = 5000;    // theta: clip where g^2 > theta * v; 0 = off
+  int clip_delay = 20;        // no clipping in the first N steps after a reset
+  double density = 1.0;       // fraction of each matrix with momentum; 1 = dense
+};
+
+// FRUGAL (Zmushko et al. 2025): AdamW in a subspace, a state-free rule on the rest.
+struct FrugalConfig {
+  double density = 0.25;               // rho: state-full fraction of each projectable weight
+  int update_gap = 200;                // steps between subspace changes (state reset)
+  std::string proj_type = "svd";       // svd | random | randk | blockwise
+  std::string state_free = "signsgd";  // signsgd | sgd | none
+  double inactive_lr_scale = 1.0;      // learning-rate multiplier of the state-free part
+  std::vector<double> betas = {0.9, 0.999};
+  double eps = 1e-8;
+};
+
+struct OptimConfig {
+  std::string name = "adamw";  // adamw | lion | galore | spam | frugal
+  double lr = 0.0;             // peak learning rate; 0 = the optimizer's default (optim_default_lr)
+  double weight_decay = 0.0;
+  std::vector<std::string> no_decay = {"*norm*"};  // globs of tensors that never get weight decay
+  std::vector<ParamGroupRule> groups;              // empty = the defaults of optim.name
+  AdamWConfig adamw;
+  LionConfig lion;
+  GaloreConfig galore;
+  SpamConfig spam;
+  FrugalConfig frugal;
+};
+
+// The paper's default peak learning rate of each optimizer (lion 1e-4, others 1e-3).
+double optim_default_lr(const std::string& name);
 
 struct ScheduleConfig {
   std::string kind = "cosine";  // cosine | constant | linear

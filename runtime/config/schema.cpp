@@ -22,6 +22,8 @@ Value to_value(double x) { return x; }
 Value to_value(bool x) { return x; }
 Value to_value(const std::string& x) { return x; }
 Value to_value(const std::vector<double>& x) { return x; }
+Value to_value(const std::vector<std::string>& x) { return x; }
+Value to_value(const std::vector<ParamGroupRule>& x) { return x; }
 
 // The parser has range-checked the value for the key's type before writing.
 void from_value(int& m, const Value& v) { m = static_cast<int>(std::get<int64_t>(v)); }
@@ -30,6 +32,8 @@ void from_value(double& m, const Value& v) { m = std::get<double>(v); }
 void from_value(bool& m, const Value& v) { m = std::get<bool>(v); }
 void from_value(std::string& m, const Value& v) { m = std::get<std::string>(v); }
 void from_value(std::vector<double>& m, const Value& v) { m = std::get<std::vector<double>>(v); }
+void from_value(std::vector<std::string>& m, const Value& v) { m = std::get<std::vector<std::string>>(v); }
+void from_value(std::vector<ParamGroupRule>& m, const Value& v) { m = std::get<std::vector<ParamGroupRule>>(v); }
 
 // LT_KEY(model.hidden_size) expands to the key's name and its read and write
 // accessors, so a key's name and the member it writes are spelled once.
@@ -99,6 +103,17 @@ KeySpec word_or_float_key(const char* n, Reader r, Writer w, std::vector<std::st
   KeySpec k = make(n, r, w, KeyType::kWordOrFloat, meaning);
   k.choices = std::move(words);
   k.range = range;
+  return k;
+}
+
+std::vector<std::string> optimizer_names() { return {"adamw", "lion", "galore", "spam", "frugal"}; }
+
+KeySpec string_list_key(const char* n, Reader r, Writer w, const char* meaning) {
+  return make(n, r, w, KeyType::kStringList, meaning);
+}
+KeySpec group_rules_key(const char* n, Reader r, Writer w, const char* meaning) {
+  KeySpec k = make(n, r, w, KeyType::kGroupRules, meaning);
+  k.choices = optimizer_names();
   return k;
 }
 
@@ -198,11 +213,48 @@ std::vector<KeySpec> build_table() {
       int_key(LT_KEY(precision.fp8.amax_history_len), at_least(1), "delayed recipe: steps of amax history kept"),
       int_key(LT_KEY(precision.fp8.margin), at_least(0), "FP8 scales leave 2^margin of headroom"),
 
-      enum_key(LT_KEY(optim.name), {"adamw"}, "optimizer"),
-      float_key(LT_KEY(optim.lr), above(0), "peak learning rate; the schedule scales it"),
-      float_key(LT_KEY(optim.weight_decay), at_least(0), "decoupled weight decay of the weight matrices"),
-      float_list_key(LT_KEY(optim.betas), 2, closed_open(0, 1), "AdamW decay rates of the two moments"),
-      float_key(LT_KEY(optim.eps), above(0), "AdamW epsilon added to the denominator"),
+      enum_key(LT_KEY(optim.name), optimizer_names(),
+               "optimizer of the run; tensors optim.groups assigns elsewhere use theirs"),
+      float_key(LT_KEY(optim.lr), at_least(0),
+                "peak learning rate; the schedule scales it; 0 = the optimizer's default (lion 1e-4, others 1e-3)"),
+      float_key(LT_KEY(optim.weight_decay), at_least(0), "decoupled weight decay (tensors in optim.no_decay get none)"),
+      string_list_key(LT_KEY(optim.no_decay),
+                      "globs of tensor names that never get weight decay ('*' any run, '?' one character)"),
+      group_rules_key(LT_KEY(optim.groups),
+                      "parameter groups: a tensor takes the first rule whose match globs and ndim fit; "
+                      "[] = the defaults of optim.name (see Optimizers)"),
+      float_list_key(LT_KEY(optim.adamw.betas), 2, closed_open(0, 1), "AdamW decay rates of the two moments"),
+      float_key(LT_KEY(optim.adamw.eps), above(0), "AdamW epsilon added to the denominator"),
+      float_list_key(LT_KEY(optim.lion.betas), 2, closed_open(0, 1),
+                     "Lion: b1 interpolates the update direction, b2 decays the momentum"),
+      int_key(LT_KEY(optim.galore.rank), at_least(1), "GaLore: rank r of the gradient subspace (at most min(rows, cols))"),
+      int_key(LT_KEY(optim.galore.update_proj_gap), at_least(1), "GaLore: steps between projector refreshes"),
+      float_key(LT_KEY(optim.galore.scale), above(0), "GaLore: alpha, multiplies the projected-back update"),
+      enum_key(LT_KEY(optim.galore.svd), {"exact", "randomized"},
+               "GaLore: projector from an exact SVD (LAPACK) or a randomized one (subspace iteration)"),
+      int_key(LT_KEY(optim.galore.svd_oversample), at_least(0), "GaLore randomized SVD: extra sketch columns"),
+      int_key(LT_KEY(optim.galore.svd_power_iters), at_least(0), "GaLore randomized SVD: subspace iterations"),
+      float_list_key(LT_KEY(optim.galore.betas), 2, closed_open(0, 1), "GaLore: Adam decay rates in the subspace"),
+      float_key(LT_KEY(optim.galore.eps), above(0), "GaLore: Adam epsilon"),
+      float_list_key(LT_KEY(optim.spam.betas), 2, closed_open(0, 1), "SPAM: Adam decay rates"),
+      float_key(LT_KEY(optim.spam.eps), above(0), "SPAM: Adam epsilon"),
+      int_key(LT_KEY(optim.spam.reset_interval), at_least(0), "SPAM: zero both moments every N steps; 0 = never"),
+      int_key(LT_KEY(optim.spam.warmup), at_least(0), "SPAM: steps of cosine warm-up (0.01 to 1) of the update after a reset"),
+      float_key(LT_KEY(optim.spam.threshold), at_least(0),
+                "SPAM: theta; clip gradient entries with g^2 > theta * v to sign(g) sqrt(theta v); 0 = off"),
+      int_key(LT_KEY(optim.spam.clip_delay), at_least(0), "SPAM: steps after each reset without spike clipping"),
+      float_key(LT_KEY(optim.spam.density), open_closed(0, 1),
+                "SPAM: fraction of each matrix's entries with momentum (random, redrawn at resets); 1 = dense"),
+      float_key(LT_KEY(optim.frugal.density), open_closed(0, 1), "FRUGAL: rho, state-full fraction of each projected weight"),
+      int_key(LT_KEY(optim.frugal.update_gap), at_least(1), "FRUGAL: steps between subspace changes (the state is reset)"),
+      enum_key(LT_KEY(optim.frugal.proj_type), {"svd", "random", "randk", "blockwise"},
+               "FRUGAL subspace: svd (top singular vectors), random (orthogonal), randk (random columns), "
+               "blockwise (random whole tensors)"),
+      enum_key(LT_KEY(optim.frugal.state_free), {"signsgd", "sgd", "none"}, "FRUGAL: update of the state-free part"),
+      float_key(LT_KEY(optim.frugal.inactive_lr_scale), at_least(0),
+                "FRUGAL: learning-rate multiplier of the state-free part"),
+      float_list_key(LT_KEY(optim.frugal.betas), 2, closed_open(0, 1), "FRUGAL: AdamW decay rates of the state-full part"),
+      float_key(LT_KEY(optim.frugal.eps), above(0), "FRUGAL: AdamW epsilon of the state-full part"),
 
       enum_key(LT_KEY(schedule.kind), {"cosine", "constant", "linear"},
                "learning-rate decay after warm-up, from optim.lr to optim.lr * min_lr_ratio"),
@@ -261,6 +313,12 @@ std::string KeySpec::section() const {
 }
 
 namespace {
+std::string format_string_list(const std::vector<std::string>& items) {
+  std::string out = "[";
+  for (const std::string& x : items) out += (out.size() > 1 ? ", " : "") + yaml_quote(x);
+  return out + "]";
+}
+
 std::string join_choices(const std::vector<std::string>& choices) {
   std::string out;
   for (const std::string& c : choices) out += (out.empty() ? "" : ", ") + yaml_quote(c);
@@ -280,6 +338,8 @@ std::string KeySpec::type_text() const {
     case KeyType::kTriState: return "-1, false or true";
     case KeyType::kFloatList: return str_cat("list of ", list_len, " floats, each ", r);
     case KeyType::kWordOrFloat: return str_cat("string or number: ", join_choices(choices), ", or a float ", r);
+    case KeyType::kStringList: return "list of strings";
+    case KeyType::kGroupRules: return "list of {match, ndim, optimizer, lr_scale, weight_decay}";
   }
   return "";
 }
@@ -306,6 +366,19 @@ std::string KeySpec::format(const Value& v) const {
       for (const std::string& c : choices)
         if (s == c) return yaml_quote(s);
       return s;  // a number, stored in format_float's form
+    }
+    case KeyType::kStringList: return format_string_list(std::get<std::vector<std::string>>(v));
+    case KeyType::kGroupRules: {
+      std::string out = "[";
+      for (const ParamGroupRule& r : std::get<std::vector<ParamGroupRule>>(v)) {
+        out += str_cat(out.size() > 1 ? ", " : "", "{match: ", format_string_list(r.match));
+        if (r.ndim != 0) out += str_cat(", ndim: ", r.ndim);
+        if (!r.optimizer.empty()) out += str_cat(", optimizer: ", yaml_quote(r.optimizer));
+        if (r.lr_scale != 1.0) out += str_cat(", lr_scale: ", format_float(r.lr_scale));
+        if (r.weight_decay >= 0) out += str_cat(", weight_decay: ", format_float(r.weight_decay));
+        out += "}";
+      }
+      return out + "]";
     }
   }
   return "";

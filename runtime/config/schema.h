@@ -23,8 +23,9 @@ namespace lintrain::config {
 
 // A key's value between YAML and the struct member: int64 for int and
 // tristate keys, uint64 for the seed, double, bool, string (string, enum and
-// decay keys) and a list of doubles.
-using Value = std::variant<int64_t, uint64_t, double, bool, std::string, std::vector<double>>;
+// decay keys), a list of doubles, a list of strings and the optim.groups rules.
+using Value = std::variant<int64_t, uint64_t, double, bool, std::string, std::vector<double>,
+                           std::vector<std::string>, std::vector<ParamGroupRule>>;
 
 enum class KeyType {
   kInt,          // a 32-bit integer
@@ -36,6 +37,8 @@ enum class KeyType {
   kTriState,     // -1 (the variant's default), 0/false, 1/true
   kFloatList,    // exactly `list_len` numbers, each in `range`
   kWordOrFloat,  // one of `choices`, or a number in `range` (model.linear_attention.decay)
+  kStringList,   // a list of strings (glob patterns)
+  kGroupRules,   // optim.groups: a list of {match, ndim, optimizer, lr_scale, weight_decay}
 };
 
 // The closed/open interval a number must lie in; unbounded by default.

@@ -95,6 +95,14 @@ void check_data(const RunConfig& c, const KeyOrigins& o) {
 
 }  // namespace
 
+}  // namespace lintrain::config
+
+namespace lintrain {
+double optim_default_lr(const std::string& name) { return name == "lion" ? 1e-4 : 1e-3; }
+}  // namespace lintrain
+
+namespace lintrain::config {
+
 void validate_run_config(const RunConfig& c, const KeyOrigins& o) {
   check_model(c.model, o);
   check_data(c, o);

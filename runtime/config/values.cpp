@@ -128,15 +128,97 @@ Value parse_scalar(const KeySpec& key, const std::string& text, const std::strin
       check_range(key, name, v, text, where);
       return format_float(v);  // one spelling per number, so configs compare and round-trip
     }
-    case KeyType::kFloatList: break;  // handled by parse_value
+    case KeyType::kFloatList:
+    case KeyType::kStringList:
+    case KeyType::kGroupRules: break;  // handled by parse_value
   }
   fail(where, str_cat(name, ": internal error: no scalar reader for this key"));
+}
+
+// A list of strings: a YAML list of scalars, or one scalar as a list of one.
+std::vector<std::string> parse_string_list(const std::string& name, const YAML::Node& node, const std::string& where,
+                                           const Place& place, bool allow_empty) {
+  std::vector<std::string> out;
+  if (node.IsScalar()) {
+    out.push_back(node.Scalar());
+  } else if (node.IsSequence()) {
+    for (size_t i = 0; i < node.size(); ++i) {
+      const YAML::Node item = node[i];
+      if (!item.IsScalar())
+        fail(place.at(item), str_cat(name, "[", i, "]: expected a string, got ", describe(item)));
+      out.push_back(item.Scalar());
+    }
+  } else if (!node.IsNull()) {
+    fail(where, str_cat(name, ": expected a list of strings like [\"*norm*\"], got ", describe(node)));
+  }
+  for (const std::string& x : out)
+    if (x.empty()) fail(where, str_cat(name, ": an empty pattern matches nothing; remove it"));
+  if (out.empty() && !allow_empty) fail(where, str_cat(name, ": needs at least one pattern, e.g. [\"*\"]"));
+  return out;
+}
+
+std::vector<ParamGroupRule> parse_group_rules(const KeySpec& key, const YAML::Node& node, const std::string& where,
+                                              const Place& place) {
+  static const std::vector<std::string> fields = {"match", "ndim", "optimizer", "lr_scale", "weight_decay"};
+  std::vector<ParamGroupRule> rules;
+  if (node.IsNull()) return rules;
+  if (!node.IsSequence())
+    fail(where, str_cat(key.name, ": expected a list of rules like [{match: \"model.layers.*\", ndim: 2, "
+                                  "optimizer: galore}], got ", describe(node)));
+  for (size_t i = 0; i < node.size(); ++i) {
+    const YAML::Node item = node[i];
+    const std::string item_name = str_cat(key.name, "[", i, "]");
+    if (!item.IsMap())
+      fail(place.at(item), str_cat(item_name, ": expected a mapping with keys match, ndim, optimizer, lr_scale, "
+                                   "weight_decay, got ", describe(item)));
+    ParamGroupRule r;
+    bool has_match = false;
+    for (const auto& entry : item) {
+      const std::string field = entry.first.Scalar();
+      const YAML::Node& v = entry.second;
+      const std::string fwhere = place.at(entry.first);
+      const std::string fname = str_cat(item_name, ".", field);
+      auto number = [&](double lo, bool lo_open) {
+        double x = 0;
+        if (!v.IsScalar() || !parse_double(v.Scalar(), &x)) fail(fwhere, str_cat(fname, ": expected a number, got ", describe(v)));
+        if (lo_open ? !(x > lo) : !(x >= lo)) fail(fwhere, str_cat(fname, ": must be ", lo_open ? "> " : ">= ", lo, ", got ", v.Scalar()));
+        return x;
+      };
+      if (field == "match") {
+        r.match = parse_string_list(fname, v, fwhere, place, false);
+        has_match = true;
+      } else if (field == "ndim") {
+        int64_t n = 0;
+        if (!v.IsScalar() || !parse_int64(v.Scalar(), &n) || n < 0 || n > 8)
+          fail(fwhere, str_cat(fname, ": expected a rank 0..8 (0 = any), got ", describe(v)));
+        r.ndim = static_cast<int>(n);
+      } else if (field == "optimizer") {
+        const std::string o = v.IsScalar() ? v.Scalar() : "";
+        if (std::find(key.choices.begin(), key.choices.end(), o) == key.choices.end())
+          fail(fwhere, str_cat(fname, ": expected ", choices_text(key.choices), ", got ", describe(v), did_you_mean(o, key.choices)));
+        r.optimizer = o;
+      } else if (field == "lr_scale") {
+        r.lr_scale = number(0, true);
+      } else if (field == "weight_decay") {
+        r.weight_decay = number(0, false);
+      } else {
+        fail(fwhere, str_cat(item_name, ": unknown key '", field, "'", did_you_mean(field, fields),
+                             "; a rule has match, ndim, optimizer, lr_scale, weight_decay"));
+      }
+    }
+    if (!has_match)
+      fail(place.at(item), str_cat(item_name, ": a rule needs match (globs of tensor names, e.g. \"*\")"));
+    rules.push_back(std::move(r));
+  }
+  return rules;
 }
 
 }  // namespace
 
 Value parse_value(const KeySpec& key, const YAML::Node& node, const std::string& where, const Place& place) {
   const bool textual = key.type == KeyType::kString || key.type == KeyType::kEnum || key.type == KeyType::kWordOrFloat;
+  if (key.type == KeyType::kStringList) return parse_string_list(key.name, node, where, place, true);
+  if (key.type == KeyType::kGroupRules) return parse_group_rules(key, node, where, place);
   if (key.type == KeyType::kFloatList) {
     const std::string want = str_cat("a list of ", key.list_len, " numbers ", key.range.describe());
     if (!node.IsSequence()) fail(where, str_cat(key.name, ": expected ", want, " like [0.9, 0.95], got ", describe(node)));

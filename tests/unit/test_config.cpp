@@ -98,8 +98,8 @@ void expect_same(const RunConfig& a, const RunConfig& b) {
   EXPECT_EQ(a.optim.name, b.optim.name);
   EXPECT_EQ(a.optim.lr, b.optim.lr);
   EXPECT_EQ(a.optim.weight_decay, b.optim.weight_decay);
-  EXPECT_EQ(a.optim.betas, b.optim.betas);
-  EXPECT_EQ(a.optim.eps, b.optim.eps);
+  EXPECT_EQ(a.optim.adamw.betas, b.optim.adamw.betas);
+  EXPECT_EQ(a.optim.adamw.eps, b.optim.adamw.eps);
   EXPECT_EQ(a.schedule.kind, b.schedule.kind);
   EXPECT_EQ(a.schedule.warmup_steps, b.schedule.warmup_steps);
   EXPECT_EQ(a.schedule.min_lr_ratio, b.schedule.min_lr_ratio);
@@ -147,7 +147,7 @@ std::string full_file(const std::string& data_path) {
          "precision:\n"
          "  compute: bf16\n"
          "  fp8: {enabled: true, recipe: blockwise, format: e4m3, amax_history_len: 16, margin: 1}\n"
-         "optim: {name: adamw, lr: 3.0e-4, weight_decay: 0.1, betas: [0.9, 0.95], eps: 1e-10}\n"
+         "optim: {name: adamw, lr: 3.0e-4, weight_decay: 0.1, adamw: {betas: [0.9, 0.95], eps: 1e-10}}\n"
          "schedule: {kind: linear, warmup_steps: 100, min_lr_ratio: 0}\n"
          "checkpoint: {every: 100, keep: 5, async: false, service: 'ckpt-host:50051', dir: /ckpt/full}\n"
          "resume: auto\n";
@@ -204,13 +204,13 @@ TEST(ConfigDefaults, TableHasOneRowPerKeyInSchemaOrder) {
   // Spot checks of rows against config.h, written out by hand.
   EXPECT_CONTAINS(md, "| `model.hidden_size` | int, >= 1 | `256` |");
   EXPECT_CONTAINS(md, "| `model.rms_norm_eps` | float, > 0 | `1.0e-5` |");
-  EXPECT_CONTAINS(md, "| `optim.betas` | list of 2 floats, each in [0, 1) | `[0.9, 0.999]` |");
+  EXPECT_CONTAINS(md, "| `optim.adamw.betas` | list of 2 floats, each in [0, 1) | `[0.9, 0.999]` |");
   EXPECT_CONTAINS(md, "| `data.kind` | enum: mqar, text, tokens | `text` |");
   EXPECT_CONTAINS(md, "| `model.linear_attention.decay` | string or number: \"\", none, tnl, retnet, or a float in (0, 1] | `\"\"` |");
   EXPECT_CONTAINS(md, "| `schedule.min_lr_ratio` | float, in [0, 1] | `0.1` |");
   EXPECT_CONTAINS(md, "| `resume` | string | `none` |");
   // At least these keys the optimizer and launcher read.
-  for (const char* key : {"optim.name", "optim.lr", "optim.weight_decay", "optim.eps", "run.threads",
+  for (const char* key : {"optim.name", "optim.lr", "optim.weight_decay", "optim.adamw.eps", "run.threads",
                           "checkpoint.service", "precision.fp8.margin", "model.linear_attention.output_gate"})
     EXPECT_NE(config::find_key(key), nullptr) << key;
 }
@@ -285,8 +285,8 @@ TEST(ConfigParse, FullFileSetsEveryKey) {
   EXPECT_EQ(c.optim.name, "adamw");
   EXPECT_EQ(c.optim.lr, 3.0e-4);
   EXPECT_EQ(c.optim.weight_decay, 0.1);
-  EXPECT_EQ(c.optim.betas, (std::vector<double>{0.9, 0.95}));
-  EXPECT_EQ(c.optim.eps, 1e-10);
+  EXPECT_EQ(c.optim.adamw.betas, (std::vector<double>{0.9, 0.95}));
+  EXPECT_EQ(c.optim.adamw.eps, 1e-10);
   EXPECT_EQ(c.schedule.kind, "linear");
   EXPECT_EQ(c.schedule.warmup_steps, 100);
   EXPECT_EQ(c.schedule.min_lr_ratio, 0.0);
@@ -377,15 +377,15 @@ TEST(ConfigErrors, OutOfRangeNamesTheAllowedRange) {
             "run.yaml:3: model.hidden_size: must be >= 1, got -8");
   EXPECT_EQ(parse_error("data: {kind: mqar, valid_fraction: 1.0}\n"),
             "run.yaml:1: data.valid_fraction: must be in [0, 1), got 1.0");
-  EXPECT_EQ(parse_error("data: {kind: mqar}\noptim: {lr: 0}\n"), "run.yaml:2: optim.lr: must be > 0, got 0");
+  EXPECT_EQ(parse_error("data: {kind: mqar}\noptim: {lr: -1.0}\n"), "run.yaml:2: optim.lr: must be >= 0, got -1.0");
   EXPECT_EQ(parse_error("data: {kind: mqar}\nschedule: {min_lr_ratio: 1.5}\n"),
             "run.yaml:2: schedule.min_lr_ratio: must be in [0, 1], got 1.5");
   EXPECT_EQ(parse_error("data: {kind: mqar}\ncheckpoint: {keep: 0}\n"), "run.yaml:2: checkpoint.keep: must be >= 1, got 0");
-  EXPECT_EQ(parse_error("data: {kind: mqar}\noptim:\n  betas:\n    - 0.9\n    - 1.0\n"),
-            "run.yaml:5: optim.betas[1]: must be in [0, 1), got 1.0");
-  EXPECT_CONTAINS(parse_error("data: {kind: mqar}\noptim: {betas: [0.9, 0.95, 0.99]}\n"),
-                  "optim.betas: expected a list of 2 numbers in [0, 1), got 3 numbers");
-  EXPECT_CONTAINS(parse_error("data: {kind: mqar}\noptim: {betas: 0.9}\n"), "like [0.9, 0.95], got '0.9'");
+  EXPECT_EQ(parse_error("data: {kind: mqar}\noptim:\n  adamw:\n    betas:\n      - 0.9\n      - 1.0\n"),
+            "run.yaml:6: optim.adamw.betas[1]: must be in [0, 1), got 1.0");
+  EXPECT_CONTAINS(parse_error("data: {kind: mqar}\noptim: {adamw: {betas: [0.9, 0.95, 0.99]}}\n"),
+                  "optim.adamw.betas: expected a list of 2 numbers in [0, 1), got 3 numbers");
+  EXPECT_CONTAINS(parse_error("data: {kind: mqar}\noptim: {adamw: {betas: 0.9}}\n"), "like [0.9, 0.95], got '0.9'");
   EXPECT_EQ(parse_error("data: {kind: mqar}\nmodel: {linear_attention: {decay: 1.5}}\n"),
             "run.yaml:2: model.linear_attention.decay: must be in (0, 1], got 1.5");
 }
@@ -469,10 +469,10 @@ TEST(ConfigErrors, MissingOrUnreadableRunFile) {
 TEST(ConfigOverrides, ApplyInOrderAfterTheFile) {
   const std::string file = "data: {kind: mqar}\nmodel: {hidden_size: 128}\ntrain: {steps: 10}\n";
   const RunConfig c = parse(file, {"model.hidden_size=64", "train.steps=20", "model.hidden_size=96",
-                                   "optim.betas=[0.9,0.95]", "optim.lr=3e-4", "model.tie_word_embeddings=true"});
+                                   "optim.adamw.betas=[0.9,0.95]", "optim.lr=3e-4", "model.tie_word_embeddings=true"});
   EXPECT_EQ(c.model.hidden_size, 96);
   EXPECT_EQ(c.train.steps, 20);
-  EXPECT_EQ(c.optim.betas, (std::vector<double>{0.9, 0.95}));
+  EXPECT_EQ(c.optim.adamw.betas, (std::vector<double>{0.9, 0.95}));
   EXPECT_EQ(c.optim.lr, 3e-4);
   EXPECT_TRUE(c.model.tie_word_embeddings);
   // An override can repair a file that breaks a cross-field rule: the rules run after all overrides.
@@ -507,8 +507,8 @@ TEST(ConfigOverrides, AreTypeCheckedAndNameTheOverride) {
   EXPECT_EQ(parse_error(m, {"linear_attention.variant=basic"}),
             "--set linear_attention.variant=basic: unknown key 'linear_attention.variant'; did you mean "
             "'model.linear_attention.variant'?");
-  EXPECT_CONTAINS(parse_error(m, {"optim.betas=[0.9,"}), "--set optim.betas=[0.9,: the value is not valid YAML: ");
-  EXPECT_EQ(parse_error(m, {"optim.betas=[0.9,1.5]"}), "--set optim.betas=[0.9,1.5]: optim.betas[1]: must be in [0, 1), got 1.5");
+  EXPECT_CONTAINS(parse_error(m, {"optim.adamw.betas=[0.9,"}), "--set optim.adamw.betas=[0.9,: the value is not valid YAML: ");
+  EXPECT_EQ(parse_error(m, {"optim.adamw.betas=[0.9,1.5]"}), "--set optim.adamw.betas=[0.9,1.5]: optim.adamw.betas[1]: must be in [0, 1), got 1.5");
   // A cross-field rule broken by an override points at the override.
   EXPECT_CONTAINS(parse_error(m, {"model.num_attention_heads=3"}),
                   "--set model.num_attention_heads=3: model.hidden_size 256 is not divisible by model.num_attention_heads 3");
@@ -537,7 +537,7 @@ TEST(ConfigYaml, RoundTripsAFullConfig) {
   EXPECT_EQ(again.rfind("# lintrain run file with every default filled in (from config.yaml)\n", 0), 0u);
   EXPECT_CONTAINS(yaml, "\n  linear_attention:\n    variant: retnet\n");
   EXPECT_CONTAINS(yaml, "\n    decay: 0.99\n");
-  EXPECT_CONTAINS(yaml, "\n  betas: [0.9, 0.95]\n");
+  EXPECT_CONTAINS(yaml, "\n    betas: [0.9, 0.95]\n");
   EXPECT_CONTAINS(yaml, "\n  seed: 18446744073709551615\n");
   EXPECT_CONTAINS(yaml, "\nresume: auto\n");
 }
@@ -558,14 +558,14 @@ TEST(ConfigYaml, StringsThatLookLikeOtherTypesAreQuoted) {
   RunConfig a;
   a.data.kind = "mqar";
   a.optim.lr = 0.1 + 0.2;
-  a.optim.eps = 1e-300;
+  a.optim.adamw.eps = 1e-300;
   a.model.rope_theta = 1e20;
-  a.optim.betas = {1.0 / 3.0, 0.999999};
+  a.optim.adamw.betas = {1.0 / 3.0, 0.999999};
   const RunConfig b = parse(config_to_yaml(a));
   EXPECT_EQ(b.optim.lr, a.optim.lr);
-  EXPECT_EQ(b.optim.eps, a.optim.eps);
+  EXPECT_EQ(b.optim.adamw.eps, a.optim.adamw.eps);
   EXPECT_EQ(b.model.rope_theta, a.model.rope_theta);
-  EXPECT_EQ(b.optim.betas, a.optim.betas);
+  EXPECT_EQ(b.optim.adamw.betas, a.optim.adamw.betas);
 }
 
 TEST(ConfigYaml, FloatsAreWrittenAsYamlFloats) {

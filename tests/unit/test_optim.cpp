@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "optim/adamw.h"
+#include "optim/param_groups.h"
 #include "optim/schedule.h"
 #include "runtime/rng.h"
 
@@ -18,9 +19,13 @@ TEST(AdamW, MatchesFloat64ReferenceOverManySteps) {
   OptimConfig cfg;
   cfg.lr = 1e-2;
   cfg.weight_decay = 0.1;
-  cfg.betas = {0.9, 0.95};
-  cfg.eps = 1e-8;
-  AdamW opt(cfg, table);
+  cfg.adamw.betas = {0.9, 0.95};
+  cfg.adamw.eps = 1e-8;
+  // The default rules: one AdamW group, with the norm ("n" matches no "*norm*",
+  // so exempt it explicitly) in the no_decay group.
+  cfg.no_decay = {"n"};
+  auto opt_ptr = make_optimizer(cfg, table);
+  Optimizer& opt = *opt_ptr;
   FlatBuffer p(table), g(table);
   Rng rng(3);
   const int64_t n = table.buffer_numel();
@@ -40,7 +45,7 @@ TEST(AdamW, MatchesFloat64ReferenceOverManySteps) {
         M[k] = 0.9 * M[k] + 0.1 * gi;
         V[k] = 0.95 * V[k] + 0.05 * gi * gi;
         const double mh = M[k] / (1 - std::pow(0.9, t)), vh = V[k] / (1 - std::pow(0.95, t));
-        P[k] = P[k] * (1 - lr * wd) - lr * mh / (std::sqrt(vh) + cfg.eps);
+        P[k] = P[k] * (1 - lr * wd) - lr * mh / (std::sqrt(vh) + cfg.adamw.eps);
       }
     }
   }
@@ -48,7 +53,8 @@ TEST(AdamW, MatchesFloat64ReferenceOverManySteps) {
   for (const auto& v : table.views())
     for (int64_t i = 0; i < v.numel; ++i) EXPECT_NEAR(p.at(v)[i], P[v.offset + i], 1e-5) << v.name << i;
   EXPECT_EQ(opt.step_count(), 50);
-  EXPECT_EQ(opt.state_bytes(), 2 * sizeof(float) * (35 + 9));
+  EXPECT_EQ(opt.state_bytes(), 2 * sizeof(float) * (48 + 16)) << "two moments per tensor, each padded to 16";
+  EXPECT_EQ(opt.state_tensors().size(), 4u);
 }
 
 TEST(Clip, ScalesToMaxNormOnlyWhenAbove) {
