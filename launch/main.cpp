@@ -3,6 +3,8 @@
 //   lintrain train RUN.yaml [--set section.key=value]... [--init-from FILE]
 //   lintrain config RUN.yaml [--set ...]     print the resolved run file
 //   lintrain config --doc                    print the table of every option
+//   lintrain memory RUN.yaml [--set ...]     optimizer groups and state bytes of the run
+//   lintrain memory --table                  the README's optimizer-memory table
 // Errors print one line "lintrain: error: ..." and exit 1; usage errors exit 2.
 #include <cstdio>
 #include <cstring>
@@ -10,6 +12,7 @@
 #include <vector>
 
 #include "launch/launcher.h"
+#include "launch/memory_report.h"
 #include "launch/trainer.h"
 #include "parallel/mpi_communicator.h"
 #include "runtime/cpu/gemm.h"
@@ -30,6 +33,10 @@ constexpr const char* kUsage =
     "        validate the run file and print it with every default filled in\n"
     "  config --doc\n"
     "        print the Markdown table of every run-file option\n"
+    "  memory RUN.yaml [--set KEY=VALUE]...\n"
+    "        print the run's optimizer parameter groups and optimizer-state bytes\n"
+    "  memory --table\n"
+    "        print the optimizer-state table of every optimizer on the LLaMA 60M-1B shapes\n"
     "\n"
     "KEY is section.key as in the run file, e.g. --set train.steps=50\n";
 
@@ -38,6 +45,7 @@ struct Args {
   std::vector<std::string> overrides;
   std::string init_from;
   bool doc = false;
+  bool table = false;
 };
 
 [[noreturn]] void usage_error(const std::string& msg) {
@@ -57,6 +65,7 @@ Args parse_args(int argc, char** argv, int first) {
     else if (arg.rfind("--set=", 0) == 0) a.overrides.push_back(arg.substr(6));
     else if (arg == "--init-from") a.init_from = value("--init-from");
     else if (arg == "--doc") a.doc = true;
+    else if (arg == "--table") a.table = true;
     else if (!arg.empty() && arg[0] == '-') usage_error("unknown option '" + arg + "'");
     else if (a.file.empty()) a.file = arg;
     else usage_error("unexpected argument '" + arg + "' (one run file only)");
@@ -108,6 +117,15 @@ int main(int argc, char** argv) {
       if (args.file.empty()) usage_error("config needs a run file or --doc");
       std::fputs(lintrain::config_to_yaml(lintrain::load_run_config(args.file, args.overrides)).c_str(),
                  stdout);
+      return 0;
+    }
+    if (cmd == "memory") {
+      if (args.table) {
+        std::fputs(lintrain::optimizer_memory_table().c_str(), stdout);
+        return 0;
+      }
+      if (args.file.empty()) usage_error("memory needs a run file or --table");
+      std::fputs(lintrain::run_memory_report(lintrain::load_run_config(args.file, args.overrides)).c_str(), stdout);
       return 0;
     }
     usage_error("unknown command '" + cmd + "'");

@@ -181,7 +181,7 @@ TrainResult train(const RunConfig& cfg, const TrainOptions& opts, Communicator& 
     stats.all_reduce(world);
     const double grad_norm = grad_global_norm(model.grads());
     clip_grad_norm(model.grads(), grad_norm, cfg.train.grad_clip);
-    const double lr = learning_rate(cfg.schedule, cfg.optim.lr, step, cfg.train.steps);
+    const double lr = learning_rate(cfg.schedule, optim_peak_lr(cfg.optim), step, cfg.train.steps);
     optimizer->step(model.params(), model.grads(), lr);
 
     const double dt = seconds_since(t0);

@@ -233,7 +233,6 @@ RunConfig parse_run_config(const std::string& yaml_text, const std::vector<std::
   const Place place{source, true};
   if (!documents.empty()) apply_mapping(documents[0], "", cfg, origins, place);
   for (const std::string& o : overrides) apply_override(o, cfg, origins);
-  if (cfg.optim.lr == 0.0) cfg.optim.lr = optim_default_lr(cfg.optim.name);
   validate_run_config(cfg, origins);
   return cfg;
 }

@@ -162,8 +162,10 @@ struct OptimConfig {
   FrugalConfig frugal;
 };
 
-// The paper's default peak learning rate of each optimizer (lion 1e-4, others 1e-3).
+// The peak learning rate of a run: optim.lr, or when that is 0 the paper's
+// default of optim.name (lion 1e-4, the others 1e-3).
 double optim_default_lr(const std::string& name);
+inline double optim_peak_lr(const OptimConfig& c) { return c.lr > 0 ? c.lr : optim_default_lr(c.name); }
 
 struct ScheduleConfig {
   std::string kind = "cosine";  // cosine | constant | linear

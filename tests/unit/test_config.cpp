@@ -353,7 +353,8 @@ TEST(ConfigErrors, UnknownKeySuggestsTheNearestKey) {
             "run.yaml:3: unknown key 'train.seq_len'; did you mean 'data.seq_len'?");
   // Nothing close: the valid keys of that section.
   EXPECT_CONTAINS(parse_error("data: {kind: mqar}\noptim: {momentum: 0.9}\n"),
-                  "run.yaml:2: unknown key 'optim.momentum'; valid keys in 'optim': name, lr, weight_decay, betas, eps");
+                  "run.yaml:2: unknown key 'optim.momentum'; valid keys in 'optim': name, lr, weight_decay, no_decay, "
+                  "groups, adamw, lion, galore, spam, frugal");
 }
 
 TEST(ConfigErrors, UnknownSectionSuggestsTheNearestSection) {
@@ -393,7 +394,8 @@ TEST(ConfigErrors, OutOfRangeNamesTheAllowedRange) {
 TEST(ConfigErrors, BadEnumValueSuggestsAChoice) {
   EXPECT_EQ(parse_error("data: {kind: txt}\n"),
             "run.yaml:1: data.kind: expected one of mqar, text, tokens, got 'txt'; did you mean 'text'?");
-  EXPECT_EQ(parse_error("data: {kind: mqar}\noptim: {name: lion}\n"), "run.yaml:2: optim.name: expected adamw, got 'lion'");
+  EXPECT_EQ(parse_error("data: {kind: mqar}\noptim: {name: lino}\n"),
+            "run.yaml:2: optim.name: expected one of adamw, lion, galore, spam, frugal, got 'lino'; did you mean 'lion'?");
   EXPECT_CONTAINS(parse_error("data: {kind: mqar}\nmodel: {linear_attention: {decay: tln}}\n"),
                   "got 'tln'; did you mean 'tnl'?");
   EXPECT_CONTAINS(parse_error("data: {kind: mqar}\nmodel: {layer_pattern: LLXS}\n"),
@@ -577,4 +579,64 @@ TEST(ConfigYaml, FloatsAreWrittenAsYamlFloats) {
   EXPECT_EQ(config::format_float(0.0), "0.0");
   EXPECT_EQ(config::format_float(-2.5), "-2.5");
   EXPECT_EQ(config::format_float(0.1 + 0.2), "0.30000000000000004");
+}
+
+TEST(ConfigOptim, GroupRulesAndNoDecayParse) {
+  const RunConfig c = parse(
+      "data: {kind: mqar}\n"
+      "optim:\n"
+      "  name: galore\n"
+      "  no_decay: [\"*norm*\", \"*.bias\"]\n"
+      "  groups:\n"
+      "    - {match: [\"model.layers.*.mlp.*\", \"model.layers.*.self_attn.*\"], ndim: 2}\n"
+      "    - {match: \"lm_head.weight\", optimizer: lion, lr_scale: 0.5, weight_decay: 0.0}\n"
+      "  galore: {rank: 64, update_proj_gap: 50, svd: randomized}\n");
+  EXPECT_EQ(c.optim.no_decay, (std::vector<std::string>{"*norm*", "*.bias"}));
+  ASSERT_EQ(c.optim.groups.size(), 2u);
+  EXPECT_EQ(c.optim.groups[0].match.size(), 2u);
+  EXPECT_EQ(c.optim.groups[0].ndim, 2);
+  EXPECT_EQ(c.optim.groups[0].optimizer, "");  // = optim.name
+  EXPECT_EQ(c.optim.groups[1].match, (std::vector<std::string>{"lm_head.weight"}));  // one string = a list of one
+  EXPECT_EQ(c.optim.groups[1].optimizer, "lion");
+  EXPECT_EQ(c.optim.groups[1].lr_scale, 0.5);
+  EXPECT_EQ(c.optim.groups[1].weight_decay, 0.0);
+  EXPECT_EQ(c.optim.galore.rank, 64);
+  EXPECT_EQ(c.optim.galore.svd, "randomized");
+  // The rules survive config_to_yaml -> parse unchanged.
+  const RunConfig again = parse(config_to_yaml(c));
+  EXPECT_EQ(again.optim.groups, c.optim.groups);
+  EXPECT_EQ(again.optim.no_decay, c.optim.no_decay);
+  // And a --set replaces the whole list.
+  const RunConfig o = parse("data: {kind: mqar}\n", {"optim.groups=[{match: '*', optimizer: spam}]", "optim.no_decay=[]"});
+  ASSERT_EQ(o.optim.groups.size(), 1u);
+  EXPECT_EQ(o.optim.groups[0].optimizer, "spam");
+  EXPECT_TRUE(o.optim.no_decay.empty());
+}
+
+TEST(ConfigOptim, LrZeroMeansTheOptimizersDefault) {
+  EXPECT_EQ(optim_peak_lr(parse("data: {kind: mqar}\noptim: {name: lion}\n").optim), 1e-4);
+  EXPECT_EQ(optim_peak_lr(parse("data: {kind: mqar}\noptim: {name: spam}\n").optim), 1e-3);
+  EXPECT_EQ(optim_peak_lr(parse("data: {kind: mqar}\noptim: {name: lion, lr: 3.0e-4}\n").optim), 3e-4);
+}
+
+TEST(ConfigOptim, BadGroupRulesNameTheRuleAndTheFix) {
+  const std::string head = "data: {kind: mqar}\noptim:\n  groups:\n";
+  EXPECT_EQ(parse_error(head + "    - {mach: \"*\"}\n"),
+            "run.yaml:4: optim.groups[0]: unknown key 'mach'; did you mean 'match'?; a rule has match, ndim, "
+            "optimizer, lr_scale, weight_decay");
+  EXPECT_EQ(parse_error(head + "    - {ndim: 2}\n"),
+            "run.yaml:4: optim.groups[0]: a rule needs match (globs of tensor names, e.g. \"*\")");
+  EXPECT_EQ(parse_error(head + "    - {match: \"*\", optimizer: galor}\n"),
+            "run.yaml:4: optim.groups[0].optimizer: expected one of adamw, lion, galore, spam, frugal, got 'galor'; "
+            "did you mean 'galore'?");
+  EXPECT_EQ(parse_error(head + "    - {match: \"*\", lr_scale: 0}\n"), "run.yaml:4: optim.groups[0].lr_scale: must be > 0, got 0");
+  EXPECT_EQ(parse_error(head + "    - {match: \"*\", ndim: 9}\n"),
+            "run.yaml:4: optim.groups[0].ndim: expected a rank 0..8 (0 = any), got '9'");
+  EXPECT_EQ(parse_error(head + "    - {match: []}\n"),
+            "run.yaml:4: optim.groups[0].match: needs at least one pattern, e.g. [\"*\"]");
+  EXPECT_CONTAINS(parse_error(head + "    - \"*\"\n"), "optim.groups[0]: expected a mapping with keys match");
+  EXPECT_CONTAINS(parse_error("data: {kind: mqar}\noptim: {groups: {match: x}}\n"),
+                  "optim.groups: expected a list of rules like [{match:");
+  EXPECT_EQ(parse_error("data: {kind: mqar}\noptim: {no_decay: [[a]]}\n"),
+            "run.yaml:2: optim.no_decay[0]: expected a string, got a list");
 }
