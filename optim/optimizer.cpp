@@ -6,13 +6,15 @@
 #include <vector>
 
 #include "optim/adamw.h"
+#include "optim/lion.h"
 #include "optim/param_groups.h"
+#include "optim/spam.h"
 #include "runtime/error.h"
 
 namespace lintrain {
 
 const std::vector<UpdateRuleInfo>& update_rules() {
-  static const std::vector<UpdateRuleInfo> rules = {kAdamWRule};
+  static const std::vector<UpdateRuleInfo> rules = {kAdamWRule, kLionRule, kSpamRule};
   return rules;
 }
 

@@ -1,0 +1,253 @@
+#include "optim/spam.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "runtime/error.h"
+
+namespace lintrain {
+
+namespace {
+
+constexpr int kMaskBits = 16;          // mask bits per f32 word: integers below 2^16 are exact
+constexpr int64_t kChunkWords = 1024;  // mask words per parallel chunk of the sparse update
+
+bool is_sparse(const SpamConfig& cfg, const TensorView& v) { return cfg.density < 1.0 && v.shape.size() == 2; }
+
+int64_t mask_words(int64_t numel) { return (numel + kMaskBits - 1) / kMaskBits; }
+
+struct Coeffs {
+  float b1, b2;
+  float c1, c2;  // 1 - b1, 1 - b2, rounded from double (1 - 0.999f is 1.3e-5 off 0.001)
+  float eps, theta;
+  float step;   // lr * s(t) * sqrt(1 - b2^t) / (1 - b1^t)
+  float decay;  // 1 - lr * wd
+  bool clip;
+};
+
+// One element of the update (see spam.h); shared by the dense and sparse loops.
+inline void update_element(float& p, float g, float& m, float& v, const Coeffs& c) {
+  if (c.clip) {
+    const float limit_sq = c.theta * v;  // v before this step's update
+    g = g * g > limit_sq ? std::copysign(std::sqrt(limit_sq), g) : g;
+  }
+  m = c.b1 * m + c.c1 * g;
+  v = c.b2 * v + c.c2 * g * g;
+  p = (p - c.step * m / (std::sqrt(v) + c.eps)) * c.decay;
+}
+
+// Pass 1 of a sparse update: where each chunk of mask words starts among the
+// moments (chunk_start[ch], and the total at the end), checking the words on
+// the way (they may come from a checkpoint) so pass 2 never indexes past the
+// moments.
+void count_mask_chunks(const std::string& name, int64_t numel, const float* mask, int64_t words, int64_t capacity,
+                       std::vector<int64_t>& chunk_start) {
+  const int64_t nchunks = (words + kChunkWords - 1) / kChunkWords;
+  const uint32_t last_word_bits = static_cast<uint32_t>((1ull << (numel - (words - 1) * kMaskBits)) - 1);
+  chunk_start.assign(static_cast<size_t>(nchunks) + 1, 0);
+  int64_t bad_words = 0;
+#pragma omp parallel for schedule(static) reduction(+ : bad_words)
+  for (int64_t ch = 0; ch < nchunks; ++ch) {
+    int64_t count = 0;
+    for (int64_t w = ch * kChunkWords; w < std::min(words, (ch + 1) * kChunkWords); ++w) {
+      const float x = mask[w];
+      const uint32_t allowed = w == words - 1 ? last_word_bits : 0xffffu;
+      if (!(x >= 0.0f && x <= 65535.0f) || x != std::floor(x) || (static_cast<uint32_t>(x) & ~allowed) != 0) {
+        ++bad_words;
+        continue;
+      }
+      count += __builtin_popcount(static_cast<uint32_t>(x));
+    }
+    chunk_start[static_cast<size_t>(ch) + 1] = count;
+  }
+  for (size_t ch = 0; ch < static_cast<size_t>(nchunks); ++ch) chunk_start[ch + 1] += chunk_start[ch];
+  LT_CHECK(bad_words == 0 && chunk_start.back() == capacity, "[spam] the momentum mask of '", name, "' holds ",
+           chunk_start.back(), " entries in valid words (", bad_words, " invalid words), expected ", capacity,
+           ": the optimizer state is damaged or was written with another optim.spam.density");
+}
+
+// Pass 2: the update of the entries in the mask (entry i is the k-th set bit
+// and owns moment k); the other entries are left alone.
+void sparse_update(const float* mask, int64_t words, const std::vector<int64_t>& chunk_start, float* p,
+                   const float* g, float* m, float* v, const Coeffs& c) {
+  const int64_t nchunks = static_cast<int64_t>(chunk_start.size()) - 1;
+#pragma omp parallel for schedule(static)
+  for (int64_t ch = 0; ch < nchunks; ++ch) {
+    int64_t k = chunk_start[static_cast<size_t>(ch)];
+    for (int64_t w = ch * kChunkWords; w < std::min(words, (ch + 1) * kChunkWords); ++w) {
+      for (uint32_t bits = static_cast<uint32_t>(mask[w]); bits != 0; bits &= bits - 1, ++k) {
+        const int64_t i = w * kMaskBits + __builtin_ctz(bits);
+        update_element(p[i], g[i], m[k], v[k], c);
+      }
+    }
+  }
+}
+
+}  // namespace
+
+int64_t Spam::sparse_capacity(double density, int64_t numel) {
+  // floor as the official code; at least one entry so the state view is not empty.
+  return std::max<int64_t>(1, std::min<int64_t>(numel, static_cast<int64_t>(density * static_cast<double>(numel))));
+}
+
+ParamTable Spam::state_layout(const OptimConfig& cfg, const ParamGroup& group, const ParamTable& table) {
+  ParamTable st;
+  for (int i : group.views) {
+    const TensorView& v = table.view(i);
+    if (is_sparse(cfg.spam, v)) {
+      const int64_t k = sparse_capacity(cfg.spam.density, v.numel);
+      st.add(v.name + "/exp_avg", {k});
+      st.add(v.name + "/exp_avg_sq", {k});
+      st.add(v.name + "/mask", {mask_words(v.numel)});
+    } else {
+      st.add(v.name + "/exp_avg", v.shape);
+      st.add(v.name + "/exp_avg_sq", v.shape);
+    }
+  }
+  return st;
+}
+
+double Spam::warmup_scale(const SpamConfig& cfg, uint64_t t) {
+  const uint64_t d = static_cast<uint64_t>(cfg.reset_interval);
+  if (d == 0 || t < d) return 1.0;  // no reset yet
+  const uint64_t j = t % d;         // steps since the last reset
+  if (j >= static_cast<uint64_t>(cfg.warmup)) return 1.0;
+  return 1.0 - 0.99 * (1.0 + std::cos(M_PI * static_cast<double>(j) / (cfg.warmup + 1.0))) / 2.0;
+}
+
+bool Spam::clips_at(const SpamConfig& cfg, uint64_t t) {
+  if (cfg.threshold == 0.0) return false;
+  const uint64_t d = static_cast<uint64_t>(cfg.reset_interval);
+  const uint64_t phase = d == 0 ? t : t % d;
+  return phase >= static_cast<uint64_t>(cfg.clip_delay);
+}
+
+Spam::Spam(const OptimConfig& cfg, const ParamGroup& group, const ParamTable& table, uint64_t seed)
+    : table_(table),
+      group_(group),
+      cfg_(cfg.spam),
+      state_table_(state_layout(cfg, group, table)),
+      state_(state_table_),
+      rng_(seed) {
+  int s = 0;
+  for (int i : group.views) {
+    Slot slot;
+    slot.param = i;
+    slot.exp_avg = s++;
+    slot.exp_avg_sq = s++;
+    slot.capacity = state_table_.view(slot.exp_avg).numel;
+    if (is_sparse(cfg_, table.view(i))) {
+      slot.mask = s++;
+      sparse_ = true;
+    }
+    slots_.push_back(slot);
+  }
+  chunk_starts_.resize(slots_.size());
+  Rng rng = rng_.load();
+  for (const Slot& slot : slots_)
+    if (slot.mask >= 0) draw_mask(slot, rng);
+  rng_.store(rng);
+}
+
+void Spam::step(FlatBuffer& params, const FlatBuffer& grads, double lr) {
+  // Every mask is checked before anything changes.
+  for (size_t s = 0; s < slots_.size(); ++s) {
+    if (slots_[s].mask < 0) continue;
+    const TensorView& view = table_.view(slots_[s].param);
+    const TensorView& mask = state_table_.view(slots_[s].mask);
+    count_mask_chunks(view.name, view.numel, state_.at(mask), mask.numel, slots_[s].capacity, chunk_starts_[s]);
+  }
+  ++t_;
+  const double t = static_cast<double>(t_);
+  const double b1 = cfg_.betas.at(0), b2 = cfg_.betas.at(1);
+  const double step_size = lr * warmup_scale(cfg_, t_) * std::sqrt(1.0 - std::pow(b2, t)) / (1.0 - std::pow(b1, t));
+  Coeffs c;
+  c.b1 = static_cast<float>(b1);
+  c.b2 = static_cast<float>(b2);
+  c.c1 = static_cast<float>(1.0 - b1);
+  c.c2 = static_cast<float>(1.0 - b2);
+  c.eps = static_cast<float>(cfg_.eps);
+  c.theta = static_cast<float>(cfg_.threshold);
+  c.step = static_cast<float>(step_size);
+  c.decay = static_cast<float>(1.0 - lr * group_.weight_decay);
+  c.clip = clips_at(cfg_, t_);
+  for (size_t s = 0; s < slots_.size(); ++s) {
+    const Slot& slot = slots_[s];
+    const TensorView& view = table_.view(slot.param);
+    float* p = params.at(view);
+    const float* g = grads.at(view);
+    float* m = state_.at(state_table_.view(slot.exp_avg));
+    float* v = state_.at(state_table_.view(slot.exp_avg_sq));
+    if (slot.mask >= 0) {
+      const TensorView& mask = state_table_.view(slot.mask);
+      sparse_update(state_.at(mask), mask.numel, chunk_starts_[s], p, g, m, v, c);
+      continue;
+    }
+    const int64_t n = view.numel;
+#pragma omp parallel for simd schedule(static)
+    for (int64_t i = 0; i < n; ++i) update_element(p[i], g[i], m[i], v[i], c);
+  }
+  // The official code redraws the masks and restarts the warm-up at the end
+  // of step D - 1 but zeroes the moments at the start of step D; zeroing them
+  // here too is the same update, and leaves a checkpoint taken in between
+  // already reset.
+  const uint64_t d = static_cast<uint64_t>(cfg_.reset_interval);
+  if (d > 0 && (t_ + 1) % d == 0) reset();
+}
+
+void Spam::reset() {
+  Rng rng = rng_.load();
+  for (const Slot& slot : slots_) {
+    const TensorView& m = state_table_.view(slot.exp_avg);
+    const TensorView& v = state_table_.view(slot.exp_avg_sq);
+    std::memset(state_.at(m), 0, static_cast<size_t>(m.numel) * sizeof(float));
+    std::memset(state_.at(v), 0, static_cast<size_t>(v.numel) * sizeof(float));
+    if (slot.mask >= 0) draw_mask(slot, rng);
+  }
+  rng_.store(rng);
+}
+
+void Spam::draw_mask(const Slot& slot, Rng& rng) {
+  // Floyd's algorithm: a uniformly random K-subset of [0, n) in K draws, with
+  // no n-sized scratch beyond the bits themselves.
+  const int64_t n = table_.view(slot.param).numel;
+  const TensorView& mask_view = state_table_.view(slot.mask);
+  std::vector<uint16_t> bits(static_cast<size_t>(mask_view.numel), 0);
+  auto test_and_set = [&](int64_t i) {
+    uint16_t& word = bits[static_cast<size_t>(i / kMaskBits)];
+    const uint16_t bit = static_cast<uint16_t>(1u << (i % kMaskBits));
+    const bool was = (word & bit) != 0;
+    word = static_cast<uint16_t>(word | bit);
+    return was;
+  };
+  for (int64_t j = n - slot.capacity; j < n; ++j) {
+    const int64_t r = static_cast<int64_t>(rng.below(static_cast<uint64_t>(j) + 1));
+    if (test_and_set(r)) test_and_set(j);
+  }
+  float* mask = state_.at(mask_view);
+  for (int64_t w = 0; w < mask_view.numel; ++w) mask[w] = static_cast<float>(bits[static_cast<size_t>(w)]);
+}
+
+size_t Spam::state_bytes() const { return static_cast<size_t>(state_table_.buffer_numel()) * sizeof(float); }
+
+std::vector<StateTensor> Spam::state_tensors() { return state_tensors_of(state_table_, state_); }
+
+std::vector<StateWord> Spam::state_words() {
+  std::vector<StateWord> out = {{"step", &t_}};
+  if (sparse_) rng_.expose("rng", out);
+  return out;
+}
+
+const UpdateRuleInfo kSpamRule = {
+    "spam",
+    [](const OptimConfig& cfg, const ParamGroup& group, const ParamTable& table,
+       uint64_t seed) -> std::unique_ptr<Optimizer> { return std::make_unique<Spam>(cfg, group, table, seed); },
+    [](const OptimConfig& cfg, const ParamGroup& group, const ParamTable& table) {
+      return Spam::state_layout(cfg, group, table).buffer_numel();
+    },
+};
+
+}  // namespace lintrain
