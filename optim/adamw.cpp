@@ -25,7 +25,9 @@ AdamW::AdamW(const OptimConfig& cfg, const ParamGroup& group, const ParamTable& 
 
 void AdamW::step(FlatBuffer& params, const FlatBuffer& grads, double lr) {
   ++t_;
+  // 1 - b rounded from double: 1.0f - 0.999f is 1.3e-5 off in relative terms.
   const float b1 = static_cast<float>(b1_), b2 = static_cast<float>(b2_);
+  const float c1 = static_cast<float>(1.0 - b1_), c2 = static_cast<float>(1.0 - b2_);
   const double bc1 = 1.0 - std::pow(b1_, static_cast<double>(t_));
   const double bc2 = 1.0 - std::pow(b2_, static_cast<double>(t_));
   const float step_size = static_cast<float>(lr / bc1);
@@ -41,8 +43,8 @@ void AdamW::step(FlatBuffer& params, const FlatBuffer& grads, double lr) {
     const int64_t n = view.numel;
 #pragma omp parallel for simd schedule(static)
     for (int64_t i = 0; i < n; ++i) {
-      m[i] = b1 * m[i] + (1.0f - b1) * g[i];
-      v[i] = b2 * v[i] + (1.0f - b2) * g[i] * g[i];
+      m[i] = b1 * m[i] + c1 * g[i];
+      v[i] = b2 * v[i] + c2 * g[i] * g[i];
       p[i] = p[i] * decay - step_size * m[i] / (std::sqrt(v[i]) * inv_sqrt_bc2 + eps);
     }
   }
