@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "optim/adamw.h"
+#include "optim/frugal.h"
 #include "optim/lion.h"
 #include "optim/param_groups.h"
 #include "optim/spam.h"
@@ -14,7 +15,7 @@
 namespace lintrain {
 
 const std::vector<UpdateRuleInfo>& update_rules() {
-  static const std::vector<UpdateRuleInfo> rules = {kAdamWRule, kLionRule, kSpamRule};
+  static const std::vector<UpdateRuleInfo> rules = {kAdamWRule, kLionRule, kSpamRule, kFrugalRule};
   return rules;
 }
 

@@ -1,0 +1,355 @@
+#include "optim/frugal.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "optim/frugal_subspace.h"
+#include "runtime/cpu/gemm.h"
+#include "runtime/error.h"
+
+namespace lintrain {
+
+namespace {
+
+inline float sign_of(float x) { return static_cast<float>((x > 0.0f) - (x < 0.0f)); }
+
+}  // namespace
+
+// ---- layout ---------------------------------------------------------------------------
+
+ParamTable Frugal::state_layout(const FrugalConfig& cfg, const ParamGroup& group, const ParamTable& table) {
+  return layout(cfg, group, table, nullptr);
+}
+
+ParamTable Frugal::layout(const FrugalConfig& cfg, const ParamGroup& group, const ParamTable& table,
+                          std::vector<Slot>* slots) {
+  const std::string& pt = cfg.proj_type;
+  if (pt != "svd" && pt != "random" && pt != "randk" && pt != "blockwise")
+    throw ConfigError(str_cat("optim.frugal.proj_type: expected one of svd, random, randk, blockwise, got '", pt, "'"));
+  const std::string& sf = cfg.state_free;
+  if (sf != "signsgd" && sf != "sgd" && sf != "none")
+    throw ConfigError(str_cat("optim.frugal.state_free: expected one of signsgd, sgd, none, got '", sf, "'"));
+  if (!(cfg.density > 0.0 && cfg.density <= 1.0))
+    throw ConfigError(str_cat("optim.frugal.density: expected a value in (0, 1], got ", cfg.density));
+  if (cfg.update_gap < 1)
+    throw ConfigError(str_cat("optim.frugal.update_gap: expected at least 1, got ", cfg.update_gap));
+
+  ParamTable st;
+  std::vector<Slot> out;
+  if (pt == "blockwise") {
+    int64_t total = 0, largest = 0;
+    for (int i : group.views) {
+      const TensorView& v = table.view(i);
+      Slot s;
+      s.view = i;
+      s.m = v.numel;
+      s.n = 1;
+      out.push_back(s);
+      total += v.numel;
+      largest = std::max(largest, v.numel);
+    }
+    if (!out.empty()) {
+      // The walk stops once the count reaches density * total, so before the last
+      // tensor it was below that: at most floor(density * total), plus the last.
+      const int64_t capacity = static_cast<int64_t>(std::floor(cfg.density * static_cast<double>(total))) + largest;
+      st.add("active", {static_cast<int64_t>(out.size())});
+      st.add("exp_avg", {capacity});
+      st.add("exp_avg_sq", {capacity});
+    }
+  } else {
+    for (int i : group.views) {
+      const TensorView& v = table.view(i);
+      if (v.shape.size() != 2)
+        throw ConfigError(str_cat("optim.frugal: tensor '", v.name, "' has shape ", shape_str(v.shape),
+                                  ", but proj_type '", pt, "' projects 2-D matrices only; add `ndim: 2` to the ",
+                                  "optim.groups rule that gives it frugal (or use proj_type blockwise)"));
+      Slot s;
+      s.view = i;
+      s.m = v.shape[0];
+      s.n = v.shape[1];
+      s.right = s.m >= s.n;
+      const int64_t side = std::min(s.m, s.n);
+      // Half to even, like the official code's Python round().
+      s.r = std::max<int64_t>(1, static_cast<int64_t>(std::nearbyint(cfg.density * static_cast<double>(side))));
+      s.r = std::min(s.r, side);
+      // randk keeps indices as floats: exact below 2^24.
+      if (pt == "randk" && side >= (int64_t{1} << 24))
+        throw ConfigError(str_cat("optim.frugal: ", v.name, " ", shape_str(v.shape), " is too large for randk"));
+      if (pt == "randk") s.basis = st.add(v.name + "/indices", {s.r});
+      else s.basis = st.add(v.name + "/projector", s.right ? Shape{s.r, s.n} : Shape{s.m, s.r});
+      const Shape coords = s.right ? Shape{s.m, s.r} : Shape{s.r, s.n};
+      s.exp_avg = st.add(v.name + "/exp_avg", coords);
+      s.exp_avg_sq = st.add(v.name + "/exp_avg_sq", coords);
+      out.push_back(s);
+    }
+  }
+  if (slots) *slots = std::move(out);
+  return st;
+}
+
+// ---- construction and state --------------------------------------------------------
+
+Frugal::Frugal(const OptimConfig& cfg, const ParamGroup& group, const ParamTable& table, uint64_t seed)
+    : table_(table),
+      group_(group),
+      proj_(cfg.frugal.proj_type == "svd"      ? ProjType::Svd
+            : cfg.frugal.proj_type == "random" ? ProjType::Random
+            : cfg.frugal.proj_type == "randk"  ? ProjType::RandK
+                                               : ProjType::Blockwise),
+      free_(cfg.frugal.state_free == "signsgd" ? StateFree::SignSgd
+            : cfg.frugal.state_free == "sgd"   ? StateFree::Sgd
+                                               : StateFree::None),
+      density_(cfg.frugal.density),
+      inactive_lr_scale_(cfg.frugal.inactive_lr_scale),
+      b1_(cfg.frugal.betas.at(0)),
+      b2_(cfg.frugal.betas.at(1)),
+      eps_(cfg.frugal.eps),
+      update_gap_(static_cast<uint64_t>(std::max(1, cfg.frugal.update_gap))),
+      state_table_(layout(cfg.frugal, group, table, &slots_)),  // validates cfg.frugal
+      state_(state_table_),
+      rng_(seed) {
+  if (proj_ == ProjType::Blockwise) {
+    active_ = state_table_.find("active");
+    pool_m_ = state_table_.find("exp_avg");
+    pool_v_ = state_table_.find("exp_avg_sq");
+    return;
+  }
+  int64_t coords = 0, full = 0;
+  for (const Slot& s : slots_) {
+    coords = std::max(coords, s.right ? s.m * s.r : s.r * s.n);
+    full = std::max(full, s.m * s.n);
+  }
+  coords_.resize(static_cast<size_t>(coords));
+  full_.resize(static_cast<size_t>(full));
+}
+
+size_t Frugal::state_bytes() const { return static_cast<size_t>(state_table_.buffer_numel()) * sizeof(float); }
+
+std::vector<StateTensor> Frugal::state_tensors() { return state_tensors_of(state_table_, state_); }
+
+std::vector<StateWord> Frugal::state_words() {
+  std::vector<StateWord> out = {{"step", &t_}};
+  rng_.expose("rng", out);
+  return out;
+}
+
+// ---- subspaces --------------------------------------------------------------------------
+
+void Frugal::choose_subspace(const FlatBuffer& grads) {
+  namespace fs = frugal_subspace;
+  Rng rng = rng_.load();
+  if (proj_ == ProjType::Blockwise) {
+    if (slots_.empty()) return;
+    float* active = state_.at(state_table_.view(active_));
+    std::fill(active, active + slots_.size(), 0.0f);
+    int64_t total = 0;
+    for (const Slot& s : slots_) total += s.m;
+    const double budget = density_ * static_cast<double>(total);
+    int64_t taken = 0;
+    for (int k : fs::random_permutation(rng, static_cast<int>(slots_.size()))) {
+      if (static_cast<double>(taken) >= budget) break;
+      active[k] = 1.0f;
+      taken += slots_[static_cast<size_t>(k)].m;
+    }
+    for (int v : {pool_m_, pool_v_}) {
+      const TensorView& view = state_table_.view(v);
+      std::fill(state_.at(view), state_.at(view) + view.numel, 0.0f);
+    }
+    rng_.store(rng);
+    return;
+  }
+  for (const Slot& s : slots_) {
+    const TensorView& v = table_.view(s.view);
+    float* basis = state_.at(state_table_.view(s.basis));
+    const int m = static_cast<int>(s.m), n = static_cast<int>(s.n), r = static_cast<int>(s.r);
+    if (proj_ == ProjType::RandK) {
+      const std::vector<int> idx = fs::random_sorted_subset(rng, s.right ? n : m, r);
+      for (int j = 0; j < r; ++j) basis[j] = static_cast<float>(idx[static_cast<size_t>(j)]);
+    } else if (s.right) {  // P (r, n): the basis vectors are its rows
+      if (proj_ == ProjType::Svd) fs::top_right_singular_vectors(grads.at(v), m, n, r, basis, v.name.c_str());
+      else fs::random_orthonormal_rows(rng, n, r, basis);
+    } else {  // P (m, r): the basis vectors are its columns
+      float* rows = full_.data();  // (r, m) <= (m, n) since r <= m < n
+      if (proj_ == ProjType::Svd) fs::top_left_singular_vectors(grads.at(v), m, n, r, rows, v.name.c_str());
+      else fs::random_orthonormal_rows(rng, m, r, rows);
+      for (int i = 0; i < m; ++i)
+        for (int j = 0; j < r; ++j) basis[static_cast<size_t>(i) * r + j] = rows[static_cast<size_t>(j) * m + i];
+    }
+    for (int w : {s.exp_avg, s.exp_avg_sq}) {
+      const TensorView& view = state_table_.view(w);
+      std::fill(state_.at(view), state_.at(view) + view.numel, 0.0f);
+    }
+  }
+  rng_.store(rng);
+}
+
+void Frugal::split_gradient(size_t k, const float* g, float* coords, float* free) const {
+  const Slot& s = slots_.at(k);
+  if (proj_ == ProjType::Blockwise) {
+    const bool active = state_.at(state_table_.view(active_))[k] != 0.0f;
+    if (active) std::memcpy(coords, g, sizeof(float) * static_cast<size_t>(s.m));
+    if (free) {
+      if (active) std::fill(free, free + s.m, 0.0f);
+      else std::memcpy(free, g, sizeof(float) * static_cast<size_t>(s.m));
+    }
+    return;
+  }
+  const float* basis = state_.at(state_table_.view(s.basis));
+  const int64_t m = s.m, n = s.n, r = s.r;
+  if (proj_ == ProjType::RandK) {
+    if (s.right) {  // coords (m, r) = the chosen columns
+#pragma omp parallel for schedule(static)
+      for (int64_t i = 0; i < m; ++i)
+        for (int64_t j = 0; j < r; ++j) coords[i * r + j] = g[i * n + static_cast<int64_t>(basis[j])];
+    } else {  // coords (r, n) = the chosen rows
+      for (int64_t j = 0; j < r; ++j)
+        std::memcpy(coords + j * n, g + static_cast<int64_t>(basis[j]) * n, sizeof(float) * static_cast<size_t>(n));
+    }
+  } else if (s.right) {  // (m, r) = G (m, n) @ P^T (n, r)
+    gemm(false, true, static_cast<int>(m), static_cast<int>(r), static_cast<int>(n), 1.0f, g, static_cast<int>(n),
+         basis, static_cast<int>(n), 0.0f, coords, static_cast<int>(r));
+  } else {  // (r, n) = P^T (r, m) @ G (m, n)
+    gemm(true, false, static_cast<int>(r), static_cast<int>(n), static_cast<int>(m), 1.0f, basis, static_cast<int>(r),
+         g, static_cast<int>(n), 0.0f, coords, static_cast<int>(n));
+  }
+  if (!free) return;
+  lift(k, coords, free);
+  const int64_t mn = m * n;
+#pragma omp parallel for simd schedule(static)
+  for (int64_t i = 0; i < mn; ++i) free[i] = g[i] - free[i];
+}
+
+void Frugal::lift(size_t k, const float* coords, float* full) const {
+  const Slot& s = slots_.at(k);
+  if (proj_ == ProjType::Blockwise) {
+    const bool active = state_.at(state_table_.view(active_))[k] != 0.0f;
+    if (active) std::memcpy(full, coords, sizeof(float) * static_cast<size_t>(s.m));
+    else std::fill(full, full + s.m, 0.0f);
+    return;
+  }
+  const float* basis = state_.at(state_table_.view(s.basis));
+  const int64_t m = s.m, n = s.n, r = s.r;
+  if (proj_ == ProjType::RandK) {
+    std::fill(full, full + m * n, 0.0f);
+    if (s.right) {
+#pragma omp parallel for schedule(static)
+      for (int64_t i = 0; i < m; ++i)
+        for (int64_t j = 0; j < r; ++j) full[i * n + static_cast<int64_t>(basis[j])] = coords[i * r + j];
+    } else {
+      for (int64_t j = 0; j < r; ++j)
+        std::memcpy(full + static_cast<int64_t>(basis[j]) * n, coords + j * n, sizeof(float) * static_cast<size_t>(n));
+    }
+  } else if (s.right) {  // (m, n) = R (m, r) @ P (r, n)
+    gemm(false, false, static_cast<int>(m), static_cast<int>(n), static_cast<int>(r), 1.0f, coords,
+         static_cast<int>(r), basis, static_cast<int>(n), 0.0f, full, static_cast<int>(n));
+  } else {  // (m, n) = P (m, r) @ R (r, n)
+    gemm(false, false, static_cast<int>(m), static_cast<int>(n), static_cast<int>(r), 1.0f, basis,
+         static_cast<int>(r), coords, static_cast<int>(n), 0.0f, full, static_cast<int>(n));
+  }
+}
+
+// ---- the update ---------------------------------------------------------------------------
+
+void Frugal::step(FlatBuffer& params, const FlatBuffer& grads, double lr) {
+  if (t_ % update_gap_ == 0) choose_subspace(grads);  // steps 1, 1 + gap, ...
+  ++t_;
+  // Bias correction counts the steps in this subspace (the official code
+  // resets state["step"] with the moments).
+  const double s = static_cast<double>((t_ - 1) % update_gap_ + 1);
+  const float step_size = static_cast<float>(lr / (1.0 - std::pow(b1_, s)));
+  const float inv_sqrt_bc2 = static_cast<float>(1.0 / std::sqrt(1.0 - std::pow(b2_, s)));
+  const float decay = static_cast<float>(1.0 - lr * group_.weight_decay);
+  const float lr_free = static_cast<float>(lr * inactive_lr_scale_);
+  if (proj_ == ProjType::Blockwise) {
+    step_blockwise(params, grads, step_size, inv_sqrt_bc2, decay, lr_free);
+    return;
+  }
+  for (size_t k = 0; k < slots_.size(); ++k) {
+    const TensorView& v = table_.view(slots_[k].view);
+    step_projected(slots_[k], k, params.at(v), grads.at(v), step_size, inv_sqrt_bc2, decay, lr_free);
+  }
+}
+
+void Frugal::step_projected(const Slot& s, size_t k, float* p, const float* g, float step_size, float inv_sqrt_bc2,
+                            float decay, float lr_free) {
+  float* R = coords_.data();
+  float* F = full_.data();
+  const int64_t mn = s.m * s.n;
+  split_gradient(k, g, R, free_ == StateFree::None ? nullptr : F);
+  // Decay, then the state-free step on G - P(G).
+  if (free_ == StateFree::SignSgd) {
+#pragma omp parallel for simd schedule(static)
+    for (int64_t i = 0; i < mn; ++i) p[i] = p[i] * decay - lr_free * sign_of(F[i]);
+  } else if (free_ == StateFree::Sgd) {
+#pragma omp parallel for simd schedule(static)
+    for (int64_t i = 0; i < mn; ++i) p[i] = p[i] * decay - lr_free * F[i];
+  } else {
+#pragma omp parallel for simd schedule(static)
+    for (int64_t i = 0; i < mn; ++i) p[i] *= decay;
+  }
+  // AdamW on the coordinates; R becomes the step in coordinates, lifted back.
+  float* M = state_.at(state_table_.view(s.exp_avg));
+  float* V = state_.at(state_table_.view(s.exp_avg_sq));
+  const float b1 = static_cast<float>(b1_), b2 = static_cast<float>(b2_), eps = static_cast<float>(eps_);
+  const int64_t nc = s.right ? s.m * s.r : s.r * s.n;
+#pragma omp parallel for simd schedule(static)
+  for (int64_t i = 0; i < nc; ++i) {
+    M[i] = b1 * M[i] + (1.0f - b1) * R[i];
+    V[i] = b2 * V[i] + (1.0f - b2) * R[i] * R[i];
+    R[i] = step_size * M[i] / (std::sqrt(V[i]) * inv_sqrt_bc2 + eps);
+  }
+  lift(k, R, F);
+#pragma omp parallel for simd schedule(static)
+  for (int64_t i = 0; i < mn; ++i) p[i] -= F[i];
+}
+
+void Frugal::step_blockwise(FlatBuffer& params, const FlatBuffer& grads, float step_size, float inv_sqrt_bc2,
+                            float decay, float lr_free) {
+  if (slots_.empty()) return;
+  const float* active = state_.at(state_table_.view(active_));
+  float* M = state_.at(state_table_.view(pool_m_));
+  float* V = state_.at(state_table_.view(pool_v_));
+  const int64_t capacity = state_table_.view(pool_m_).numel;
+  const float b1 = static_cast<float>(b1_), b2 = static_cast<float>(b2_), eps = static_cast<float>(eps_);
+  int64_t offset = 0;
+  for (size_t k = 0; k < slots_.size(); ++k) {
+    const TensorView& v = table_.view(slots_[k].view);
+    float* p = params.at(v);
+    const float* g = grads.at(v);
+    const int64_t n = v.numel;
+    if (active[k] != 0.0f) {
+      LT_CHECK(offset + n <= capacity, "[frugal] blockwise state-full tensors exceed the moment capacity ", capacity,
+               "; the 'active' state does not fit this group");
+      float* m = M + offset;
+      float* w = V + offset;
+      offset += n;
+#pragma omp parallel for simd schedule(static)
+      for (int64_t i = 0; i < n; ++i) {
+        m[i] = b1 * m[i] + (1.0f - b1) * g[i];
+        w[i] = b2 * w[i] + (1.0f - b2) * g[i] * g[i];
+        p[i] = p[i] * decay - step_size * m[i] / (std::sqrt(w[i]) * inv_sqrt_bc2 + eps);
+      }
+    } else if (free_ == StateFree::SignSgd) {
+#pragma omp parallel for simd schedule(static)
+      for (int64_t i = 0; i < n; ++i) p[i] = p[i] * decay - lr_free * sign_of(g[i]);
+    } else if (free_ == StateFree::Sgd) {
+#pragma omp parallel for simd schedule(static)
+      for (int64_t i = 0; i < n; ++i) p[i] = p[i] * decay - lr_free * g[i];
+    } else {
+#pragma omp parallel for simd schedule(static)
+      for (int64_t i = 0; i < n; ++i) p[i] *= decay;
+    }
+  }
+}
+
+const UpdateRuleInfo kFrugalRule = {
+    "frugal",
+    [](const OptimConfig& cfg, const ParamGroup& group, const ParamTable& table,
+       uint64_t seed) -> std::unique_ptr<Optimizer> { return std::make_unique<Frugal>(cfg, group, table, seed); },
+    [](const OptimConfig& cfg, const ParamGroup& group, const ParamTable& table) {
+      return Frugal::state_layout(cfg.frugal, group, table).buffer_numel();
+    },
+};
+
+}  // namespace lintrain
