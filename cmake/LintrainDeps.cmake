@@ -30,10 +30,13 @@ get_filename_component(LINTRAIN_BLAS_DIR ${LINTRAIN_BLAS_LIB} DIRECTORY)
 # The Debian BLAS alternatives may point libopenblas.so.0 at the pthread build;
 # an rpath to the directory we linked makes the loader pick the same one.
 target_link_options(lintrain::blas INTERFACE "-Wl,-rpath,${LINTRAIN_BLAS_DIR}")
-if(LINTRAIN_LAPACKE_LIB AND LINTRAIN_LAPACKE_INCLUDE)
-  target_link_libraries(lintrain::blas INTERFACE ${LINTRAIN_LAPACKE_LIB})
-  set(LINTRAIN_HAS_LAPACKE ON)
+# LAPACK(E): the SVDs and QRs of GaLore and FRUGAL.
+if(NOT LINTRAIN_LAPACKE_LIB OR NOT LINTRAIN_LAPACKE_INCLUDE)
+  message(FATAL_ERROR "lintrain: LAPACKE not found. Run scripts/install-deps.sh "
+                      "(Debian package liblapacke-dev).")
 endif()
+target_include_directories(lintrain::blas INTERFACE ${LINTRAIN_LAPACKE_INCLUDE})
+target_link_libraries(lintrain::blas INTERFACE ${LINTRAIN_LAPACKE_LIB})
 message(STATUS "lintrain: BLAS ${LINTRAIN_BLAS_LIB}")
 
 # CUDA: AUTO builds it when nvcc is found; ON fails without it; OFF skips it.
