@@ -6,13 +6,14 @@
 #include <vector>
 
 #include "optim/adamw.h"
+#include "optim/galore.h"
 #include "optim/param_groups.h"
 #include "runtime/error.h"
 
 namespace lintrain {
 
 const std::vector<UpdateRuleInfo>& update_rules() {
-  static const std::vector<UpdateRuleInfo> rules = {kAdamWRule};
+  static const std::vector<UpdateRuleInfo> rules = {kAdamWRule, kGaloreRule};
   return rules;
 }
 
