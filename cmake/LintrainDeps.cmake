@@ -37,6 +37,7 @@ if(NOT LINTRAIN_LAPACKE_LIB OR NOT LINTRAIN_LAPACKE_INCLUDE)
 endif()
 target_include_directories(lintrain::blas INTERFACE ${LINTRAIN_LAPACKE_INCLUDE})
 target_link_libraries(lintrain::blas INTERFACE ${LINTRAIN_LAPACKE_LIB})
+set(LINTRAIN_HAS_LAPACKE ON)
 message(STATUS "lintrain: BLAS ${LINTRAIN_BLAS_LIB}")
 
 # CUDA: AUTO builds it when nvcc is found; ON fails without it; OFF skips it.

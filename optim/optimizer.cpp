@@ -7,6 +7,7 @@
 
 #include "optim/adamw.h"
 #include "optim/frugal.h"
+#include "optim/galore.h"
 #include "optim/lion.h"
 #include "optim/param_groups.h"
 #include "optim/spam.h"
@@ -15,7 +16,7 @@
 namespace lintrain {
 
 const std::vector<UpdateRuleInfo>& update_rules() {
-  static const std::vector<UpdateRuleInfo> rules = {kAdamWRule, kLionRule, kSpamRule, kFrugalRule};
+  static const std::vector<UpdateRuleInfo> rules = {kAdamWRule, kLionRule, kGaloreRule, kSpamRule, kFrugalRule};
   return rules;
 }
 

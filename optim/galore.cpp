@@ -1,0 +1,139 @@
+#include "optim/galore.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "runtime/cpu/gemm.h"
+#include "runtime/error.h"
+
+namespace lintrain {
+
+namespace {
+
+void check_matrix(const ParamGroup& group, const TensorView& v) {
+  if (v.shape.size() == 2) return;
+  throw ConfigError(str_cat("optim: tensor '", v.name, "' with shape ", shape_str(v.shape), " is in group '",
+                            group.name, "' of optimizer galore, but GaLore projects matrices (2-D tensors) only; "
+                            "add `ndim: 2` to the optim.groups rule that sends it to galore so it falls to a "
+                            "later rule (e.g. adamw)"));
+}
+
+}  // namespace
+
+ParamTable Galore::state_layout(const OptimConfig& cfg, const ParamGroup& group, const ParamTable& table) {
+  ParamTable st;
+  for (int i : group.views) {
+    const TensorView& v = table.view(i);
+    check_matrix(group, v);
+    const int64_t m = v.shape[0], n = v.shape[1];
+    const int64_t r = galore_rank(cfg.galore, m, n);
+    const bool left = galore_projects_left(m, n);
+    const Shape projector = left ? Shape{m, r} : Shape{r, n};
+    const Shape lowrank = left ? Shape{r, n} : Shape{m, r};
+    st.add(v.name + "/projector", projector);
+    st.add(v.name + "/exp_avg", lowrank);
+    st.add(v.name + "/exp_avg_sq", lowrank);
+  }
+  return st;
+}
+
+Galore::Galore(const OptimConfig& cfg, const ParamGroup& group, const ParamTable& table, uint64_t seed)
+    : table_(table),
+      group_(group),
+      b1_(cfg.galore.betas.at(0)),
+      b2_(cfg.galore.betas.at(1)),
+      eps_(cfg.galore.eps),
+      scale_(cfg.galore.scale),
+      gap_(static_cast<uint64_t>(cfg.galore.update_proj_gap)),
+      randomized_(cfg.galore.svd == "randomized"),
+      state_table_(state_layout(cfg, group, table)),
+      state_(state_table_),
+      rng_(seed),
+      projector_(cfg.galore) {
+  LT_CHECK(cfg.galore.rank >= 1 && cfg.galore.update_proj_gap >= 1, "[galore] rank (", cfg.galore.rank,
+           ") and update_proj_gap (", cfg.galore.update_proj_gap, ") must be >= 1");
+  int64_t lowrank_max = 0;
+  for (size_t k = 0; k < group.views.size(); ++k) {
+    const TensorView& v = table.view(group.views[k]);
+    Matrix w;
+    w.param = group.views[k];
+    w.m = static_cast<int>(v.shape[0]);
+    w.n = static_cast<int>(v.shape[1]);
+    w.r = galore_rank(cfg.galore, w.m, w.n);
+    w.left = galore_projects_left(w.m, w.n);
+    w.projector = static_cast<int>(3 * k);
+    w.exp_avg = static_cast<int>(3 * k + 1);
+    w.exp_avg_sq = static_cast<int>(3 * k + 2);
+    matrices_.push_back(w);
+    lowrank_max = std::max(lowrank_max, int64_t{w.r} * std::max(w.m, w.n));
+    projector_.reserve(w.m, w.n, w.r);
+  }
+  lowrank_.resize(static_cast<size_t>(lowrank_max));
+}
+
+void Galore::step(FlatBuffer& params, const FlatBuffer& grads, double lr) {
+  // Official: project(grad, state["step"]) refreshes when step % gap == 0,
+  // before the step counter is incremented.
+  const bool refresh = t_ % gap_ == 0;
+  ++t_;
+  const double bc1 = 1.0 - std::pow(b1_, static_cast<double>(t_));
+  const double bc2 = 1.0 - std::pow(b2_, static_cast<double>(t_));
+  const float update_scale = static_cast<float>(-(lr * std::sqrt(bc2) / bc1) * scale_);
+  const float decay = static_cast<float>(1.0 - lr * group_.weight_decay);
+  const float b1 = static_cast<float>(b1_), b2 = static_cast<float>(b2_), eps = static_cast<float>(eps_);
+
+  Rng rng = rng_.load();
+  for (const Matrix& w : matrices_) {
+    const TensorView& view = table_.view(w.param);
+    float* W = params.at(view);                 // (m, n)
+    const float* G = grads.at(view);            // (m, n)
+    float* P = state_.at(state_table_.view(w.projector));
+    float* M = state_.at(state_table_.view(w.exp_avg));
+    float* V = state_.at(state_table_.view(w.exp_avg_sq));
+    float* R = lowrank_.data();                 // (r, n) if left else (m, r)
+    const int m = w.m, n = w.n, r = w.r;
+
+    if (refresh) projector_.compute(G, m, n, r, P, rng);
+    if (w.left) gemm(true, false, r, n, m, 1.0f, P, r, G, n, 0.0f, R, n);  // R = P^T G
+    else gemm(false, true, m, r, n, 1.0f, G, n, P, n, 0.0f, R, r);         // R = G P^T
+
+    const int64_t lowrank = int64_t{r} * (w.left ? n : m);
+#pragma omp parallel for simd schedule(static)
+    for (int64_t i = 0; i < lowrank; ++i) {
+      M[i] = b1 * M[i] + (1.0f - b1) * R[i];
+      V[i] = b2 * V[i] + (1.0f - b2) * R[i] * R[i];
+      R[i] = M[i] / (std::sqrt(V[i]) + eps);  // N, in place of R
+    }
+
+    // W += -step_size * scale * (P N or N P), accumulated by the GEMM itself.
+    if (w.left) gemm(false, false, m, n, r, update_scale, P, r, R, n, 1.0f, W, n);
+    else gemm(false, false, m, n, r, update_scale, R, r, P, n, 1.0f, W, n);
+    if (group_.weight_decay != 0.0) {
+      const int64_t numel = view.numel;
+#pragma omp parallel for simd schedule(static)
+      for (int64_t i = 0; i < numel; ++i) W[i] *= decay;
+    }
+  }
+  if (refresh && randomized_) rng_.store(rng);
+}
+
+size_t Galore::state_bytes() const { return static_cast<size_t>(state_table_.buffer_numel()) * sizeof(float); }
+
+std::vector<StateTensor> Galore::state_tensors() { return state_tensors_of(state_table_, state_); }
+
+std::vector<StateWord> Galore::state_words() {
+  std::vector<StateWord> out = {{"step", &t_}};
+  if (randomized_) rng_.expose("rng", out);
+  return out;
+}
+
+const UpdateRuleInfo kGaloreRule = {
+    "galore",
+    [](const OptimConfig& cfg, const ParamGroup& group, const ParamTable& table,
+       uint64_t seed) -> std::unique_ptr<Optimizer> { return std::make_unique<Galore>(cfg, group, table, seed); },
+    [](const OptimConfig& cfg, const ParamGroup& group, const ParamTable& table) {
+      return Galore::state_layout(cfg, group, table).buffer_numel();
+    },
+};
+
+}  // namespace lintrain
