@@ -39,7 +39,7 @@ declare -A runs=(
 order=(adamw lion spam galore frugal frugal_blockwise)
 [ -n "${ONLY:-}" ] && read -r -a order <<<"$ONLY"
 
-printf '%-18s %10s %12s %14s %10s\n' optimizer val_loss "state MiB" "vs AdamW state" "step ms"
+printf '%-18s %10s %12s %14s %18s %10s\n' optimizer val_loss "state MiB" "vs AdamW state" "own group B/param" "step ms"
 for name in "${order[@]}"; do
   sets=()
   for kv in ${runs[$name]}; do sets+=(--set "$kv"); done
@@ -48,9 +48,13 @@ for name in "${order[@]}"; do
      "${sets[@]}") >"$out/$name.log" 2>&1 || { echo "$name: training failed, see $out/$name.log"; exit 1; }
   val=$(grep '"kind": "eval"' "$dir/metrics.jsonl" | tail -1 | sed 's/.*"loss": \([0-9.e+-]*\).*/\1/')
   state=$(grep -o 'optimizer state [0-9.]* MiB = [0-9.]* B/param (AdamW on every tensor: [0-9.]* MiB' "$out/$name.log" |
-          awk '{print $3, $9}' | head -1)
+          awk '{print $3, $12}' | head -1)
+  # B/param of the group the optimizer itself updates (GaLore/FRUGAL: the projected weights).
+  opt=$(grep -o 'optimizer [a-z]*:' "$out/$name.log" | head -1 | awk '{print $2}' | tr -d :)
+  own=$(awk -v o="$opt" '$1 == o && $2 == o {print $(NF-1)}' "$out/$name.log" | head -1)
   step_ms=$(grep -v '"kind"' "$dir/metrics.jsonl" | awk -F'"step_time_s": ' 'NR>1 {split($2,a,"}"); s+=a[1]; n++} END {printf "%.1f", 1000*s/n}')
   read -r mib adamw_mib <<<"$state"
-  printf '%-18s %10s %12s %13.1f%% %10s\n' "$name" "$val" "$mib" "$(echo "100*$mib/$adamw_mib" | bc -l)" "$step_ms"
-  echo "$name $val $mib $step_ms" >>"$out/summary.txt"
+  printf '%-18s %10s %12s %13.1f%% %18s %10s\n' "$name" "$val" "$mib" "$(echo "100*$mib/$adamw_mib" | bc -l)" \
+    "${own:--}" "$step_ms"
+  echo "$name $val $mib ${own:--} $step_ms" >>"$out/summary.txt"
 done
