@@ -443,7 +443,7 @@ TEST(Frugal, BlockwiseTakesTensorsUntilTheDensityBudgetAndVisitsAll) {
   for (int t = 1; t <= 4 * 20; ++t) {
     opt.step(p, g, 1e-3);
     if ((t - 1) % 4 != 0) continue;
-    const StateTensor& active = find_state(opt.state_tensors(), "active");
+    const StateTensor active = find_state(opt.state_tensors(), "active");  // a copy: the vector is a temporary
     int64_t taken = 0, largest = 0;
     for (size_t k = 0; k < table.size(); ++k) {
       ASSERT_TRUE(active.data[k] == 0.0f || active.data[k] == 1.0f);
