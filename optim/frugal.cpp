@@ -122,6 +122,8 @@ Frugal::Frugal(const OptimConfig& cfg, const ParamGroup& group, const ParamTable
   }
   coords_.resize(static_cast<size_t>(coords));
   full_.resize(static_cast<size_t>(full));
+  if (proj_ == ProjType::Svd)
+    for (const Slot& s : slots_) svd_.reserve(static_cast<int>(s.m), static_cast<int>(s.n), static_cast<int>(s.r));
 }
 
 size_t Frugal::state_bytes() const { return static_cast<size_t>(state_table_.buffer_numel()) * sizeof(float); }
@@ -166,13 +168,13 @@ void Frugal::choose_subspace(const FlatBuffer& grads) {
     if (proj_ == ProjType::RandK) {
       const std::vector<int> idx = fs::random_sorted_subset(rng, s.right ? n : m, r);
       for (int j = 0; j < r; ++j) basis[j] = static_cast<float>(idx[static_cast<size_t>(j)]);
+    } else if (proj_ == ProjType::Svd) {  // P (r, n) or (m, r), GaLore's layout; draws nothing from rng
+      svd_.compute(grads.at(v), m, n, r, basis, rng);
     } else if (s.right) {  // P (r, n): the basis vectors are its rows
-      if (proj_ == ProjType::Svd) fs::top_right_singular_vectors(grads.at(v), m, n, r, basis, v.name.c_str());
-      else fs::random_orthonormal_rows(rng, n, r, basis);
+      fs::random_orthonormal_rows(rng, n, r, basis);
     } else {  // P (m, r): the basis vectors are its columns
       float* rows = full_.data();  // (r, m) <= (m, n) since r <= m < n
-      if (proj_ == ProjType::Svd) fs::top_left_singular_vectors(grads.at(v), m, n, r, rows, v.name.c_str());
-      else fs::random_orthonormal_rows(rng, m, r, rows);
+      fs::random_orthonormal_rows(rng, m, r, rows);
       for (int i = 0; i < m; ++i)
         for (int j = 0; j < r; ++j) basis[static_cast<size_t>(i) * r + j] = rows[static_cast<size_t>(j) * m + i];
     }

@@ -52,6 +52,7 @@
 
 #include <vector>
 
+#include "optim/galore_projector.h"
 #include "optim/optimizer.h"
 
 namespace lintrain {
@@ -120,6 +121,9 @@ class Frugal : public Optimizer {
   uint64_t t_ = 0;
   // Scratch (not state): coordinates and one full-size matrix, the largest of the group.
   std::vector<float> coords_, full_;
+  // svd: the top-r singular vectors on the smaller side, exactly GaLore's
+  // projector in GaLore's layout (exact SVD; scratch reserved per shape).
+  GaloreProjector svd_{GaloreConfig{}};
 };
 
 extern const UpdateRuleInfo kFrugalRule;

@@ -1,6 +1,6 @@
-// The subspace draws of FRUGAL (optim/frugal.h), apart from the update rule:
-// the top singular vectors of a gradient (LAPACK), a Haar-random orthonormal
-// basis (Gaussian matrix + QR) and a random subset of indices. Each returns its
+// The random subspace draws of FRUGAL (optim/frugal.h), apart from the update
+// rule: a Haar-random orthonormal basis (Gaussian matrix + QR) and a random
+// subset of indices. (Its SVD subspace is GaLore's projector.) Each returns its
 // r basis vectors as the ROWS of a row-major (r, d) matrix; frugal.cpp lays
 // them out for its side of the matrix.
 #pragma once
@@ -11,13 +11,6 @@
 #include "runtime/rng.h"
 
 namespace lintrain::frugal_subspace {
-
-// The top-r right singular vectors of G (m, n) row-major, as rows: V (r, n)
-// with orthonormal rows, by decreasing singular value. 1 <= r <= min(m, n).
-// Throws lintrain::Error naming `what` when LAPACK fails (a NaN/Inf gradient).
-void top_right_singular_vectors(const float* G, int m, int n, int r, float* V, const char* what);
-// The top-r left singular vectors of G (m, n), as rows: U^T (r, m).
-void top_left_singular_vectors(const float* G, int m, int n, int r, float* Ut, const char* what);
 
 // r orthonormal vectors of length d as rows of Q^T (r, d): the Q of the QR
 // factorisation of a (d, r) standard-normal matrix, with the signs that make
