@@ -16,8 +16,11 @@
 #include "optim/param_groups.h"
 #include "runtime/error.h"
 #include "runtime/rng.h"
+#include "optim_test_util.h"
 
 using namespace lintrain;
+using test::fill_normal;
+using test::whole_group;
 
 namespace {
 
@@ -177,15 +180,6 @@ const StateTensor& find_state(const std::vector<StateTensor>& st, const std::str
 
 Vec to_vec(const float* x, int64_t n) { return Vec(x, x + n); }
 
-ParamGroup whole_group(const ParamTable& t, double wd) {
-  ParamGroup g;
-  g.name = "frugal";
-  g.optimizer = "frugal";
-  for (int i = 0; i < static_cast<int>(t.size()); ++i) g.views.push_back(i);
-  g.weight_decay = wd;
-  return g;
-}
-
 // Matrices of both orientations; 12x6 (r = round(1.5) = 2), 10x14 (r =
 // round(2.5) = 2: half to even), 16x16 (r = 4) at density 0.25.
 ParamTable matrix_table() {
@@ -239,7 +233,7 @@ TEST(Frugal, MatchesFloat64ReferenceForEveryProjectionAndStateFreeRule) {
       const OptimConfig cfg = frugal_config(proj, free);
       const bool blockwise = std::string(proj) == "blockwise";
       const ParamTable table = blockwise ? block_table() : matrix_table();
-      Frugal opt(cfg, whole_group(table, wd), table, 42);
+      Frugal opt(cfg, whole_group(table, "frugal", wd), table, 42);
       FlatBuffer p(table), g(table);
       Rng rng(7);
       const size_t T = table.size();
@@ -334,7 +328,7 @@ TEST(Frugal, MatchesFloat64ReferenceForEveryProjectionAndStateFreeRule) {
 TEST(Frugal, SvdProjectorIsOrthonormalAndSpansTheTopSingularSubspace) {
   const OptimConfig cfg = frugal_config("svd", "signsgd");
   const ParamTable table = matrix_table();
-  Frugal opt(cfg, whole_group(table, 0.0), table, 1);
+  Frugal opt(cfg, whole_group(table, "frugal", 0.0), table, 1);
   FlatBuffer p(table), g(table);
   Rng rng(3);
   for (const TensorView& v : table.views())
@@ -372,7 +366,7 @@ TEST(Frugal, SvdProjectorIsOrthonormalAndSpansTheTopSingularSubspace) {
 TEST(Frugal, RandomBasesAreOrthonormalAndRedrawnAtEachChange) {
   const OptimConfig cfg = frugal_config("random", "signsgd");
   const ParamTable table = matrix_table();
-  Frugal opt(cfg, whole_group(table, 0.0), table, 5);
+  Frugal opt(cfg, whole_group(table, "frugal", 0.0), table, 5);
   FlatBuffer p(table), g(table);
   std::map<std::string, Vec> previous;
   for (int t = 1; t <= 9; ++t) {
@@ -404,7 +398,7 @@ TEST(Frugal, RandomBasesAreOrthonormalAndRedrawnAtEachChange) {
 TEST(Frugal, RandKIndicesAreDistinctSortedAndRedrawn) {
   const OptimConfig cfg = frugal_config("randk", "signsgd");
   const ParamTable table = matrix_table();
-  Frugal opt(cfg, whole_group(table, 0.0), table, 5);
+  Frugal opt(cfg, whole_group(table, "frugal", 0.0), table, 5);
   FlatBuffer p(table), g(table);
   std::map<std::string, std::vector<float>> previous;
   int changed = 0;
@@ -435,7 +429,7 @@ TEST(Frugal, RandKIndicesAreDistinctSortedAndRedrawn) {
 TEST(Frugal, BlockwiseTakesTensorsUntilTheDensityBudgetAndVisitsAll) {
   const OptimConfig cfg = frugal_config("blockwise", "signsgd");
   const ParamTable table = block_table();
-  Frugal opt(cfg, whole_group(table, 0.0), table, 11);
+  Frugal opt(cfg, whole_group(table, "frugal", 0.0), table, 11);
   FlatBuffer p(table), g(table);
   const int64_t total = table.param_count();  // 72 + 140 + 256 + 7 + 15 = 490
   const double budget = 0.25 * static_cast<double>(total);
@@ -470,7 +464,7 @@ TEST(Frugal, SplitGradientPartsAddBackToTheGradient) {
     const OptimConfig cfg = frugal_config(proj, "signsgd");
     const bool blockwise = std::string(proj) == "blockwise";
     const ParamTable table = blockwise ? block_table() : matrix_table();
-    Frugal opt(cfg, whole_group(table, 0.0), table, 2);
+    Frugal opt(cfg, whole_group(table, "frugal", 0.0), table, 2);
     FlatBuffer p(table), g(table);
     Rng rng(9);
     for (int64_t i = 0; i < g.numel(); ++i) g.data()[i] = static_cast<float>(rng.normal());
@@ -529,7 +523,7 @@ TEST(Frugal, MomentsAreZeroAfterASubspaceChange) {
     SCOPED_TRACE(proj);
     const OptimConfig cfg = frugal_config(proj, "sgd");
     const ParamTable table = std::string(proj) == "blockwise" ? block_table() : matrix_table();
-    Frugal opt(cfg, whole_group(table, 0.1), table, 4);
+    Frugal opt(cfg, whole_group(table, "frugal", 0.1), table, 4);
     FlatBuffer p(table), g(table);
     Rng rng(5);
     auto fill = [&] {
@@ -553,7 +547,7 @@ TEST(Frugal, MomentsAreZeroAfterASubspaceChange) {
 
     // Through step(): step 5 changes the subspace, and its moments hold this
     // step's coordinates only, none of the old ones.
-    Frugal opt2(cfg, whole_group(table, 0.1), table, 4);
+    Frugal opt2(cfg, whole_group(table, "frugal", 0.1), table, 4);
     for (int t = 1; t <= 5; ++t) fill(), opt2.step(p, g, 1e-2);
     const std::vector<StateTensor> st = opt2.state_tensors();
     if (std::string(proj) == "blockwise") {
@@ -590,7 +584,7 @@ TEST(Frugal, StateSizeIsAQuarterOfAdamWPlusTheProjectors) {
   ParamTable t;
   t.add("w1", {64, 32});  // m >= n: r = 8, moments (64, 8), projector (8, 32)
   t.add("w2", {32, 96});  // m <  n: r = 8, moments (8, 96), projector (32, 8)
-  const ParamGroup group = whole_group(t, 0.0);
+  const ParamGroup group = whole_group(t, "frugal", 0.0);
   const int64_t adamw = 2 * (64 * 32 + 32 * 96);  // 10240
   const int64_t quarter = adamw / 4;              // 2560 = 2 * (64 * 8 + 8 * 96)
   const int64_t expected[] = {
@@ -618,7 +612,7 @@ TEST(Frugal, OneDimensionalTensorInAProjectedGroupIsAConfigError) {
   ParamTable t;
   t.add("model.layers.0.mlp.up_proj.weight", {16, 8});
   t.add("model.layers.0.post_attention_layernorm.weight", {8});
-  const ParamGroup group = whole_group(t, 0.0);
+  const ParamGroup group = whole_group(t, "frugal", 0.0);
   for (const char* proj : {"svd", "random", "randk"}) {
     try {
       Frugal opt(frugal_config(proj, "signsgd"), group, t, 0);
@@ -633,7 +627,7 @@ TEST(Frugal, OneDimensionalTensorInAProjectedGroupIsAConfigError) {
   EXPECT_NO_THROW(Frugal(frugal_config("blockwise", "signsgd"), group, t, 0));
   OptimConfig bad = frugal_config("svd", "signsgd");
   bad.frugal.proj_type = "topk";
-  EXPECT_THROW(Frugal(bad, whole_group(t, 0.0), t, 0), ConfigError);
+  EXPECT_THROW(Frugal(bad, whole_group(t, "frugal", 0.0), t, 0), ConfigError);
 }
 
 TEST(Frugal, RegisteredAndUsedByTheDefaultFrugalGroups) {
@@ -658,7 +652,7 @@ TEST(Frugal, RestoredStateContinuesBitIdenticallyAcrossASubspaceChange) {
     SCOPED_TRACE(proj);
     const OptimConfig cfg = frugal_config(proj, "signsgd");
     const ParamTable table = std::string(proj) == "blockwise" ? block_table() : matrix_table();
-    const ParamGroup group = whole_group(table, 0.1);
+    const ParamGroup group = whole_group(table, "frugal", 0.1);
     const int kSave = 3, kSteps = 10;  // changes at 5 and 9 after the save
     std::vector<FlatBuffer> grads;
     Rng rng(21);

@@ -15,8 +15,11 @@
 #include "runtime/cpu/linalg.h"
 #include "runtime/error.h"
 #include "runtime/rng.h"
+#include "optim_test_util.h"
 
 using namespace lintrain;
+using test::fill_normal;
+using test::whole_group;
 
 namespace {
 
@@ -211,15 +214,6 @@ OptimConfig galore_config(int rank, int gap) {
   return cfg;
 }
 
-ParamGroup whole_table_group(const ParamTable& table, double weight_decay) {
-  ParamGroup g;
-  g.name = "galore";
-  g.optimizer = "galore";
-  for (int i = 0; i < static_cast<int>(table.size()); ++i) g.views.push_back(i);
-  g.weight_decay = weight_decay;
-  return g;
-}
-
 const float* state_of(Optimizer& opt, const std::string& name) {
   for (const StateTensor& t : opt.state_tensors())
     if (t.name == name) return t.data;
@@ -241,7 +235,7 @@ TEST_P(GaloreReference, MatchesFloat64ReferenceAcrossRefreshes) {
   table.add("w", {m, n});
   const OptimConfig cfg = galore_config(rank, gap);
   const double wd = 0.1;
-  Galore opt(cfg, whole_table_group(table, wd), table, /*seed=*/1);
+  Galore opt(cfg, whole_group(table, "galore", wd), table, /*seed=*/1);
   FlatBuffer p(table), g(table);
   Rng rng(7);
   Mat W(static_cast<size_t>(m) * n), G(W.size());
@@ -293,7 +287,7 @@ TEST(Galore, MomentsAndStepCountCarryAcrossARefresh) {
   const int m = 10, n = 24, rank = 4, gap = 3;
   ParamTable table;
   table.add("w", {m, n});
-  Galore opt(galore_config(rank, gap), whole_table_group(table, 0.0), table, 1);
+  Galore opt(galore_config(rank, gap), whole_group(table, "galore", 0.0), table, 1);
   FlatBuffer p(table), g(table);
   Rng rng(11);
   for (int t = 0; t < gap; ++t) {
@@ -394,8 +388,8 @@ TEST(Galore, RandomizedSvdTracksExactOnGappedGradients) {
     table.add("w", {m, n});
     OptimConfig exact_cfg = galore_config(rank, gap), rand_cfg = exact_cfg;
     rand_cfg.galore.svd = "randomized";
-    Galore exact(exact_cfg, whole_table_group(table, 0.1), table, 1);
-    Galore randomized(rand_cfg, whole_table_group(table, 0.1), table, 1);
+    Galore exact(exact_cfg, whole_group(table, "galore", 0.1), table, 1);
+    Galore randomized(rand_cfg, whole_group(table, "galore", 0.1), table, 1);
     FlatBuffer pe(table), pr(table), g(table);
     Rng rng(13);
     for (int64_t i = 0; i < m * n; ++i) pe.data()[i] = pr.data()[i] = static_cast<float>(rng.normal());
@@ -426,7 +420,7 @@ TEST(Galore, StateLayoutMatchesRuleInfoAndIsSmallerThanAdamW) {
   table.add("tall", {24, 10});
   table.add("wide", {10, 24});
   OptimConfig cfg = galore_config(16, 200);
-  const ParamGroup group = whole_table_group(table, 0.0);
+  const ParamGroup group = whole_group(table, "galore", 0.0);
   Galore opt(cfg, group, table, 0);
   EXPECT_EQ(static_cast<int64_t>(opt.state_bytes() / sizeof(float)), kGaloreRule.state_floats(cfg, group, table));
   EXPECT_STREQ(find_update_rule("galore").name, "galore");
@@ -436,7 +430,7 @@ TEST(Galore, StateLayoutMatchesRuleInfoAndIsSmallerThanAdamW) {
   // padding: multiples of 16), against AdamW's 2 * 64 * 64 = 8192.
   ParamTable square;
   square.add("w", {64, 64});
-  const ParamGroup sq_group = whole_table_group(square, 0.0);
+  const ParamGroup sq_group = whole_group(square, "galore", 0.0);
   EXPECT_EQ(kGaloreRule.state_floats(cfg, sq_group, square), 3 * 16 * 64);
   EXPECT_EQ(find_update_rule("adamw").state_floats(cfg, sq_group, square), 2 * 64 * 64);
   EXPECT_LT(2 * kGaloreRule.state_floats(cfg, sq_group, square),
@@ -509,7 +503,7 @@ TEST(Galore, RestoredMidRunContinuesBitIdentically) {
     table.add("wide", {10, 24});
     OptimConfig cfg = galore_config(4, 5);
     cfg.galore.svd = svd;
-    const ParamGroup group = whole_table_group(table, 0.1);
+    const ParamGroup group = whole_group(table, "galore", 0.1);
     Galore a(cfg, group, table, /*seed=*/3);
     FlatBuffer pa(table), pb(table), g(table);
     Rng rng(17);

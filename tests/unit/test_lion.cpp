@@ -11,24 +11,13 @@
 #include "optim/lion.h"
 #include "optim/param_groups.h"
 #include "runtime/rng.h"
+#include "optim_test_util.h"
 
 using namespace lintrain;
+using test::fill_normal;
+using test::whole_group;
 
 namespace {
-
-ParamGroup whole_group(const ParamTable& table, double weight_decay) {
-  ParamGroup g;
-  g.name = "lion";
-  g.optimizer = "lion";
-  for (int i = 0; i < static_cast<int>(table.size()); ++i) g.views.push_back(i);
-  g.weight_decay = weight_decay;
-  return g;
-}
-
-void fill_normal(FlatBuffer& b, const ParamTable& table, Rng& rng, double scale = 1.0) {
-  for (const auto& v : table.views())
-    for (int64_t i = 0; i < v.numel; ++i) b.at(v)[i] = static_cast<float>(scale * rng.normal());
-}
 
 double sign(double x) { return x > 0 ? 1.0 : x < 0 ? -1.0 : 0.0; }
 
@@ -86,7 +75,7 @@ TEST(Lion, ZeroGradientAndZeroMomentumOnlyDecays) {
   table.add("w", {3, 4});
   OptimConfig cfg;
   for (const double wd : {0.0, 0.1}) {
-    auto opt = kLionRule.make(cfg, whole_group(table, wd), table, 0);
+    auto opt = kLionRule.make(cfg, whole_group(table, "lion", wd), table, 0);
     FlatBuffer p(table), g(table);  // g = 0, and the momentum starts at 0
     Rng rng(1);
     fill_normal(p, table, rng);
@@ -111,7 +100,7 @@ TEST(Lion, StateIsOneFloatPerParameter) {
   table.add("w", {5, 7});
   table.add("n", {9});
   OptimConfig cfg;
-  const ParamGroup group = whole_group(table, 0.0);
+  const ParamGroup group = whole_group(table, "lion", 0.0);
   auto opt = kLionRule.make(cfg, group, table, 0);
   EXPECT_EQ(static_cast<int64_t>(opt->state_bytes() / sizeof(float)), kLionRule.state_floats(cfg, group, table));
   EXPECT_EQ(opt->state_bytes(), sizeof(float) * (48 + 16)) << "exp_avg per tensor, each padded to 16";
@@ -125,7 +114,7 @@ TEST(Lion, StateCopiedMidRunContinuesBitIdentically) {
   table.add("w", {6, 5});
   table.add("n", {7});
   OptimConfig cfg;
-  const ParamGroup group = whole_group(table, 0.05);
+  const ParamGroup group = whole_group(table, "lion", 0.05);
   auto a = kLionRule.make(cfg, group, table, 0);
   FlatBuffer pa(table), pb(table), g(table);
   Rng rng(2);

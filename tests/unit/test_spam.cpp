@@ -15,24 +15,13 @@
 #include "optim/spam.h"
 #include "runtime/error.h"
 #include "runtime/rng.h"
+#include "optim_test_util.h"
 
 using namespace lintrain;
+using test::fill_normal;
+using test::whole_group;
 
 namespace {
-
-ParamGroup whole_group(const ParamTable& table, double weight_decay) {
-  ParamGroup g;
-  g.name = "spam";
-  g.optimizer = "spam";
-  for (int i = 0; i < static_cast<int>(table.size()); ++i) g.views.push_back(i);
-  g.weight_decay = weight_decay;
-  return g;
-}
-
-void fill_normal(FlatBuffer& b, const ParamTable& table, Rng& rng, double scale = 1.0) {
-  for (const auto& v : table.views())
-    for (int64_t i = 0; i < v.numel; ++i) b.at(v)[i] = static_cast<float>(scale * rng.normal());
-}
 
 StateTensor state_of(Optimizer& opt, const std::string& name) {
   for (const StateTensor& s : opt.state_tensors())
@@ -125,7 +114,7 @@ void run_against_reference(const SpamConfig& spam, int steps, int64_t rows = 8, 
   OptimConfig cfg;
   cfg.spam = spam;
   const double wd = 0.1;
-  auto opt = kSpamRule.make(cfg, whole_group(table, wd), table, 17);
+  auto opt = kSpamRule.make(cfg, whole_group(table, "spam", wd), table, 17);
   const bool sparse = spam.density < 1.0;
   const int64_t capacity = Spam::sparse_capacity(spam.density, numel);
   FlatBuffer p(table), g(table);
@@ -206,7 +195,7 @@ TEST(Spam, SparseMaskHoldsExactlyDensityCountAndIsRedrawnAtResets) {
   OptimConfig cfg;
   cfg.spam.density = 0.1;
   cfg.spam.reset_interval = 3;
-  auto opt = kSpamRule.make(cfg, whole_group(table, 0.0), table, 3);
+  auto opt = kSpamRule.make(cfg, whole_group(table, "spam", 0.0), table, 3);
   FlatBuffer p(table), g(table);
   Rng rng(8);
   std::vector<std::vector<int64_t>> masks = {mask_entries(state_of(*opt, "w/mask"), 2000)};
@@ -226,8 +215,8 @@ TEST(Spam, SparseMaskHoldsExactlyDensityCountAndIsRedrawnAtResets) {
   std::set_intersection(masks[1].begin(), masks[1].end(), masks[2].begin(), masks[2].end(), std::back_inserter(common));
   EXPECT_LT(common.size(), 60u);
   // The same seed draws the same masks; another seed others.
-  auto same = kSpamRule.make(cfg, whole_group(table, 0.0), table, 3);
-  auto other = kSpamRule.make(cfg, whole_group(table, 0.0), table, 4);
+  auto same = kSpamRule.make(cfg, whole_group(table, "spam", 0.0), table, 3);
+  auto other = kSpamRule.make(cfg, whole_group(table, "spam", 0.0), table, 4);
   EXPECT_EQ(mask_entries(state_of(*same, "w/mask"), 2000), masks[0]);
   EXPECT_NE(mask_entries(state_of(*other, "w/mask"), 2000), masks[0]);
 }
@@ -238,7 +227,7 @@ TEST(Spam, DamagedMaskIsRefusedBeforeAnyUpdate) {
   table.add("w", {8, 10});
   OptimConfig cfg;
   cfg.spam.density = 0.3;
-  auto opt = kSpamRule.make(cfg, whole_group(table, 0.0), table, 1);
+  auto opt = kSpamRule.make(cfg, whole_group(table, "spam", 0.0), table, 1);
   FlatBuffer p(table), g(table);
   for (int64_t i = 0; i < g.numel(); ++i) g.data()[i] = 1.0f;
   const StateTensor mask = state_of(*opt, "w/mask");
@@ -263,7 +252,7 @@ TEST(Spam, PlantedSpikeIsClippedToSqrtThetaV) {
   ParamTable table;
   table.add("x", {16});
   OptimConfig cfg;  // the defaults: theta 5000, clip_delay 20, reset_interval 500
-  auto opt = kSpamRule.make(cfg, whole_group(table, 0.0), table, 0);
+  auto opt = kSpamRule.make(cfg, whole_group(table, "spam", 0.0), table, 0);
   FlatBuffer p(table), g(table);
   Rng rng(6);
   for (int t = 1; t <= 24; ++t) {  // v settles on gradients ~1e-3
@@ -321,7 +310,7 @@ TEST(Spam, NoClippingWithinClipDelayAfterReset) {
   OptimConfig cfg;
   cfg.spam.reset_interval = 10;
   cfg.spam.clip_delay = 3;
-  auto opt = kSpamRule.make(cfg, whole_group(table, 0.0), table, 0);
+  auto opt = kSpamRule.make(cfg, whole_group(table, "spam", 0.0), table, 0);
   FlatBuffer p(table), g(table);
   Rng rng(9);
   // A spike of 1e4x on a fresh entry at each of these steps; clipped only at
@@ -353,7 +342,7 @@ TEST(Spam, MomentsAreZeroRightAfterEachReset) {
   cfg.spam.reset_interval = 5;
   cfg.spam.warmup = 2;
   cfg.spam.threshold = 0;
-  auto opt = kSpamRule.make(cfg, whole_group(table, 0.0), table, 0);
+  auto opt = kSpamRule.make(cfg, whole_group(table, "spam", 0.0), table, 0);
   FlatBuffer p(table), g(table);
   Rng rng(10);
   const double lr = 1.0, b1 = 0.9, b2 = 0.999;
@@ -415,8 +404,8 @@ TEST(Spam, WarmupFactorIsTheOfficialCosine) {
   with.spam.reset_interval = 12;
   without.spam = with.spam;
   without.spam.warmup = 0;
-  auto a = kSpamRule.make(with, whole_group(table, 0.0), table, 0);
-  auto b = kSpamRule.make(without, whole_group(table, 0.0), table, 0);
+  auto a = kSpamRule.make(with, whole_group(table, "spam", 0.0), table, 0);
+  auto b = kSpamRule.make(without, whole_group(table, "spam", 0.0), table, 0);
   FlatBuffer pa(table), pb(table), g(table);
   Rng rng(12);
   for (int t = 1; t <= 18; ++t) {
@@ -436,7 +425,7 @@ TEST(Spam, StateFloatsAreTwoPerParameterOrTwoPerMaskedEntryPlusMask) {
   table.add("w", {64, 64});
   table.add("b", {7});
   OptimConfig cfg;
-  const ParamGroup group = whole_group(table, 0.0);
+  const ParamGroup group = whole_group(table, "spam", 0.0);
   auto dense = kSpamRule.make(cfg, group, table, 0);
   EXPECT_EQ(static_cast<int64_t>(dense->state_bytes() / sizeof(float)), kSpamRule.state_floats(cfg, group, table));
   EXPECT_EQ(dense->state_bytes() / sizeof(float), 2u * (4096 + 16)) << "two moments, each padded to 16";
@@ -463,7 +452,7 @@ TEST(Spam, StateCopiedMidRunContinuesBitIdenticallyAcrossResets) {
     cfg.spam.clip_delay = 2;
     cfg.spam.threshold = 4;
     cfg.spam.density = density;
-    const ParamGroup group = whole_group(table, 0.1);
+    const ParamGroup group = whole_group(table, "spam", 0.1);
     auto a = kSpamRule.make(cfg, group, table, 21);
     FlatBuffer pa(table), pb(table);
     Rng rng(13);
