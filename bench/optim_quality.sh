@@ -88,7 +88,7 @@ for name in "${order[@]}"; do
 done | sed 's/ *$//' | xargs -P "$jobs" -L1 bash -c 'run_one "$@"' _
 
 val_of() { grep '"kind": "eval"' "$1/metrics.jsonl" | tail -1 | sed 's/.*"loss": \([0-9.e+-]*\).*/\1/'; }
-declare -A best_val best_lr own_bpp
+declare -A best_val own_bpp
 printf '\n%-17s %-26s %8s %8s %10s %10s %14s %9s\n' optimizer "val loss by lr" "best lr" "val" "state MiB" "vs AdamW" "own B/param" "step ms"
 for name in "${order[@]}"; do
   vals="" bv="" bl=""
@@ -97,7 +97,7 @@ for name in "${order[@]}"; do
     vals+="$(printf '%.3f ' "$v")"
     if [ -z "$bv" ] || awk -v a="$v" -v b="$bv" 'BEGIN {exit !(a < b)}'; then bv=$v bl=$lr; fi
   done
-  best_val[$name]=$bv best_lr[$name]=$bl
+  best_val[$name]=$bv
   log="$out/$name/lr$bl.log"
   read -r mib adamw_mib < <(grep -o 'optimizer state [0-9.]* MiB = [0-9.]* B/param (AdamW on every tensor: [0-9.]* MiB' "$log" |
                             awk '{print $3, $12}' | head -1)
