@@ -161,7 +161,8 @@ for n in "$steps_main" "$steps_spam"; do
     a=${best_val[spam$clip@$n]:-} b=${best_val[adamw_b999$clip@$n]:-}
     [ -n "$a" ] && [ -n "$b" ] || continue
     how="grad_clip 1.0"; [ -n "$clip" ] && how="no global clipping"
-    check "SPAM <= AdamW at $n steps ($(( (n - 1) / 500 )) resets), betas (0.9, 0.999), $how ($(pct "$a" "$b"))" \
+    resets=$(( (n - 1) / 500 )); [ "$resets" = 1 ] && resets="1 reset" || resets="$resets resets"
+    check "SPAM <= AdamW at $n steps ($resets), betas (0.9, 0.999), $how ($(pct "$a" "$b"))" \
       "a <= b" "$a" "$b"
   done
 done
