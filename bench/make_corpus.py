@@ -25,7 +25,7 @@ SEED = 20261123
 def paragraphs(text):
     # Info files separate nodes with 0x1f; drop those bytes and the tag tables.
     for node in text.split(b"\x1f"):
-        if node.lstrip().startswith(b"Tag Table:") or node.lstrip().startswith(b"End Tag Table"):
+        if node.lstrip().startswith((b"Tag Table:", b"End Tag Table")):
             continue
         for para in node.split(b"\n\n"):
             para = para.strip(b"\n")
