@@ -40,6 +40,17 @@ target_link_libraries(lintrain::blas INTERFACE ${LINTRAIN_LAPACKE_LIB})
 set(LINTRAIN_HAS_LAPACKE ON)
 message(STATUS "lintrain: BLAS ${LINTRAIN_BLAS_LIB}")
 
+# xxHash (Debian libxxhash-dev): the XXH3 checksums of checkpoint files.
+find_path(LINTRAIN_XXHASH_INCLUDE xxhash.h)
+find_library(LINTRAIN_XXHASH_LIB NAMES xxhash)
+if(NOT LINTRAIN_XXHASH_INCLUDE OR NOT LINTRAIN_XXHASH_LIB)
+  message(FATAL_ERROR "lintrain: xxHash not found. Run scripts/install-deps.sh "
+                      "(Debian package libxxhash-dev).")
+endif()
+add_library(lintrain::xxhash INTERFACE IMPORTED)
+target_include_directories(lintrain::xxhash INTERFACE ${LINTRAIN_XXHASH_INCLUDE})
+target_link_libraries(lintrain::xxhash INTERFACE ${LINTRAIN_XXHASH_LIB})
+
 # CUDA: AUTO builds it when nvcc is found; ON fails without it; OFF skips it.
 set(LINTRAIN_WITH_CUDA OFF)
 if(NOT LINTRAIN_CUDA STREQUAL "OFF" AND NOT LINTRAIN_SANITIZE)

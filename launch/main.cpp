@@ -97,8 +97,8 @@ int main(int argc, char** argv) {
         opts.init_from = args.init_from;
         opts.local_ranks = mpi.local_size();
         auto world = mpi.world();
-        lintrain::train(cfg, opts, *world);
-        return 0;
+        const lintrain::TrainResult r = lintrain::train(cfg, opts, *world);
+        return r.stopped_by_signal ? lintrain::kExitPreempted : 0;
       } catch (const std::exception& e) {
         if (mpi.size() == 1) throw;
         // Every rank's error reaches the user, then the whole job goes down

@@ -5,13 +5,18 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <csignal>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <memory>
 
+#include "launch/checkpointing.h"
 #include "launch/metrics.h"
+#include "launch/train_state.h"
 #include "launch/weights.h"
+#include "runtime/io/atomic_file.h"
 #include "layers/model.h"
 #include "optim/optimizer.h"
 #include "optim/param_groups.h"
@@ -21,6 +26,7 @@
 #include "parallel/process_grid.h"
 #include "runtime/cpu/gemm.h"
 #include "runtime/data/data_loader.h"
+#include "runtime/failpoint.h"
 
 namespace lintrain {
 
@@ -37,14 +43,46 @@ void check_supported(const RunConfig& cfg) {
   if (cfg.precision.fp8.enabled)
     throw ConfigError("precision.fp8.enabled: FP8 GEMMs are not available in this version of "
                       "lintrain; set precision.fp8.enabled=false");
-  if (cfg.checkpoint.every > 0)
-    throw ConfigError("checkpoint.every: checkpoints are not available in this version of "
-                      "lintrain; set checkpoint.every=0 (weights are still exported as "
-                      "model.safetensors, see train.export_every)");
-  if (cfg.resume != "none" && cfg.resume != "auto")
-    throw ConfigError(str_cat("resume: '", cfg.resume, "': resuming from a checkpoint is not "
-                              "available in this version of lintrain; use --init-from "
-                              "model.safetensors to start from exported weights"));
+}
+
+// SIGTERM and SIGUSR1 (what Slurm sends before a time limit or preemption)
+// ask the run to stop after the current step with a checkpoint. Installed
+// for the life of one train() call.
+volatile sig_atomic_t g_stop_signal = 0;
+void on_stop_signal(int sig) { g_stop_signal = sig; }
+
+class StopSignals {
+ public:
+  StopSignals() {
+    g_stop_signal = 0;
+    struct sigaction sa;
+    std::memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_stop_signal;
+    sa.sa_flags = SA_RESTART;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGTERM, &sa, &old_term_);
+    sigaction(SIGUSR1, &sa, &old_usr1_);
+  }
+  ~StopSignals() {
+    sigaction(SIGTERM, &old_term_, nullptr);
+    sigaction(SIGUSR1, &old_usr1_, nullptr);
+  }
+  int received() const { return g_stop_signal; }
+
+ private:
+  struct sigaction old_term_, old_usr1_;
+};
+
+const char* signal_name(int sig) { return sig == SIGTERM ? "SIGTERM" : sig == SIGUSR1 ? "SIGUSR1" : "a signal"; }
+
+// Why a step went non-finite, from what it saw: the first sign of trouble
+// names the likely cause.
+std::string divergence_hint(double loss, double grad_norm, double lr, const RunConfig& cfg) {
+  if (!std::isfinite(loss))
+    return str_cat("the loss itself is ", loss, " (weights or activations overflowed): lower optim.lr (now ", lr,
+                   cfg.train.grad_clip > 0 ? ")" : ") or enable train.grad_clip", ", or use precision.compute: fp32");
+  return str_cat("the loss is finite (", loss, ") but the gradient norm is ", grad_norm,
+                 ": a gradient overflowed in backward; lower optim.lr (now ", lr, ") or check the data for outliers");
 }
 
 // Threads per rank: run.threads, else OMP_NUM_THREADS, else the node's cores
@@ -107,7 +145,7 @@ TrainResult train(const RunConfig& cfg, const TrainOptions& opts, Communicator& 
   set_num_threads(threads_per_rank(cfg, opts.local_ranks));
   if (lead) {
     std::filesystem::create_directories(cfg.run.out_dir);
-    std::ofstream(cfg.run.out_dir + "/config.yaml") << config_to_yaml(cfg);
+    write_file_atomic(cfg.run.out_dir + "/config.yaml", config_to_yaml(cfg));
   }
 
   const int B = cfg.train.micro_batch, T = cfg.data.seq_len, C = T / grid.sp_size();
@@ -126,6 +164,14 @@ TrainResult train(const RunConfig& cfg, const TrainOptions& opts, Communicator& 
   if (world.size() > 1) reducer = std::make_unique<GradReducer>(model.table(), model.grads(), world);
   const bool report_accuracy = cfg.data.kind == "mqar";
 
+  TrainState state(cfg, grid, model, *optimizer, *train_data);
+  RunCheckpoints checkpoints(cfg, grid);
+  std::vector<std::string> resume_notes;
+  const int64_t resumed = checkpoints.resume(state, resume_notes);
+  TrainCounters& counters = state.counters;
+  TrainResult result;
+  result.resumed_from = resumed;
+
   if (print) {
     std::printf("lintrain: %s | %lld parameters | layers %d pattern %s | %s data | B=%d T=%d accum=%d\n",
                 cfg.run.name.c_str(), static_cast<long long>(model.table().param_count()),
@@ -137,19 +183,36 @@ TrainResult train(const RunConfig& cfg, const TrainOptions& opts, Communicator& 
                 cfg.precision.compute.c_str(), model.activation_bytes() / 1048576.0,
                 optimizer->state_bytes() / 1048576.0);
     std::fputs(format_optimizer_report(cfg.optim, plan_optimizer_memory(cfg.optim, model.table())).c_str(), stdout);
+    std::printf("lintrain: checkpoints %s in %s (job %s)\n",
+                cfg.checkpoint.every > 0 ? str_cat("every ", cfg.checkpoint.every, " steps, keep ",
+                                                   cfg.checkpoint.keep, cfg.checkpoint.async ? ", async" : ", sync")
+                                               .c_str()
+                                         : "on SIGTERM/SIGUSR1 only",
+                checkpoints.describe().c_str(), checkpoints.job().c_str());
+    if (resumed >= 0 && !opts.init_from.empty())
+      resume_notes.push_back(str_cat("--init-from ", opts.init_from, " is not used: the run continues from its checkpoint"));
+    for (const std::string& n : resume_notes) std::printf("lintrain: %s\n", n.c_str());
+  }
+  if (resumed >= 0 && counters.step >= cfg.train.steps) {
+    if (print)
+      std::printf("lintrain: the run is complete at step %lld (train.steps = %d); nothing to train. Raise "
+                  "train.steps to continue it, or set resume: none to start over\n",
+                  static_cast<long long>(counters.step), cfg.train.steps);
+    result.complete = true;
+    return result;
   }
 
   std::unique_ptr<MetricsLog> log;
-  if (lead) log = std::make_unique<MetricsLog>(cfg.run.out_dir, cfg.train.steps, /*fresh=*/true);
-  TrainResult result;
+  if (lead) log = std::make_unique<MetricsLog>(cfg.run.out_dir, cfg.train.steps, resumed);
   const int accum = cfg.train.grad_accum;
   std::vector<Batch> micro(static_cast<size_t>(accum));
   Batch full;
   const auto run_start = Clock::now();
   const int64_t step_tokens = static_cast<int64_t>(B) * T * accum * grid.dp_size();
-  int64_t tokens_seen = 0;
+  const int64_t first_step = counters.step;
+  StopSignals signals;
 
-  for (int step = 0; step < cfg.train.steps; ++step) {
+  for (int step = static_cast<int>(counters.step); step < cfg.train.steps; ++step) {
     const auto t0 = Clock::now();
     const uint64_t flops0 = gemm_flops();
     // Load the whole step first: the loss is a mean over every counted token
@@ -178,30 +241,55 @@ TrainResult train(const RunConfig& cfg, const TrainOptions& opts, Communicator& 
     }
     model.set_grads_ready_hook(nullptr);
     if (reducer) reducer->finish();
+    if (failpoint("train.nan-grad", step + 1)) model.grads().data()[0] = std::nanf("");
     stats.all_reduce(world);
     const double grad_norm = grad_global_norm(model.grads());
-    clip_grad_norm(model.grads(), grad_norm, cfg.train.grad_clip);
+    const double loss = stats.loss(), acc = stats.accuracy();
     const double lr = learning_rate(cfg.schedule, optim_peak_lr(cfg.optim), step, cfg.train.steps);
-    optimizer->step(model.params(), model.grads(), lr);
+    // Every rank sees the same loss and norm (both reduced), so all skip together.
+    const bool finite = std::isfinite(loss) && std::isfinite(grad_norm);
+    if (finite) {
+      clip_grad_norm(model.grads(), grad_norm, cfg.train.grad_clip);
+      optimizer->step(model.params(), model.grads(), lr);
+      counters.bad_steps_in_row = 0;
+    } else {
+      ++counters.bad_steps_in_row;
+      ++counters.bad_steps_total;
+    }
+    counters.step = step + 1;
+    counters.tokens_seen += step_tokens;
 
     const double dt = seconds_since(t0);
-    double flops = static_cast<double>(gemm_flops() - flops0);
-    world.all_reduce_f64(&flops, 1);
-    const double loss = stats.loss(), acc = stats.accuracy();
-    tokens_seen += step_tokens;
+    // One reduction carries the GEMM work and whether any rank was asked to stop.
+    double end_of_step[2] = {static_cast<double>(gemm_flops() - flops0), static_cast<double>(signals.received())};
+    world.all_reduce_f64(end_of_step, 2);
+    const double flops = end_of_step[0];
+    const bool stop = end_of_step[1] > 0;
     const double tok_s = step_tokens / dt, gflops = flops / dt * 1e-9;
     result.losses.push_back(loss);
-    LT_CHECK(std::isfinite(loss), "training diverged at step ", step + 1, " (loss ", loss,
-             "); lower optim.lr or enable train.grad_clip");
     const bool last = step + 1 == cfg.train.steps;
     if (lead) {
       std::vector<std::pair<std::string, double>> row = {
           {"loss", loss}, {"lr", lr}, {"grad_norm", grad_norm}, {"tokens_per_s", tok_s},
           {"gflops", gflops}, {"step_time_s", dt}};
       if (report_accuracy) row.emplace_back("accuracy", acc);
+      if (!finite) row.emplace_back("skipped", 1.0);
       log->write(step + 1, row);
-      if (print && (last || (step + 1) % cfg.train.log_every == 0))
+      if (print && (last || !finite || (step + 1) % cfg.train.log_every == 0))
         log->print_step(step, loss, lr, grad_norm, tok_s, gflops, report_accuracy ? acc : -1.0);
+      if (!finite)
+        log->print_line(str_cat("lintrain: warning: step ", step + 1, " not applied: ",
+                                divergence_hint(loss, grad_norm, lr, cfg), " (", counters.bad_steps_in_row,
+                                " in a row, ", counters.bad_steps_total, " in all; train.max_bad_steps = ",
+                                cfg.train.max_bad_steps, ")\n"));
+    }
+    if (counters.bad_steps_in_row >= cfg.train.max_bad_steps) {
+      checkpoints.finish();
+      throw Error(str_cat("training diverged: ", counters.bad_steps_in_row,
+                          " steps in a row had a non-finite loss or gradient norm (train.max_bad_steps = ",
+                          cfg.train.max_bad_steps, "), the last at step ", step + 1, ": ",
+                          divergence_hint(loss, grad_norm, lr, cfg), ". No update of those steps was applied; the "
+                          "newest checkpoint in ", checkpoints.describe(), " holds finite weights"));
     }
 
     if (last || (cfg.train.eval_every > 0 && (step + 1) % cfg.train.eval_every == 0)) {
@@ -217,15 +305,46 @@ TrainResult train(const RunConfig& cfg, const TrainOptions& opts, Communicator& 
     }
     if (lead && !last && cfg.train.export_every > 0 && (step + 1) % cfg.train.export_every == 0)
       export_weights(model, cfg.run.out_dir);
+    if (stop || checkpoints.due(step + 1, cfg.train.steps))
+      checkpoints.save(step + 1, state.snapshot(), /*wait=*/last || stop);
+    checkpoints.report(log.get(), print);
+    failpoint_kill("train.kill-after-step", step + 1);
+    if (stop) {
+      result.stopped_by_signal = static_cast<int>(end_of_step[1]);
+      break;
+    }
   }
+  checkpoints.finish();
+  checkpoints.report(log.get(), print);
   if (log) log->finish();
-  result.tokens_per_s = tokens_seen / seconds_since(run_start);
+  result.tokens_per_s = static_cast<double>(counters.step - first_step) * step_tokens / seconds_since(run_start);
+  const bool saved_last = checkpoints.due(cfg.train.steps, cfg.train.steps) || result.stopped_by_signal;
+  if (result.stopped_by_signal) {
+    if (print) {
+      if (checkpoints.last_ok())
+        std::printf("lintrain: stopped by %s after step %lld; checkpoint %s saved. Run the same command again to "
+                    "continue (exit code %d)\n",
+                    signal_name(result.stopped_by_signal), static_cast<long long>(counters.step),
+                    checkpoints.last_where().c_str(), kExitPreempted);
+      else
+        std::printf("lintrain: stopped by %s after step %lld, but its checkpoint failed: %s. Running the same "
+                    "command again continues from the previous checkpoint (exit code %d)\n",
+                    signal_name(result.stopped_by_signal), static_cast<long long>(counters.step),
+                    checkpoints.last_error().c_str(), kExitPreempted);
+      std::fflush(stdout);
+    }
+    return result;
+  }
   if (lead) {
     export_weights(model, cfg.run.out_dir);
     if (print)
       std::printf("lintrain: done in %s; weights in %s/model.safetensors\n",
                   format_duration(seconds_since(run_start)).c_str(), cfg.run.out_dir.c_str());
   }
+  if (saved_last && !checkpoints.last_ok())
+    throw Error(str_cat("the final checkpoint (step ", counters.step, ") could not be saved: ",
+                        checkpoints.last_error(), "; the trained weights are in ", cfg.run.out_dir,
+                        "/model.safetensors"));
   return result;
 }
 

@@ -15,6 +15,8 @@ size_t dtype_size(DType t) {
     case DType::I32: return 4;
     case DType::U16: return 2;
     case DType::U32: return 4;
+    case DType::I64: return 8;
+    case DType::U64: return 8;
   }
   return 0;
 }
@@ -28,17 +30,19 @@ const char* dtype_name(DType t) {
     case DType::I32: return "i32";
     case DType::U16: return "u16";
     case DType::U32: return "u32";
+    case DType::I64: return "i64";
+    case DType::U64: return "u64";
   }
   return "?";
 }
 
 DType dtype_from_name(const std::string& n) {
   for (DType t : {DType::F32, DType::BF16, DType::F8E4M3, DType::F8E5M2, DType::I32, DType::U16,
-                  DType::U32}) {
+                  DType::U32, DType::I64, DType::U64}) {
     if (n == dtype_name(t)) return t;
   }
   throw Error(str_cat("[dtype] unknown dtype '", n,
-                      "'; valid: f32, bf16, f8e4m3, f8e5m2, i32, u16, u32"));
+                      "'; valid: f32, bf16, f8e4m3, f8e5m2, i32, u16, u32, i64, u64"));
 }
 
 namespace {

@@ -282,4 +282,38 @@ std::string config_to_yaml(const RunConfig& cfg) {
   return out;
 }
 
+std::vector<ConfigChange> config_changes(const std::string& before_yaml, const std::string& after_yaml) {
+  auto load = [](const std::string& text, const char* which) {
+    try {
+      return YAML::Load(text);
+    } catch (const YAML::Exception& e) {
+      throw ConfigError(str_cat("the ", which, " run file is not YAML: ", e.msg));
+    }
+  };
+  const YAML::Node before = load(before_yaml, "first"), after = load(after_yaml, "second");
+  // The value of a dotted key as normalised YAML text (both sides dumped the
+  // same way, so formatting differences do not count).
+  auto text_of = [](const YAML::Node& root, const std::string& key) -> std::string {
+    YAML::Node node = YAML::Clone(root);
+    size_t start = 0;
+    while (true) {
+      const size_t dot = key.find('.', start);
+      const std::string part = key.substr(start, dot == std::string::npos ? std::string::npos : dot - start);
+      if (!node.IsMap() || !node[part]) return "(absent)";
+      node = node[part];
+      if (dot == std::string::npos) break;
+      start = dot + 1;
+    }
+    YAML::Emitter out;
+    out << YAML::Flow << node;
+    return out.c_str();
+  };
+  std::vector<ConfigChange> changes;
+  for (const config::KeySpec& k : config::run_config_keys()) {
+    std::string b = text_of(before, k.name), a = text_of(after, k.name);
+    if (a != b) changes.push_back({k.name, std::move(b), std::move(a)});
+  }
+  return changes;
+}
+
 }  // namespace lintrain

@@ -69,6 +69,7 @@ struct TrainConfig {
   int eval_every = 50;     // 0 = only at the end
   int eval_batches = 4;
   int export_every = 0;    // write model.safetensors every N steps; 0 = only at the end
+  int max_bad_steps = 5;   // stop after this many non-finite steps in a row (each update skipped)
 };
 
 struct ParallelConfig {
@@ -179,6 +180,11 @@ struct CheckpointConfig {
   bool async = true;
   std::string service = "none";  // none | local | HOST:PORT
   std::string dir = "";          // "" = <out_dir>/checkpoints
+  double timeout_s = 600;        // a save unfinished after this long is abandoned
+  std::string token_file = "";   // the service's shared token (non-loopback services)
+
+  // checkpoint.dir, or <out_dir>/checkpoints when it is "".
+  std::string resolved_dir(const std::string& out_dir) const { return dir.empty() ? out_dir + "/checkpoints" : dir; }
 };
 
 struct RunConfig {
@@ -191,7 +197,7 @@ struct RunConfig {
   OptimConfig optim;
   ScheduleConfig schedule;
   CheckpointConfig checkpoint;
-  std::string resume = "none";  // auto | none | PATH
+  std::string resume = "auto";  // auto | none | PATH
   std::string source = "";      // where it was loaded from, for messages
 };
 
@@ -206,7 +212,19 @@ RunConfig parse_run_config(const std::string& yaml_text, const std::vector<std::
 // The Markdown table of every option (name, type, default, meaning) that the
 // README carries; `lintrain config --doc` prints it.
 std::string config_reference_markdown();
-// The fully resolved config as YAML (written to <out_dir>/config.yaml).
+// The fully resolved config as YAML (written to <out_dir>/config.yaml and
+// into every checkpoint).
 std::string config_to_yaml(const RunConfig& cfg);
+
+// A key whose value differs between two resolved run files.
+struct ConfigChange {
+  std::string key;     // "optim.lr"
+  std::string before;  // its YAML text in the first file, "(absent)" when missing
+  std::string after;
+};
+// The keys of the table whose values differ between two config_to_yaml
+// texts (the first may come from an older lintrain and lack newer keys), in
+// table order. Throws ConfigError when `before_yaml` is not YAML.
+std::vector<ConfigChange> config_changes(const std::string& before_yaml, const std::string& after_yaml);
 
 }  // namespace lintrain

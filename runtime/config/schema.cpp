@@ -199,6 +199,8 @@ std::vector<KeySpec> build_table() {
       int_key(LT_KEY(train.eval_every), at_least(0), "evaluate every N steps; 0 = only at the end"),
       int_key(LT_KEY(train.eval_batches), at_least(1), "batches per evaluation"),
       int_key(LT_KEY(train.export_every), at_least(0), "write model.safetensors every N steps; 0 = only at the end"),
+      int_key(LT_KEY(train.max_bad_steps), at_least(1),
+              "stop after this many steps in a row whose loss or gradient norm is not finite (each one's update is skipped)"),
 
       int_key(LT_KEY(parallel.sequence), at_least(1),
               "sequence-parallel (LASP-2) ranks per group; world size = sequence x data"),
@@ -268,9 +270,13 @@ std::vector<KeySpec> build_table() {
       string_key(LT_KEY(checkpoint.service), service_check,
                  "checkpoint service: none (the trainer writes files), local (one on this node) or HOST:PORT"),
       string_key(LT_KEY(checkpoint.dir), nullptr, "checkpoint directory; \"\" = <out_dir>/checkpoints"),
+      float_key(LT_KEY(checkpoint.timeout_s), above(0),
+                "a save still unfinished after this many seconds (other ranks, an unreachable service) is abandoned"),
+      string_key(LT_KEY(checkpoint.token_file), nullptr,
+                 "file holding the checkpoint service's shared token (needed when the service is not on loopback)"),
 
       string_key(LT_KEY(resume), resume_check,
-                 "auto (the newest complete checkpoint, if any), none (start fresh) or a checkpoint path"),
+                 "auto (the newest complete checkpoint in checkpoint.dir, if any), none (start fresh) or a checkpoint folder"),
   };
 }
 

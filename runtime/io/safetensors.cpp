@@ -18,7 +18,8 @@ namespace {
 constexpr uint64_t kMaxHeaderBytes = 100'000'000;  // the reference reader's limit
 constexpr const char* kMetadataKey = "__metadata__";
 constexpr DType kAllDTypes[] = {DType::F32,    DType::BF16, DType::F8E4M3, DType::F8E5M2,
-                                DType::I32,    DType::U16,  DType::U32};
+                                DType::I32,    DType::U16,  DType::U32,
+                                DType::I64,    DType::U64};
 
 bool dtype_from_safetensors(const std::string& s, DType* out) {
   for (DType t : kAllDTypes) {
@@ -47,13 +48,15 @@ const char* safetensors_dtype_name(DType t) {
     case DType::I32: return "I32";
     case DType::U16: return "U16";
     case DType::U32: return "U32";
+    case DType::I64: return "I64";
+    case DType::U64: return "U64";
   }
   return "?";
 }
 
-void save_safetensors(const std::string& path, const std::vector<SafeTensor>& tensors,
-                      const std::map<std::string, std::string>& metadata) {
-  std::vector<const SafeTensor*> order;
+SafeTensorsLayout safetensors_layout(const std::string& path, const std::vector<SafeTensor>& tensors,
+                                     const std::map<std::string, std::string>& metadata) {
+  SafeTensorsLayout layout;
   std::set<std::string> names;
   for (const SafeTensor& t : tensors) {
     LT_CHECK(!t.name.empty(), "[safetensors] ", path, ": a tensor has an empty name");
@@ -64,9 +67,9 @@ void save_safetensors(const std::string& path, const std::vector<SafeTensor>& te
     }
     LT_CHECK(t.data != nullptr || t.nbytes() == 0, "[safetensors] ", path, ": tensor '", t.name,
              "' has no data");
-    order.push_back(&t);
+    layout.order.push_back(&t);
   }
-  std::sort(order.begin(), order.end(), [](const SafeTensor* a, const SafeTensor* b) {
+  std::sort(layout.order.begin(), layout.order.end(), [](const SafeTensor* a, const SafeTensor* b) {
     const size_t sa = dtype_size(a->dtype), sb = dtype_size(b->dtype);
     return sa != sb ? sa > sb : a->name < b->name;
   });
@@ -82,7 +85,7 @@ void save_safetensors(const std::string& path, const std::vector<SafeTensor>& te
     header += "}";
   }
   uint64_t offset = 0;
-  for (const SafeTensor* t : order) {
+  for (const SafeTensor* t : layout.order) {
     if (header.size() > 1) header += ",";
     header += str_cat(json_quote(t->name), ":{\"dtype\":\"", safetensors_dtype_name(t->dtype), "\",\"shape\":[");
     for (size_t i = 0; i < t->shape.size(); ++i) header += str_cat(i ? "," : "", t->shape[i]);
@@ -95,13 +98,20 @@ void save_safetensors(const std::string& path, const std::vector<SafeTensor>& te
   // at a multiple of 8.
   header.append((8 - header.size() % 8) % 8, ' ');
 
-  AtomicFileWriter out(path);
-  uint8_t len[8];
   const uint64_t n = header.size();
-  for (int i = 0; i < 8; ++i) len[i] = static_cast<uint8_t>(n >> (8 * i));
-  out.write(len, sizeof len);
-  out.write(header);
-  for (const SafeTensor* t : order) out.write(t->data, t->nbytes());
+  layout.prefix.resize(8);
+  for (int i = 0; i < 8; ++i) layout.prefix[static_cast<size_t>(i)] = static_cast<char>(n >> (8 * i));
+  layout.prefix += header;
+  layout.data_bytes = offset;
+  return layout;
+}
+
+void save_safetensors(const std::string& path, const std::vector<SafeTensor>& tensors,
+                      const std::map<std::string, std::string>& metadata) {
+  const SafeTensorsLayout layout = safetensors_layout(path, tensors, metadata);
+  AtomicFileWriter out(path);
+  out.write(layout.prefix);
+  for (const SafeTensor* t : layout.order) out.write(t->data, t->nbytes());
   out.commit();
 }
 
@@ -117,11 +127,25 @@ const SafeTensor& SafeTensorFile::get(const std::string& name) const {
 SafeTensorFile load_safetensors(const std::string& path) {
   SafeTensorFile f;
   f.file_ = MappedFile::open(path);
+  f.path_ = path;
+  f.parse(f.file_.data(), f.file_.size());
+  return f;
+}
+
+SafeTensorFile safetensors_from_bytes(const std::string& name, std::vector<uint8_t> bytes) {
+  SafeTensorFile f;
+  f.bytes_ = std::move(bytes);
+  f.path_ = name;
+  f.parse(f.bytes_.data(), f.bytes_.size());
+  return f;
+}
+
+void SafeTensorFile::parse(const uint8_t* bytes, uint64_t size) {
+  SafeTensorFile& f = *this;
+  const std::string& path = path_;
   auto corrupt = [&](const std::string& what) {
     return IoError(str_cat("[safetensors] ", path, ": ", what, " (corrupt or not a safetensors file)"));
   };
-  const uint8_t* bytes = f.file_.data();
-  const uint64_t size = f.file_.size();
   if (size < 8) throw corrupt(str_cat("the file is ", size, " bytes, shorter than the 8-byte header length"));
   uint64_t n = 0;
   for (int i = 0; i < 8; ++i) n |= static_cast<uint64_t>(bytes[i]) << (8 * i);
@@ -232,7 +256,6 @@ SafeTensorFile load_safetensors(const std::string& path) {
   for (const Span& s : spans) ordered.push_back(std::move(f.tensors_[s.index]));
   f.tensors_ = std::move(ordered);
   for (size_t i = 0; i < f.tensors_.size(); ++i) f.index_[f.tensors_[i].name] = i;
-  return f;
 }
 
 }  // namespace lintrain

@@ -44,6 +44,20 @@ struct SafeTensor {
 // Safetensors' name for a dtype ("F32", "BF16", "F8_E4M3", "I32", "U16", ...).
 const char* safetensors_dtype_name(DType t);
 
+// The bytes of a safetensors file before its data section (the 8-byte
+// header length and the padded JSON header) and the tensors in the order
+// their bytes follow it: what a writer that streams a file (the checkpoint
+// writer, over a socket or into a file) needs. `path` names it in errors,
+// which are those of save_safetensors below.
+struct SafeTensorsLayout {
+  std::string prefix;
+  std::vector<const SafeTensor*> order;  // point into the caller's tensors
+  uint64_t data_bytes = 0;
+  uint64_t total_bytes() const { return prefix.size() + data_bytes; }
+};
+SafeTensorsLayout safetensors_layout(const std::string& path, const std::vector<SafeTensor>& tensors,
+                                     const std::map<std::string, std::string>& metadata = {});
+
 // Writes `tensors` and `metadata` to `path` atomically (see atomic_file.h).
 // Throws lintrain::Error for duplicate or empty names, the reserved name
 // "__metadata__", negative dimensions or a null data pointer with nonzero
@@ -51,10 +65,10 @@ const char* safetensors_dtype_name(DType t);
 void save_safetensors(const std::string& path, const std::vector<SafeTensor>& tensors,
                       const std::map<std::string, std::string>& metadata = {});
 
-// A parsed, validated safetensors file, mapped read-only.
+// A parsed, validated safetensors file, mapped read-only (or held in memory).
 class SafeTensorFile {
  public:
-  const std::string& path() const { return file_.path(); }
+  const std::string& path() const { return path_; }
   // Tensors in file order (ascending data offset).
   const std::vector<SafeTensor>& tensors() const { return tensors_; }
   const std::map<std::string, std::string>& metadata() const { return metadata_; }
@@ -64,7 +78,14 @@ class SafeTensorFile {
 
  private:
   friend SafeTensorFile load_safetensors(const std::string& path);
+// The same checks on a file's bytes already in memory (fetched from the
+// checkpoint service); `name` stands for the path in messages.
+SafeTensorFile safetensors_from_bytes(const std::string& name, std::vector<uint8_t> bytes);
+  friend SafeTensorFile safetensors_from_bytes(const std::string& name, std::vector<uint8_t> bytes);
+  void parse(const uint8_t* bytes, uint64_t size);
+  std::string path_;
   MappedFile file_;
+  std::vector<uint8_t> bytes_;
   std::vector<SafeTensor> tensors_;
   std::unordered_map<std::string, size_t> index_;
   std::map<std::string, std::string> metadata_;
@@ -74,5 +95,8 @@ class SafeTensorFile {
 // Data pointers are aligned to their element size when the writer ordered
 // tensors as ours does; for files from elsewhere, copy with memcpy.
 SafeTensorFile load_safetensors(const std::string& path);
+// The same checks on a file's bytes already in memory (fetched from the
+// checkpoint service); `name` stands for the path in messages.
+SafeTensorFile safetensors_from_bytes(const std::string& name, std::vector<uint8_t> bytes);
 
 }  // namespace lintrain

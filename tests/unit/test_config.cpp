@@ -108,6 +108,9 @@ void expect_same(const RunConfig& a, const RunConfig& b) {
   EXPECT_EQ(a.checkpoint.async, b.checkpoint.async);
   EXPECT_EQ(a.checkpoint.service, b.checkpoint.service);
   EXPECT_EQ(a.checkpoint.dir, b.checkpoint.dir);
+  EXPECT_EQ(a.checkpoint.timeout_s, b.checkpoint.timeout_s);
+  EXPECT_EQ(a.checkpoint.token_file, b.checkpoint.token_file);
+  EXPECT_EQ(a.train.max_bad_steps, b.train.max_bad_steps);
   EXPECT_EQ(a.resume, b.resume);
 }
 
@@ -142,15 +145,16 @@ std::string full_file(const std::string& data_path) {
          "  mqar_pairs: 16\n"
          "  mqar_queries: 4\n"
          "train: {steps: 1000, micro_batch: 8, grad_accum: 4, grad_clip: 0.5, log_every: 10,\n"
-         "        eval_every: 100, eval_batches: 8, export_every: 500}\n"
+         "        eval_every: 100, eval_batches: 8, export_every: 500, max_bad_steps: 2}\n"
          "parallel: {sequence: 4, data: 2}\n"
          "precision:\n"
          "  compute: bf16\n"
          "  fp8: {enabled: true, recipe: blockwise, format: e4m3, amax_history_len: 16, margin: 1}\n"
          "optim: {name: adamw, lr: 3.0e-4, weight_decay: 0.1, adamw: {betas: [0.9, 0.95], eps: 1e-10}}\n"
          "schedule: {kind: linear, warmup_steps: 100, min_lr_ratio: 0}\n"
-         "checkpoint: {every: 100, keep: 5, async: false, service: 'ckpt-host:50051', dir: /ckpt/full}\n"
-         "resume: auto\n";
+         "checkpoint: {every: 100, keep: 5, async: false, service: 'ckpt-host:50051', dir: /ckpt/full,\n"
+         "             timeout_s: 30, token_file: /etc/lintrain/token}\n"
+         "resume: none\n";
 }
 
 }  // namespace
@@ -208,7 +212,7 @@ TEST(ConfigDefaults, TableHasOneRowPerKeyInSchemaOrder) {
   EXPECT_CONTAINS(md, "| `data.kind` | enum: mqar, text, tokens | `text` |");
   EXPECT_CONTAINS(md, "| `model.linear_attention.decay` | string or number: \"\", none, tnl, retnet, or a float in (0, 1] | `\"\"` |");
   EXPECT_CONTAINS(md, "| `schedule.min_lr_ratio` | float, in [0, 1] | `0.1` |");
-  EXPECT_CONTAINS(md, "| `resume` | string | `none` |");
+  EXPECT_CONTAINS(md, "| `resume` | string | `auto` |");
   // At least these keys the optimizer and launcher read.
   for (const char* key : {"optim.name", "optim.lr", "optim.weight_decay", "optim.adamw.eps", "run.threads",
                           "checkpoint.service", "precision.fp8.margin", "model.linear_attention.output_gate"})
@@ -295,7 +299,10 @@ TEST(ConfigParse, FullFileSetsEveryKey) {
   EXPECT_FALSE(c.checkpoint.async);
   EXPECT_EQ(c.checkpoint.service, "ckpt-host:50051");
   EXPECT_EQ(c.checkpoint.dir, "/ckpt/full");
-  EXPECT_EQ(c.resume, "auto");
+  EXPECT_EQ(c.checkpoint.timeout_s, 30.0);
+  EXPECT_EQ(c.checkpoint.token_file, "/etc/lintrain/token");
+  EXPECT_EQ(c.train.max_bad_steps, 2);
+  EXPECT_EQ(c.resume, "none");
 }
 
 TEST(ConfigParse, TextDataAcceptsAFileOrADirectory) {
@@ -541,7 +548,7 @@ TEST(ConfigYaml, RoundTripsAFullConfig) {
   EXPECT_CONTAINS(yaml, "\n    decay: 0.99\n");
   EXPECT_CONTAINS(yaml, "\n    betas: [0.9, 0.95]\n");
   EXPECT_CONTAINS(yaml, "\n  seed: 18446744073709551615\n");
-  EXPECT_CONTAINS(yaml, "\nresume: auto\n");
+  EXPECT_CONTAINS(yaml, "\nresume: none\n");
 }
 
 TEST(ConfigYaml, StringsThatLookLikeOtherTypesAreQuoted) {

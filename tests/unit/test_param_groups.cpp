@@ -8,7 +8,9 @@
 
 #include "layers/model.h"
 #include "optim/param_groups.h"
-#include "optim/state_io.h"
+#include "optim/optimizer_state.h"
+#include "runtime/checkpoint/reader.h"
+#include "runtime/checkpoint/saver.h"
 #include "runtime/error.h"
 #include "runtime/rng.h"
 #include "temp_dir.h"
@@ -178,6 +180,27 @@ TEST(MemoryReport, PlanEqualsWhatEachOptimizerAllocates) {
 // file mid-run, restore both into fresh objects, and continue: every later
 // loss and the final weights must be bit-identical to the uninterrupted run.
 // The run crosses a GaLore refresh, a SPAM reset and a FRUGAL subspace change.
+// The optimizer's state through the real checkpoint path: saved as the
+// checkpoint of `step` in `dir` (synchronously), and restored from the newest
+// checkpoint there.
+void save_state(Optimizer& opt, const std::string& dir, int64_t step) {
+  RunState state;
+  add_optimizer_state(opt, state);
+  SaverOptions o;
+  o.job = new_job_id();
+  o.async = false;
+  CheckpointSaver saver(o, directory_target(dir, 0));
+  saver.save(step, state, /*wait=*/true);
+  const std::vector<SaveReport> reports = saver.take_reports();
+  ASSERT_EQ(reports.size(), 1u);
+  ASSERT_TRUE(reports[0].ok) << reports[0].error;
+}
+void load_state(Optimizer& opt, const std::string& dir) {
+  RunState state;
+  add_optimizer_state(opt, state);
+  restore_run_state(open_checkpoint_path(dir, nullptr), state);
+}
+
 TEST(OptimizerState, SaveRestoreMidRunContinuesBitIdentically) {
   const ModelConfig mc = small_model();
   const int B = 2, T = 16, kSteps = 8, kSaveAt = 4;
@@ -204,8 +227,8 @@ TEST(OptimizerState, SaveRestoreMidRunContinuesBitIdentically) {
     auto opt_a = make_optimizer(c, a.table(), 9);
     std::vector<double> losses_a, losses_b;
     run_steps(a, *opt_a, 0, kSaveAt, losses_a);
-    const std::string path = dir.file(str_cat(rule.name, ".safetensors"));
-    save_optimizer_state(*opt_a, path);
+    const std::string path = dir.file(rule.name);
+    save_state(*opt_a, path, kSaveAt);
     std::vector<float> saved_params(a.params().data(), a.params().data() + a.params().numel());
     run_steps(a, *opt_a, kSaveAt, kSteps, losses_a);
 
@@ -213,7 +236,7 @@ TEST(OptimizerState, SaveRestoreMidRunContinuesBitIdentically) {
     b.init_weights(123);  // different: everything must come from the save
     auto opt_b = make_optimizer(c, b.table(), 9);
     std::memcpy(b.params().data(), saved_params.data(), saved_params.size() * sizeof(float));
-    load_optimizer_state(*opt_b, path);
+    load_state(*opt_b, path);
     EXPECT_EQ(opt_b->step_count(), kSaveAt) << rule.name;
     run_steps(b, *opt_b, kSaveAt, kSteps, losses_b);
     ASSERT_EQ(losses_b.size(), static_cast<size_t>(kSteps - kSaveAt));
@@ -223,22 +246,26 @@ TEST(OptimizerState, SaveRestoreMidRunContinuesBitIdentically) {
   }
 }
 
-TEST(OptimizerState, MismatchedFileIsRefusedAndChangesNothing) {
+TEST(OptimizerState, MismatchedCheckpointIsRefusedAndChangesNothing) {
   const ParamTable t = make_param_table(small_model());
   TempDir dir("optstate_bad");
   FlatBuffer p(t), g(t);
   for (int64_t i = 0; i < g.numel(); ++i) g.data()[i] = 0.01f * static_cast<float>(i % 7);
   auto adamw = make_optimizer(fast_cycling("adamw"), t);
   adamw->step(p, g, 1e-3);
-  save_optimizer_state(*adamw, dir.file("adamw.safetensors"));
+  save_state(*adamw, dir.str(), 1);
 
-  // Another optimizer: refused by name.
+  // Another optimizer: its tensors are missing and the checkpoint's are foreign.
   auto lion = make_optimizer(fast_cycling("lion"), t);
   try {
-    load_optimizer_state(*lion, dir.file("adamw.safetensors"));
+    load_state(*lion, dir.str());
     FAIL();
   } catch (const IoError& e) {
-    EXPECT_NE(std::string(e.what()).find("it holds optimizer 'adamw', this run uses 'lion'"), std::string::npos) << e.what();
+    const std::string msg = e.what();
+    EXPECT_NE(msg.find("does not fit this run"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("trainer tensor 'optimizer/lion/"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("in the checkpoint but not in this run (trainer tensor 'optimizer/adamw"), std::string::npos)
+        << msg;
   }
   // Same optimizer, other groups: a missing tensor, and the target keeps its state.
   OptimConfig other = fast_cycling("adamw");
@@ -246,19 +273,17 @@ TEST(OptimizerState, MismatchedFileIsRefusedAndChangesNothing) {
   auto fresh = make_optimizer(other, t);
   const std::vector<StateTensor> before = fresh->state_tensors();
   try {
-    load_optimizer_state(*fresh, dir.file("adamw.safetensors"));
+    load_state(*fresh, dir.str());
     FAIL();
   } catch (const IoError& e) {
-    EXPECT_NE(std::string(e.what()).find("is missing; the optimizer state was written by a run with other optim"),
-              std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("missing from the checkpoint"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("resume with the same model.* and optim.* keys"), std::string::npos)
+        << e.what();
   }
   EXPECT_EQ(fresh->step_count(), 0);
   for (const StateTensor& s : before)
     for (int64_t i = 0; i < s.numel; ++i) ASSERT_EQ(s.data[i], 0.0f) << s.name;
-  // Not a state file at all.
-  {
-    std::ofstream f(dir.file("junk.safetensors"), std::ios::binary);
-    f << "not a safetensors file";
-  }
-  EXPECT_THROW(load_optimizer_state(*adamw, dir.file("junk.safetensors")), IoError);
+  // A directory without checkpoints.
+  TempDir empty("optstate_empty");
+  EXPECT_THROW(load_state(*adamw, empty.str()), IoError);
 }

@@ -1,0 +1,146 @@
+#include "launch/checkpointing.h"
+
+#include <unistd.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <optional>
+
+#include "launch/metrics.h"
+#include "parallel/communicator.h"
+#include "parallel/process_grid.h"
+#include "runtime/error.h"
+
+namespace lintrain {
+namespace {
+
+void broadcast_string(Communicator& comm, std::string& s, int root) {
+  uint64_t n = s.size();
+  comm.broadcast(&n, sizeof n, root);
+  s.resize(n);
+  if (n > 0) comm.broadcast(s.data(), n, root);
+}
+
+std::string host_name() {
+  char buf[256] = {0};
+  if (::gethostname(buf, sizeof buf - 1) != 0) return "?";
+  return buf;
+}
+
+std::string megabytes(uint64_t bytes) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.1f MB", bytes / 1e6);
+  return buf;
+}
+
+std::string millis(double s) {
+  char buf[32];
+  if (s < 1) std::snprintf(buf, sizeof buf, "%.1f ms", s * 1e3);
+  else std::snprintf(buf, sizeof buf, "%.2f s", s);
+  return buf;
+}
+
+}  // namespace
+
+RunCheckpoints::RunCheckpoints(const RunConfig& cfg, const ProcessGrid& grid) : cfg_(cfg), grid_(grid) {
+  if (cfg.checkpoint.service != "none")
+    throw ConfigError(str_cat("checkpoint.service: '", cfg.checkpoint.service, "': the checkpoint service is not "
+                              "available in this version of lintrain; use checkpoint.service: none (the trainer "
+                              "writes checkpoint.dir itself)"));
+  dir_ = cfg.checkpoint.resolved_dir(cfg.run.out_dir);
+  Communicator& world = grid.world();
+  if (world.rank() == 0) job_ = new_job_id();
+  broadcast_string(world, job_, 0);
+  if (world.rank() == 0) {
+    lock_ = std::make_unique<CheckpointStore>(dir_, /*create=*/true);
+    lock_->lock_for_writing(str_cat("job ", job_, " (pid ", ::getpid(), " on ", host_name(), ")"));
+    lock_->remove_stale(0);
+  }
+  // No rank writes into the directory before rank 0 has cleared it.
+  world.barrier();
+  SaverOptions o;
+  o.job = job_;
+  o.rank = world.rank();
+  o.world_size = world.size();
+  o.data = grid.dp_size();
+  o.sequence = grid.sp_size();
+  o.async = cfg.checkpoint.async;
+  o.timeout_s = cfg.checkpoint.timeout_s;
+  o.keep = cfg.checkpoint.keep;
+  saver_ = std::make_unique<CheckpointSaver>(o, directory_target(dir_, world.rank()));
+}
+
+RunCheckpoints::~RunCheckpoints() = default;
+
+std::string RunCheckpoints::describe() const { return dir_; }
+
+int64_t RunCheckpoints::resume(TrainState& state, std::vector<std::string>& notes) {
+  if (cfg_.resume == "none") return -1;
+  Communicator& world = grid_.world();
+  auto warn = [&](const std::string& w) { notes.push_back("warning: " + w); };
+  std::optional<OpenedCheckpoint> opened;
+  std::string path;  // the checkpoint folder every rank opens
+  if (world.rank() == 0) {
+    if (cfg_.resume == "auto") {
+      std::error_code ec;
+      if (std::filesystem::is_directory(dir_, ec)) {
+        auto source = directory_source(dir_);
+        opened = open_newest(*source, warn);
+      }
+    } else {
+      opened = open_checkpoint_path(cfg_.resume, warn);
+    }
+    if (opened) path = opened->where;
+  }
+  broadcast_string(world, path, 0);
+  if (path.empty()) return -1;
+  if (world.rank() != 0) opened = open_checkpoint_path(path, nullptr);
+  for (std::string& n : state.restore(*opened)) notes.push_back(std::move(n));
+  notes.push_back(str_cat("resumed from ", path, " at step ", state.counters.step, " (written by DP ",
+                          opened->manifest.data, " x SP ", opened->manifest.sequence, ")"));
+  return state.counters.step;
+}
+
+bool RunCheckpoints::due(int64_t step, int64_t total) const {
+  const int every = cfg_.checkpoint.every;
+  return every > 0 && (step % every == 0 || step == total);
+}
+
+void RunCheckpoints::save(int64_t step, const RunState& state, bool wait) { saver_->save(step, state, wait); }
+
+void RunCheckpoints::finish() { saver_->finish(); }
+
+bool RunCheckpoints::report(MetricsLog* log, bool print) {
+  bool all_ok = true;
+  for (const SaveReport& r : saver_->take_reports()) {
+    last_ok_ = r.ok;
+    last_where_ = r.where;
+    last_error_ = r.error;
+    if (r.fatal) throw Error(r.error);
+    if (r.ok) {
+      if (grid_.rank() != 0) continue;
+      if (log)
+        log->write(static_cast<int>(r.step),
+                   {{"bytes", static_cast<double>(r.bytes)}, {"stall_s", r.stall_s}, {"waited_s", r.waited_s},
+                    {"write_s", r.write_s}},
+                   "checkpoint");
+      if (print) {
+        std::string line = str_cat("checkpoint step ", r.step, ": ", r.where, " (", megabytes(r.bytes),
+                                   ", training paused ", millis(r.stall_s));
+        if (r.waited_s > 0.001) line += str_cat(", of which ", millis(r.waited_s), " waiting for the previous save");
+        line += str_cat(", written in ", millis(r.write_s), ")\n");
+        if (log) log->print_line(line);
+      }
+      continue;
+    }
+    all_ok = false;
+    const std::string on_rank = grid_.world_size() > 1 ? str_cat(" on rank ", grid_.rank()) : "";
+    std::fprintf(stderr, "lintrain: warning: the checkpoint of step %lld %s%s: %s; the previous checkpoint is intact\n",
+                 static_cast<long long>(r.step), r.abandoned ? "was abandoned" : "failed", on_rank.c_str(),
+                 r.error.c_str());
+    std::fflush(stderr);
+  }
+  return all_ok;
+}
+
+}  // namespace lintrain

@@ -1,0 +1,169 @@
+#include "runtime/checkpoint/reader.h"
+
+#include <sys/stat.h>
+
+#include <cstring>
+#include <filesystem>
+#include <set>
+
+#include "runtime/checkpoint/checksum.h"
+#include "runtime/cpu/copy.h"
+#include "runtime/error.h"
+#include "runtime/io/mapped_file.h"
+
+namespace fs = std::filesystem;
+
+namespace lintrain {
+namespace {
+
+constexpr const char* kPartSuffix = ".safetensors";
+
+class DirectorySource : public CheckpointSource {
+ public:
+  explicit DirectorySource(const std::string& dir) : store_(dir) {}
+  std::string describe() const override { return store_.dir(); }
+  std::vector<CheckpointInfo> list() override { return store_.list(); }
+  std::string where(int64_t step) const override { return store_.path_of(step); }
+  std::string read_manifest(int64_t step) override {
+    return read_small_file(store_.path_of(step) + "/" + kManifestName);
+  }
+  SafeTensorFile open_verified(int64_t step, const FileRecord& record) override {
+    const std::string path = store_.path_of(step) + "/" + record.name;
+    {
+      const MappedFile f = MappedFile::open(path);
+      if (f.size() != record.bytes)
+        throw IoError(str_cat("[checkpoint] ", path, " is ", f.size(), " bytes, the manifest says ", record.bytes,
+                              " (truncated or replaced)"));
+      const uint64_t h = xxh3_of(f.data(), f.size());
+      if (h != record.xxh3)
+        throw IoError(str_cat("[checkpoint] ", path, " has checksum ", xxh3_hex(h), ", the manifest says ",
+                              xxh3_hex(record.xxh3), " (the file is damaged)"));
+    }
+    return load_safetensors(path);
+  }
+  std::shared_ptr<void> hold(int64_t step) override { return std::make_shared<ReadLock>(store_.path_of(step)); }
+
+ private:
+  CheckpointStore store_;
+};
+
+std::string part_of(const std::string& file) {
+  const size_t n = std::strlen(kPartSuffix);
+  if (file.size() <= n || file.compare(file.size() - n, n, kPartSuffix) != 0) return "";
+  return file.substr(0, file.size() - n);
+}
+
+}  // namespace
+
+std::unique_ptr<CheckpointSource> directory_source(const std::string& dir) {
+  return std::make_unique<DirectorySource>(dir);
+}
+
+const SafeTensorFile& OpenedCheckpoint::part(const std::string& name) const {
+  const auto it = parts.find(name);
+  if (it == parts.end())
+    throw IoError(str_cat("[checkpoint] ", where, " has no ", name, kPartSuffix,
+                          " (it was written by a different kind of run)"));
+  return it->second;
+}
+
+OpenedCheckpoint open_checkpoint(CheckpointSource& source, int64_t step) {
+  OpenedCheckpoint c;
+  c.where = source.where(step);
+  c.hold = source.hold(step);
+  c.manifest = parse_manifest(source.read_manifest(step), c.where + "/" + kManifestName);
+  if (c.manifest.step != step)
+    throw IoError(str_cat("[checkpoint] ", c.where, ": its manifest is for step ", c.manifest.step));
+  for (const FileRecord& f : c.manifest.files) {
+    const std::string part = part_of(f.name);
+    if (part.empty())
+      throw IoError(str_cat("[checkpoint] ", c.where, " lists '", f.name, "', which is not a .safetensors part"));
+    c.parts.emplace(part, source.open_verified(step, f));
+  }
+  return c;
+}
+
+std::optional<OpenedCheckpoint> open_newest(CheckpointSource& source,
+                                            const std::function<void(const std::string&)>& warn) {
+  const std::vector<CheckpointInfo> all = source.list();
+  std::string skipped;  // the newer checkpoints that failed, for the next message
+  for (auto it = all.rbegin(); it != all.rend(); ++it) {
+    std::string problem = it->problem;
+    if (it->complete) {
+      try {
+        OpenedCheckpoint c = open_checkpoint(source, it->step);
+        if (!skipped.empty() && warn) warn(str_cat(skipped, "; using ", c.where, " instead"));
+        return c;
+      } catch (const IoError& e) {
+        problem = e.what();
+      }
+    }
+    if (!skipped.empty() && warn) warn(skipped);
+    skipped = str_cat("checkpoint ", source.where(it->step), " cannot be used: ", problem);
+  }
+  if (!skipped.empty() && warn) warn(str_cat(skipped, "; no older checkpoint is left"));
+  return std::nullopt;
+}
+
+OpenedCheckpoint open_checkpoint_path(const std::string& path,
+                                      const std::function<void(const std::string&)>& warn) {
+  std::error_code ec;
+  if (!fs::is_directory(path, ec))
+    throw IoError(str_cat("[checkpoint] '", path, "' is not a directory; give a checkpoint folder (…/step-00000100) "
+                          "or a checkpoint directory"));
+  fs::path p = fs::path(path).lexically_normal();
+  if (p.filename().empty()) p = p.parent_path();
+  int64_t step;
+  if (fs::exists(p / kManifestName, ec) || parse_step_dir_name(p.filename().string(), &step)) {
+    if (!parse_step_dir_name(p.filename().string(), &step))
+      throw IoError(str_cat("[checkpoint] '", path, "' holds a manifest but is not named step-<N>; "
+                            "checkpoints are the step-<N> folders of a checkpoint directory"));
+    auto source = directory_source(p.parent_path().empty() ? "." : p.parent_path().string());
+    return open_checkpoint(*source, step);
+  }
+  auto source = directory_source(p.string());
+  std::optional<OpenedCheckpoint> c = open_newest(*source, warn);
+  if (!c) throw IoError(str_cat("[checkpoint] '", path, "' holds no complete checkpoint"));
+  return std::move(*c);
+}
+
+void restore_run_state(const OpenedCheckpoint& ckpt, RunState& state) {
+  // What differs, by kind, each with the first few names.
+  struct Kind {
+    const char* what;
+    std::vector<std::string> items;
+  } missing{"missing from the checkpoint", {}}, reshaped{"of another dtype or shape", {}},
+      foreign{"in the checkpoint but not in this run", {}};
+  std::set<std::string> wanted;  // "part/name"
+  for (const StateEntry& e : state.entries()) {
+    wanted.insert(e.part + "/" + e.name);
+    const auto it = ckpt.parts.find(e.part);
+    if (it == ckpt.parts.end() || !it->second.contains(e.name)) {
+      missing.items.push_back(str_cat(e.part, " tensor '", e.name, "'"));
+      continue;
+    }
+    const SafeTensor& t = it->second.get(e.name);
+    if (t.dtype != e.dtype || t.shape != e.shape)
+      reshaped.items.push_back(str_cat(e.part, " tensor '", e.name, "' (", safetensors_dtype_name(t.dtype), " ",
+                                       shape_str(t.shape), " there, ", safetensors_dtype_name(e.dtype), " ",
+                                       shape_str(e.shape), " here)"));
+  }
+  for (const auto& [part, file] : ckpt.parts)
+    for (const SafeTensor& t : file.tensors())
+      if (!wanted.count(part + "/" + t.name)) foreign.items.push_back(str_cat(part, " tensor '", t.name, "'"));
+  std::string msg;
+  for (const Kind* k : {&missing, &reshaped, &foreign}) {
+    if (k->items.empty()) continue;
+    msg += str_cat(msg.empty() ? "" : "; ", k->items.size(), " ", k->what, " (");
+    for (size_t i = 0; i < k->items.size() && i < 3; ++i) msg += str_cat(i ? ", " : "", k->items[i]);
+    msg += k->items.size() > 3 ? ", ...)" : ")";
+  }
+  if (!msg.empty())
+    throw IoError(str_cat("[checkpoint] ", ckpt.where, " does not fit this run: ", msg,
+                          ". It was written by a run with other model or optimizer settings: resume with the same "
+                          "model.* and optim.* keys, or start fresh with resume: none"));
+  for (const StateEntry& e : state.entries())
+    parallel_copy(e.data, ckpt.parts.at(e.part).get(e.name).data, e.nbytes());
+}
+
+}  // namespace lintrain

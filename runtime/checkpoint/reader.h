@@ -1,0 +1,78 @@
+// Reading checkpoints back, with every byte verified: from a checkpoint
+// directory, or through the checkpoint service (runtime/checkpoint/service/).
+//
+// open_checkpoint() reads the manifest (format and version checked), then
+// every file it lists, checking size and XXH3 checksum and parsing it as
+// safetensors; restore_run_state() copies the parts into a RunState after
+// checking that the two hold exactly the same entries. open_newest() is what
+// `resume: auto` does: the newest complete checkpoint that verifies, and
+// when one does not, a warning naming the bad file and the next older one.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "runtime/checkpoint/manifest.h"
+#include "runtime/checkpoint/run_state.h"
+#include "runtime/checkpoint/store.h"
+#include "runtime/io/safetensors.h"
+
+namespace lintrain {
+
+class CheckpointSource {
+ public:
+  virtual ~CheckpointSource() = default;
+  // "runs/tiny/checkpoints", "checkpoint service 127.0.0.1:7070", for messages.
+  virtual std::string describe() const = 0;
+  // Published checkpoints in ascending step order.
+  virtual std::vector<CheckpointInfo> list() = 0;
+  // "runs/tiny/checkpoints/step-00000100" or "service:step-00000100".
+  virtual std::string where(int64_t step) const = 0;
+  virtual std::string read_manifest(int64_t step) = 0;
+  // The file `record` names, checked against its size and checksum (IoError
+  // naming the file and what differs otherwise) and parsed.
+  virtual SafeTensorFile open_verified(int64_t step, const FileRecord& record) = 0;
+  // Keeps the checkpoint from being deleted by retention while the result
+  // lives (null where the source cannot).
+  virtual std::shared_ptr<void> hold(int64_t step) = 0;
+};
+
+std::unique_ptr<CheckpointSource> directory_source(const std::string& dir);
+
+struct OpenedCheckpoint {
+  Manifest manifest;
+  std::string where;
+  std::map<std::string, SafeTensorFile> parts;  // by part name: "model" for model.safetensors
+  std::shared_ptr<void> hold;
+
+  // A part's file; throws IoError naming the checkpoint when it has none.
+  const SafeTensorFile& part(const std::string& name) const;
+};
+
+// Opens checkpoint `step` of `source`, verifying everything. Throws IoError.
+OpenedCheckpoint open_checkpoint(CheckpointSource& source, int64_t step);
+
+// The newest complete checkpoint that opens, or nothing when there is none.
+// Each damaged one is reported through `warn` ("... step-00000200: file
+// 'trainer.safetensors' checksum ...; using step-00000100") and skipped.
+std::optional<OpenedCheckpoint> open_newest(CheckpointSource& source,
+                                            const std::function<void(const std::string&)>& warn);
+
+// A user-given path (resume: PATH, `lintrain ckpt verify/export PATH`): a
+// checkpoint folder (…/step-00000100) or a checkpoint directory, which means
+// its newest complete checkpoint. Throws IoError saying what the path is not.
+OpenedCheckpoint open_checkpoint_path(const std::string& path,
+                                      const std::function<void(const std::string&)>& warn);
+
+// Copies the checkpoint's tensors into `state`'s live memory. First checks
+// that every entry is in the checkpoint with the same dtype and shape and
+// that the checkpoint holds no tensor the state lacks; on any difference
+// throws IoError listing them (up to ten) and changes nothing.
+void restore_run_state(const OpenedCheckpoint& ckpt, RunState& state);
+
+}  // namespace lintrain

@@ -1,0 +1,211 @@
+#include "runtime/checkpoint/saver.h"
+
+#include <algorithm>
+#include <chrono>
+#include <set>
+#include <utility>
+
+#include "runtime/checkpoint/store.h"
+#include "runtime/error.h"
+#include "runtime/failpoint.h"
+
+namespace lintrain {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double now_s() { return std::chrono::duration<double>(Clock::now().time_since_epoch()).count(); }
+
+// Streams a layout's bytes in pieces of at most `chunk` bytes to `sink`,
+// checking `ctl` between pieces.
+template <typename Sink>
+void stream_layout(const SafeTensorsLayout& layout, size_t chunk, SaveControl& ctl, const std::string& doing,
+                   Sink&& sink) {
+  sink(layout.prefix.data(), layout.prefix.size());
+  for (const SafeTensor* t : layout.order) {
+    const char* p = static_cast<const char*>(t->data);
+    for (size_t left = t->nbytes(); left > 0;) {
+      ctl.check(doing);
+      const size_t n = std::min(left, chunk);
+      sink(p, n);
+      p += n;
+      left -= n;
+    }
+  }
+}
+
+class DirectoryTarget : public CheckpointTarget {
+ public:
+  DirectoryTarget(const std::string& dir, int rank) : store_(dir, /*create=*/true), rank_(rank) {}
+  std::string describe() const override { return store_.dir(); }
+
+  FileRecord put_file(const SaveId& id, const std::string& name, const SafeTensorsLayout& layout,
+                      SaveControl& ctl) override {
+    store_.begin_save(id.job, id.step);
+    auto part = store_.open_part(id.job, id.step, name, layout.total_bytes());
+    stream_layout(layout, size_t{8} << 20, ctl, "writing " + name,
+                  [&](const void* p, size_t n) { part->write(p, n); });
+    failpoint_kill("ckpt.before-part-commit", id.step);
+    const FileRecord rec = part->finish();
+    trusted_.insert(name);
+    return rec;
+  }
+
+  void arrive(const Arrival& a, SaveControl&) override {
+    store_.begin_save(a.job, a.step);
+    store_.record_arrival(a);
+  }
+
+  std::string wait_published(const SaveId& id, SaveControl& ctl) override {
+    double pause = 0.002;
+    while (!store_.try_publish(id.job, id.step, trusted_)) {
+      if (!ctl.wait(pause)) {
+        const auto arrived = store_.arrivals(id.job, id.step);
+        ctl.check(str_cat("waiting for the other ranks' shares (", arrived.size(),
+                          " arrived; with checkpoint.service: none every rank must reach ", store_.dir(),
+                          " on a shared file system, else use a checkpoint service)"));
+      }
+      pause = std::min(pause * 2, 0.25);
+    }
+    trusted_.clear();
+    return store_.path_of(id.step);
+  }
+
+  void abandon(const SaveId& id) noexcept override {
+    trusted_.clear();
+    if (rank_ == 0) store_.abandon(id.job, id.step);
+  }
+
+ private:
+  CheckpointStore store_;
+  int rank_;
+  std::set<std::string> trusted_;  // files this process wrote and hashed
+};
+
+}  // namespace
+
+// ---- SaveControl ----------------------------------------------------------------
+
+SaveControl::SaveControl(double timeout_s) : timeout_s_(timeout_s), deadline_(now_s() + timeout_s) {}
+
+bool SaveControl::wait(double seconds) {
+  std::unique_lock<std::mutex> lock(mu_);
+  passive_ = true;
+  const double left = std::min(seconds, deadline_ - now_s());
+  if (left > 0 && !cancelled_)
+    cv_.wait_for(lock, std::chrono::duration<double>(left), [&] { return cancelled_.load(); });
+  passive_ = false;
+  return !stopped();
+}
+
+void SaveControl::cancel() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    cancelled_ = true;
+  }
+  cv_.notify_all();
+}
+
+bool SaveControl::stopped() const { return cancelled_ || now_s() >= deadline_; }
+
+void SaveControl::check(const std::string& doing) const {
+  if (cancelled_) throw Error(str_cat("abandoned while ", doing, ": the next checkpoint was due"));
+  if (now_s() >= deadline_)
+    throw Error(str_cat("timed out after ", timeout_s_, " s (checkpoint.timeout_s) while ", doing));
+}
+
+// ---- CheckpointSaver --------------------------------------------------------------
+
+std::unique_ptr<CheckpointTarget> directory_target(const std::string& dir, int rank) {
+  return std::make_unique<DirectoryTarget>(dir, rank);
+}
+
+CheckpointSaver::CheckpointSaver(SaverOptions opts, std::unique_ptr<CheckpointTarget> target)
+    : opts_(std::move(opts)), target_(std::move(target)) {}
+
+CheckpointSaver::~CheckpointSaver() { finish(); }
+
+bool CheckpointSaver::busy() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return busy_;
+}
+
+void CheckpointSaver::finish() {
+  if (worker_.joinable()) worker_.join();
+}
+
+std::vector<SaveReport> CheckpointSaver::take_reports() {
+  std::lock_guard<std::mutex> lock(mu_);
+  return std::exchange(reports_, {});
+}
+
+void CheckpointSaver::save(int64_t step, const RunState& state, bool wait) {
+  const double t0 = now_s();
+  // At most one save in flight: cancel the last one if it only waits on
+  // others, else wait for it to finish writing.
+  if (busy() && ctl_ && ctl_->passive()) ctl_->cancel();
+  finish();
+  SaveReport report;
+  report.step = step;
+  report.waited_s = now_s() - t0;
+
+  uint64_t digest = 0;
+  if (opts_.rank == 0) {
+    staged_.stage(state);  // throws on non-finite state: nothing is saved
+    report.bytes = staged_.nbytes();
+  } else {
+    digest = state.digest();
+  }
+  report.stall_s = now_s() - t0;
+
+  ctl_ = std::make_unique<SaveControl>(opts_.timeout_s);
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    busy_ = true;
+  }
+  worker_ = std::thread([this, id = SaveId{opts_.job, step}, report, digest] { run(id, report, digest); });
+  if (wait || !opts_.async) {
+    finish();
+    // A synchronous save stalls training for all of it.
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!opts_.async && !reports_.empty() && reports_.back().step == step) reports_.back().stall_s = now_s() - t0;
+  }
+}
+
+void CheckpointSaver::run(SaveId id, SaveReport report, uint64_t digest) {
+  const double t0 = now_s();
+  try {
+    Arrival a;
+    a.job = id.job;
+    a.step = id.step;
+    a.world_size = opts_.world_size;
+    a.rank = opts_.rank;
+    a.data = opts_.data;
+    a.sequence = opts_.sequence;
+    if (opts_.rank == 0) {
+      a.keep = opts_.keep;
+      a.replica_xxh3 = staged_.digest();
+      for (const std::string& part : staged_.parts()) {
+        a.files.push_back(target_->put_file(id, part + ".safetensors", staged_.layout(part), *ctl_));
+        failpoint_kill("ckpt.after-part", id.step);
+      }
+    } else {
+      a.replica_xxh3 = digest;
+    }
+    failpoint_kill("ckpt.before-arrival", id.step);
+    target_->arrive(a, *ctl_);
+    if (opts_.rank == 0) report.where = target_->wait_published(id, *ctl_);
+    report.ok = true;
+  } catch (const std::exception& e) {
+    report.error = e.what();
+    report.fatal = dynamic_cast<const ReplicaMismatchError*>(&e) != nullptr;
+    report.abandoned = ctl_->cancelled();
+    target_->abandon(id);
+  }
+  report.write_s = now_s() - t0;
+  std::lock_guard<std::mutex> lock(mu_);
+  reports_.push_back(std::move(report));
+  busy_ = false;
+}
+
+}  // namespace lintrain

@@ -1,0 +1,143 @@
+// Saving checkpoints without stalling training.
+//
+// A save has two halves. In the training thread, between two steps, rank 0
+// copies the whole RunState into a host staging buffer (the only part that
+// stalls the step; on all cores, checking that every float is finite) and
+// the other ranks take the digest of their replicated copy. A background
+// thread then streams the staged files to the target (the checkpoint
+// directory, or the checkpoint service), records this rank's arrival, and on
+// rank 0 waits until the publisher has made the checkpoint visible.
+//
+// At most one save is in flight. When the next one is due while the last is
+// still writing, save() waits for it and reports the wait; when the last is
+// only waiting on others (a service that is away, ranks that have not
+// arrived), it is abandoned instead so that training never stalls on a
+// service: the newer checkpoint supersedes it.
+//
+// Failures of a save are reported (take_reports), the pending files are
+// removed and training goes on with the previous checkpoint intact; a save
+// that takes longer than checkpoint.timeout_s is abandoned the same way. The
+// one fatal outcome is replicas that differ: the report says so and the
+// trainer stops.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "runtime/checkpoint/manifest.h"
+#include "runtime/checkpoint/run_state.h"
+#include "runtime/io/safetensors.h"
+
+namespace lintrain {
+
+// The deadline and cancellation of one save, shared by the saver and its
+// target's loops (streaming, retrying, polling).
+class SaveControl {
+ public:
+  explicit SaveControl(double timeout_s);
+  // Sleeps up to `seconds` while waiting on others (marked passive, so the
+  // next save may cancel it). Returns false when cancelled or past the
+  // deadline, at once.
+  bool wait(double seconds);
+  void cancel();
+  bool stopped() const;  // cancelled or past the deadline
+  bool cancelled() const { return cancelled_.load(); }
+  bool passive() const { return passive_.load(); }
+  // Throws Error saying why the save stopped ("abandoned: ...", "timed out
+  // after 600 s ...") when stopped(); `doing` names what it was doing.
+  void check(const std::string& doing) const;
+
+ private:
+  double timeout_s_;
+  double deadline_;  // steady-clock seconds
+  std::atomic<bool> cancelled_{false}, passive_{false};
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+};
+
+struct SaveId {
+  std::string job;
+  int64_t step = 0;
+};
+
+// Where this rank's share of a save goes.
+class CheckpointTarget {
+ public:
+  virtual ~CheckpointTarget() = default;
+  virtual std::string describe() const = 0;
+  // Streams one file (layout.prefix, then its tensors' bytes in order).
+  virtual FileRecord put_file(const SaveId& id, const std::string& name, const SafeTensorsLayout& layout,
+                              SaveControl& ctl) = 0;
+  virtual void arrive(const Arrival& arrival, SaveControl& ctl) = 0;
+  // Rank 0: returns where the checkpoint was published once every rank has
+  // arrived; throws Error when publishing failed or `ctl` stopped it.
+  virtual std::string wait_published(const SaveId& id, SaveControl& ctl) = 0;
+  // Removes this save's pending files where the target can; never throws.
+  virtual void abandon(const SaveId& id) noexcept = 0;
+};
+
+// Writes straight into a checkpoint directory (checkpoint.service: none).
+// Rank 0 publishes; the directory must be shared by every rank's host.
+std::unique_ptr<CheckpointTarget> directory_target(const std::string& dir, int rank);
+
+struct SaveReport {
+  int64_t step = 0;
+  bool ok = false;
+  bool fatal = false;      // replicas differ: stop training
+  bool abandoned = false;  // superseded by the next save while waiting on others
+  std::string error;       // when !ok
+  std::string where;       // rank 0: the published checkpoint
+  uint64_t bytes = 0;      // staged bytes (rank 0)
+  double stall_s = 0;      // training-thread time of save(): wait + stage/digest
+  double waited_s = 0;     // of which waiting for the previous save
+  double write_s = 0;      // background time until done
+};
+
+struct SaverOptions {
+  std::string job;
+  int rank = 0, world_size = 1, data = 1, sequence = 1;
+  bool async = true;
+  double timeout_s = 600;
+  int keep = 3;
+};
+
+class CheckpointSaver {
+ public:
+  CheckpointSaver(SaverOptions opts, std::unique_ptr<CheckpointTarget> target);
+  // Waits for the save in flight.
+  ~CheckpointSaver();
+  CheckpointSaver(const CheckpointSaver&) = delete;
+  CheckpointSaver& operator=(const CheckpointSaver&) = delete;
+
+  // Saves `state` as the checkpoint of `step`; with wait (or async off)
+  // returns only when the save has ended. Throws Error, saving nothing, when
+  // the state holds a non-finite float.
+  void save(int64_t step, const RunState& state, bool wait = false);
+  // Blocks until no save is in flight.
+  void finish();
+  bool busy() const;
+  // Reports of the saves that ended since the last call, oldest first.
+  std::vector<SaveReport> take_reports();
+  const SaverOptions& options() const { return opts_; }
+  const CheckpointTarget& target() const { return *target_; }
+
+ private:
+  void run(SaveId id, SaveReport report, uint64_t digest);
+  SaverOptions opts_;
+  std::unique_ptr<CheckpointTarget> target_;
+  StagedState staged_;
+  std::thread worker_;
+  std::unique_ptr<SaveControl> ctl_;
+  mutable std::mutex mu_;
+  std::condition_variable done_cv_;
+  bool busy_ = false;
+  std::vector<SaveReport> reports_;
+};
+
+}  // namespace lintrain

@@ -1,0 +1,18 @@
+// Bulk host copies for checkpoint staging: the one step of an asynchronous
+// save that stalls training, so it runs on every OpenMP thread (one thread
+// reaches about half of a socket's memory bandwidth).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+namespace lintrain {
+
+// dst[0, nbytes) = src[0, nbytes); the ranges must not overlap.
+void parallel_copy(void* dst, const void* src, size_t nbytes);
+
+// dst[0, n) = src[0, n) for floats, and whether every value was finite. When
+// one was not, *first_bad (if given) is the lowest index of a NaN or infinity.
+bool copy_checking_finite(float* dst, const float* src, int64_t n, int64_t* first_bad = nullptr);
+
+}  // namespace lintrain
