@@ -51,6 +51,17 @@ add_library(lintrain::xxhash INTERFACE IMPORTED)
 target_include_directories(lintrain::xxhash INTERFACE ${LINTRAIN_XXHASH_INCLUDE})
 target_link_libraries(lintrain::xxhash INTERFACE ${LINTRAIN_XXHASH_LIB})
 
+# gRPC + protobuf (Debian libgrpc++-dev, protobuf-compiler-grpc): the
+# checkpoint service and its clients.
+find_package(Protobuf REQUIRED)
+find_package(gRPC CONFIG)
+find_program(LINTRAIN_GRPC_CPP_PLUGIN grpc_cpp_plugin)
+if(NOT gRPC_FOUND OR NOT LINTRAIN_GRPC_CPP_PLUGIN OR NOT Protobuf_PROTOC_EXECUTABLE)
+  message(FATAL_ERROR "lintrain: gRPC/protobuf not found. Run scripts/install-deps.sh (Debian packages "
+                      "libgrpc++-dev, libprotobuf-dev, protobuf-compiler, protobuf-compiler-grpc).")
+endif()
+message(STATUS "lintrain: gRPC ${gRPC_VERSION}, protobuf ${Protobuf_VERSION}")
+
 # CUDA: AUTO builds it when nvcc is found; ON fails without it; OFF skips it.
 set(LINTRAIN_WITH_CUDA OFF)
 if(NOT LINTRAIN_CUDA STREQUAL "OFF" AND NOT LINTRAIN_SANITIZE)

@@ -3,12 +3,14 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <optional>
 
 #include "launch/metrics.h"
 #include "parallel/communicator.h"
 #include "parallel/process_grid.h"
+#include "runtime/checkpoint/service/client.h"
 #include "runtime/error.h"
 
 namespace lintrain {
@@ -43,18 +45,38 @@ std::string millis(double s) {
 }  // namespace
 
 RunCheckpoints::RunCheckpoints(const RunConfig& cfg, const ProcessGrid& grid) : cfg_(cfg), grid_(grid) {
-  if (cfg.checkpoint.service != "none")
-    throw ConfigError(str_cat("checkpoint.service: '", cfg.checkpoint.service, "': the checkpoint service is not "
-                              "available in this version of lintrain; use checkpoint.service: none (the trainer "
-                              "writes checkpoint.dir itself)"));
   dir_ = cfg.checkpoint.resolved_dir(cfg.run.out_dir);
+  const std::string& service = cfg.checkpoint.service;
+  if (service == "local") {
+    const char* env = std::getenv(kServiceEnv);
+    if (!env || !*env)
+      throw ConfigError(str_cat("checkpoint.service: local means the checkpoint service that `lintrain launch` "
+                                "starts for the run, but this process was not started by it (", kServiceEnv,
+                                " is unset); run it with lintrain launch, or start `lintrain ckpt serve --dir DIR` "
+                                "yourself and set checkpoint.service: HOST:PORT"));
+    endpoint_ = service_endpoint(env, cfg.checkpoint.token_file);
+  } else if (service != "none") {
+    endpoint_ = service_endpoint(service, cfg.checkpoint.token_file);
+  }
   Communicator& world = grid.world();
   if (world.rank() == 0) job_ = new_job_id();
   broadcast_string(world, job_, 0);
   if (world.rank() == 0) {
-    lock_ = std::make_unique<CheckpointStore>(dir_, /*create=*/true);
-    lock_->lock_for_writing(str_cat("job ", job_, " (pid ", ::getpid(), " on ", host_name(), ")"));
-    lock_->remove_stale(0);
+    if (uses_service()) {
+      // A wrong token or protocol is a setting to fix now, not after the
+      // first save; a service that is not up yet is only reported.
+      try {
+        service_dir_ = service_hello(endpoint_, 5);
+      } catch (const ConfigError&) {
+        throw;
+      } catch (const Error& e) {
+        startup_warning_ = str_cat(e.what(), "; saves will retry until it answers");
+      }
+    } else {
+      lock_ = std::make_unique<CheckpointStore>(dir_, /*create=*/true);
+      lock_->lock_for_writing(str_cat("job ", job_, " (pid ", ::getpid(), " on ", host_name(), ")"));
+      lock_->remove_stale(0);
+    }
   }
   // No rank writes into the directory before rank 0 has cleared it.
   world.barrier();
@@ -67,34 +89,58 @@ RunCheckpoints::RunCheckpoints(const RunConfig& cfg, const ProcessGrid& grid) : 
   o.async = cfg.checkpoint.async;
   o.timeout_s = cfg.checkpoint.timeout_s;
   o.keep = cfg.checkpoint.keep;
-  saver_ = std::make_unique<CheckpointSaver>(o, directory_target(dir_, world.rank()));
+  std::unique_ptr<CheckpointTarget> target;
+  if (uses_service()) {
+    auto notice = [lead = world.rank() == 0](const std::string& text) {
+      if (!lead) return;
+      std::fprintf(stderr, "lintrain: %s\n", text.c_str());
+      std::fflush(stderr);
+    };
+    target = service_target(endpoint_, world.rank(), world.size(), notice);
+  } else {
+    target = directory_target(dir_, world.rank());
+  }
+  saver_ = std::make_unique<CheckpointSaver>(o, std::move(target));
 }
 
 RunCheckpoints::~RunCheckpoints() = default;
 
-std::string RunCheckpoints::describe() const { return dir_; }
+std::string RunCheckpoints::describe() const {
+  if (!uses_service()) return dir_;
+  return str_cat("checkpoint service ", endpoint_.address, service_dir_.empty() ? "" : " (" + service_dir_ + ")");
+}
+
+std::unique_ptr<CheckpointSource> RunCheckpoints::source() const {
+  if (uses_service()) return service_source(endpoint_, cfg_.checkpoint.timeout_s);
+  std::error_code ec;
+  if (!std::filesystem::is_directory(dir_, ec)) return nullptr;
+  return directory_source(dir_);
+}
 
 int64_t RunCheckpoints::resume(TrainState& state, std::vector<std::string>& notes) {
+  if (!startup_warning_.empty()) notes.push_back("warning: " + startup_warning_);
   if (cfg_.resume == "none") return -1;
   Communicator& world = grid_.world();
   auto warn = [&](const std::string& w) { notes.push_back("warning: " + w); };
+  const bool by_path = cfg_.resume != "auto";
   std::optional<OpenedCheckpoint> opened;
-  std::string path;  // the checkpoint folder every rank opens
+  std::unique_ptr<CheckpointSource> src = by_path ? nullptr : source();
+  // Rank 0 chooses; every rank then opens (and verifies) that checkpoint.
+  int64_t step = -1;
+  std::string path;
   if (world.rank() == 0) {
-    if (cfg_.resume == "auto") {
-      std::error_code ec;
-      if (std::filesystem::is_directory(dir_, ec)) {
-        auto source = directory_source(dir_);
-        opened = open_newest(*source, warn);
-      }
-    } else {
-      opened = open_checkpoint_path(cfg_.resume, warn);
+    if (by_path) opened = open_checkpoint_path(cfg_.resume, warn);
+    else if (src) opened = open_newest(*src, warn);
+    if (opened) {
+      step = opened->manifest.step;
+      path = opened->where;
     }
-    if (opened) path = opened->where;
   }
+  world.broadcast(&step, sizeof step, 0);
   broadcast_string(world, path, 0);
-  if (path.empty()) return -1;
-  if (world.rank() != 0) opened = open_checkpoint_path(path, nullptr);
+  if (step < 0) return -1;
+  if (world.rank() != 0) opened = by_path || !uses_service() ? open_checkpoint_path(path, nullptr)
+                                                             : open_checkpoint(*src, step);
   for (std::string& n : state.restore(*opened)) notes.push_back(std::move(n));
   notes.push_back(str_cat("resumed from ", path, " at step ", state.counters.step, " (written by DP ",
                           opened->manifest.data, " x SP ", opened->manifest.sequence, ")"));

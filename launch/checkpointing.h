@@ -11,6 +11,7 @@
 #include "launch/train_state.h"
 #include "runtime/checkpoint/reader.h"
 #include "runtime/checkpoint/saver.h"
+#include "runtime/checkpoint/service/client.h"
 #include "runtime/checkpoint/store.h"
 #include "runtime/config/config.h"
 
@@ -18,6 +19,10 @@ namespace lintrain {
 
 class MetricsLog;
 class ProcessGrid;
+
+// Where `lintrain launch` tells its ranks the address of the service it
+// started for checkpoint.service: local.
+constexpr const char* kServiceEnv = "LINTRAIN_CKPT_SERVICE";
 
 class RunCheckpoints {
  public:
@@ -56,10 +61,17 @@ class RunCheckpoints {
   const std::string& last_error() const { return last_error_; }
 
  private:
+  bool uses_service() const { return !endpoint_.address.empty(); }
+  // Where published checkpoints are read from (null: no directory yet).
+  std::unique_ptr<CheckpointSource> source() const;
+
   const RunConfig& cfg_;
   const ProcessGrid& grid_;
   std::string job_;
-  std::string dir_;
+  std::string dir_;            // checkpoint.dir (file mode)
+  ServiceEndpoint endpoint_;   // the service (service modes)
+  std::string service_dir_;    // its directory, as it said
+  std::string startup_warning_;
   std::unique_ptr<CheckpointStore> lock_;  // rank 0: the writer lock
   std::unique_ptr<CheckpointSaver> saver_;
   bool last_ok_ = true;

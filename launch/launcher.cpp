@@ -5,6 +5,7 @@
 #include "launch/launcher.h"
 
 #include <sched.h>
+#include <sys/prctl.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <sys/types.h>
@@ -18,8 +19,12 @@
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <memory>
 #include <thread>
 
+#include "launch/checkpointing.h"
+#include "launch/local_service.h"
+#include "runtime/config/config.h"
 #include "runtime/error.h"
 
 namespace lintrain {
@@ -85,13 +90,18 @@ std::string self_exe() {
 }
 
 volatile sig_atomic_t g_child = 0;
+volatile sig_atomic_t g_terms = 0;
 
-// Passes SIGTERM/SIGHUP, and a SIGINT sent with kill(), on to mpirun. A
-// terminal's Ctrl-C (si_code > 0: sent by the kernel) already reached mpirun,
-// which is in our process group; a second SIGINT would make it skip its
-// orderly shutdown of the ranks.
+// Passes signals on to mpirun. The first SIGTERM becomes SIGUSR1, which
+// mpirun hands to every rank as it is: the ranks finish their step, save a
+// checkpoint and exit (a SIGTERM would make mpirun kill them within a
+// second); a second SIGTERM is passed on as SIGTERM. SIGHUP, and a SIGINT
+// sent with kill(), go on unchanged. A terminal's Ctrl-C (si_code > 0: sent
+// by the kernel) already reached mpirun, which is in our process group; a
+// second SIGINT would make it skip its orderly shutdown of the ranks.
 void forward_signal(int sig, siginfo_t* info, void*) {
   if (sig == SIGINT && info && info->si_code > 0) return;
+  if (sig == SIGTERM && g_terms++ == 0) sig = SIGUSR1;
   if (g_child > 0) kill(static_cast<pid_t>(g_child), sig);
 }
 
@@ -136,7 +146,8 @@ LaunchOptions parse_launch_args(int argc, char** argv, int first) {
 
 std::vector<std::string> mpirun_command(const LaunchOptions& opts, const std::string& mpirun,
                                         const std::string& self, int cores, bool as_root,
-                                        const std::string& openblas_coretype) {
+                                        const std::string& openblas_coretype,
+                                        const std::vector<std::string>& exports) {
   const int threads = opts.threads_per_rank > 0 ? opts.threads_per_rank : std::max(1, cores / opts.nproc);
   std::vector<std::string> cmd = {mpirun, "-np", std::to_string(opts.nproc)};
   if (as_root) cmd.push_back("--allow-run-as-root");
@@ -148,6 +159,10 @@ std::vector<std::string> mpirun_command(const LaunchOptions& opts, const std::st
   if (!openblas_coretype.empty()) {
     cmd.push_back("-x");
     cmd.push_back("OPENBLAS_CORETYPE=" + openblas_coretype);
+  }
+  for (const std::string& e : exports) {
+    cmd.push_back("-x");
+    cmd.push_back(e);
   }
   cmd.push_back(self);
   cmd.push_back("train");
@@ -174,22 +189,25 @@ std::string shell_join(const std::vector<std::string>& argv) {
 
 int run_launch(int argc, char** argv) {
   const LaunchOptions opts = parse_launch_args(argc, argv, 2);
-  // The ranks validate the run file (`train`). Checking it here first, with
-  // load_run_config(opts.run_file, opts.overrides) and parallel.sequence x
-  // parallel.data == opts.nproc, would report a bad file once, not once per rank.
+  // The ranks validate the run file too; reading it here reports a bad file
+  // once instead of once per rank, and says whether to start a service.
+  const RunConfig cfg = load_run_config(opts.run_file, opts.overrides);
   const std::string mpirun = find_on_path("mpirun");
   if (mpirun.empty())
     throw Error("mpirun not found on PATH; lintrain launch needs Open MPI: install the Debian package "
                 "openmpi-bin (apt-get install openmpi-bin, or run scripts/install-deps.sh)");
   check_open_mpi(mpirun);
+  const std::string self = self_exe();
+  std::unique_ptr<LocalService> service;
+  std::vector<std::string> exports;
+  if (cfg.checkpoint.service == "local") {
+    service = std::make_unique<LocalService>(self, cfg.checkpoint.resolved_dir(cfg.run.out_dir),
+                                             cfg.checkpoint.token_file);
+    exports.push_back(str_cat(kServiceEnv, "=", service->address()));
+  }
   const char* coretype = std::getenv("OPENBLAS_CORETYPE");
   const std::vector<std::string> cmd =
-      mpirun_command(opts, mpirun, self_exe(), usable_cores(), geteuid() == 0, coretype ? coretype : "");
-
-  // HOOK(checkpoint service): a later issue starts the checkpoint service here
-  // when the run file says `checkpoint.service: local` (a child process like
-  // mpirun, its address handed to the ranks with `-x LINTRAIN_CKPT_SERVICE=...`
-  // added to `cmd`), and stops it after mpirun has been waited for below.
+      mpirun_command(opts, mpirun, self, usable_cores(), geteuid() == 0, coretype ? coretype : "", exports);
 
   std::printf("lintrain launch: %s\n", shell_join(cmd).c_str());
   std::fflush(stdout);
@@ -199,34 +217,55 @@ int run_launch(int argc, char** argv) {
   for (const std::string& a : cmd) child_argv.push_back(const_cast<char*>(a.c_str()));
   child_argv.push_back(nullptr);
 
+  const pid_t parent = getpid();
   const pid_t pid = fork();
   if (pid < 0) throw Error(str_cat("cannot start mpirun: fork: ", std::strerror(errno)));
   if (pid == 0) {
+    // The job ends with the launcher, even when it is killed with SIGKILL:
+    // mpirun gets SIGTERM and ends the ranks.
+    prctl(PR_SET_PDEATHSIG, SIGTERM);
+    if (getppid() != parent) _exit(1);
     execv(child_argv[0], child_argv.data());
     std::fprintf(stderr, "lintrain: error: cannot run %s: %s\n", child_argv[0], std::strerror(errno));
     _exit(127);
   }
   g_child = pid;
+  g_terms = 0;
   struct sigaction sa;
   std::memset(&sa, 0, sizeof sa);
   sa.sa_sigaction = forward_signal;
   sa.sa_flags = SA_SIGINFO | SA_RESTART;
   sigemptyset(&sa.sa_mask);
-  struct sigaction old_int, old_term, old_hup;
+  struct sigaction old_int, old_term, old_hup, old_usr1;
   sigaction(SIGINT, &sa, &old_int);
   sigaction(SIGTERM, &sa, &old_term);
   sigaction(SIGHUP, &sa, &old_hup);
+  sigaction(SIGUSR1, &sa, &old_usr1);
 
+  // Wait for mpirun; a service that dies meanwhile is started again.
   int status = 0;
-  pid_t r;
-  do r = waitpid(pid, &status, 0);
-  while (r < 0 && errno == EINTR);
-  const int wait_errno = errno;
+  int wait_errno = 0;
+  while (true) {
+    int st = 0;
+    const pid_t r = waitpid(-1, &st, 0);
+    if (r < 0 && errno == EINTR) continue;
+    if (r < 0) {
+      wait_errno = errno;
+      break;
+    }
+    if (r == pid) {
+      status = st;
+      break;
+    }
+    if (service && r == service->pid()) service->restart(st);
+  }
   g_child = 0;
   sigaction(SIGINT, &old_int, nullptr);
   sigaction(SIGTERM, &old_term, nullptr);
   sigaction(SIGHUP, &old_hup, nullptr);
-  if (r < 0) throw Error(str_cat("waiting for mpirun failed: ", std::strerror(wait_errno)));
+  sigaction(SIGUSR1, &old_usr1, nullptr);
+  if (service) service->stop();
+  if (wait_errno != 0) throw Error(str_cat("waiting for mpirun failed: ", std::strerror(wait_errno)));
   if (WIFEXITED(status)) return WEXITSTATUS(status);
   if (WIFSIGNALED(status)) return 128 + WTERMSIG(status);
   return 1;

@@ -7,16 +7,23 @@
 // pasted into a shell:
 //
 //   mpirun -np N [--allow-run-as-root] --oversubscribe --bind-to none
-//          -x OMP_NUM_THREADS=K [-x OPENBLAS_CORETYPE=...] <this binary> train RUN.yaml <the rest>
+//          -x OMP_NUM_THREADS=K [-x OPENBLAS_CORETYPE=...] [-x LINTRAIN_CKPT_SERVICE=...]
+//          <this binary> train RUN.yaml <the rest>
 //
 // waits for it, and returns its exit status (128 + signal when mpirun itself
 // was killed by a signal), so a dead rank, which makes mpirun end the whole
-// job, makes `lintrain launch` fail too. SIGTERM and SIGHUP sent to the
-// launcher are passed on to mpirun (which ends the ranks); a Ctrl-C at the
-// terminal reaches mpirun directly, as it is in the same process group.
+// job, makes `lintrain launch` fail too. The first SIGTERM sent to the
+// launcher reaches the ranks as SIGUSR1 (they save a checkpoint and exit
+// with 75), a second one as SIGTERM; SIGHUP and SIGUSR1 are passed on; a
+// Ctrl-C at the terminal reaches mpirun directly, as it is in the same
+// process group. mpirun gets SIGTERM when the launcher dies, even by SIGKILL.
+//
+// With checkpoint.service: local in the run file, the launcher first starts
+// the checkpoint service for the run (launch/local_service.h) and tells the
+// ranks its address through LINTRAIN_CKPT_SERVICE.
 //
 // Everything after the two launch options is handed to `train` unchanged and
-// in order; the launcher only checks that a run file is named and readable.
+// in order; the launcher reads the run file (and fails on a bad one) first.
 // K defaults to max(1, usable cores / N) so the ranks do not oversubscribe
 // the machine with OpenMP threads. Cluster runs use mpirun or srun directly
 // (examples/slurm/pretrain.sbatch); see launch/README-launch.md.
@@ -42,10 +49,12 @@ LaunchOptions parse_launch_args(int argc, char** argv, int first);
 
 // The mpirun command line (argv[0] is `mpirun`) for `opts`: pure, for tests.
 // `self` is the lintrain binary the ranks run; `as_root` adds
-// --allow-run-as-root; `openblas_coretype`, when non-empty, is forwarded.
+// --allow-run-as-root; `openblas_coretype`, when non-empty, is forwarded;
+// each of `exports` (KEY=VALUE) is set for the ranks with -x.
 std::vector<std::string> mpirun_command(const LaunchOptions& opts, const std::string& mpirun,
                                         const std::string& self, int usable_cores, bool as_root,
-                                        const std::string& openblas_coretype);
+                                        const std::string& openblas_coretype,
+                                        const std::vector<std::string>& exports = {});
 
 // `argv` joined with spaces, each word quoted for a POSIX shell where needed.
 std::string shell_join(const std::vector<std::string>& argv);

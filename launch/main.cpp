@@ -5,12 +5,14 @@
 //   lintrain config --doc                    print the table of every option
 //   lintrain memory RUN.yaml [--set ...]     optimizer groups and state bytes of the run
 //   lintrain memory --table                  the README's optimizer-memory table
+//   lintrain ckpt serve|ls|verify|export ...  the checkpoint service and tools (launch/ckpt_cli.h)
 // Errors print one line "lintrain: error: ..." and exit 1; usage errors exit 2.
 #include <cstdio>
 #include <cstring>
 #include <string>
 #include <vector>
 
+#include "launch/ckpt_cli.h"
 #include "launch/launcher.h"
 #include "launch/memory_report.h"
 #include "launch/trainer.h"
@@ -37,6 +39,14 @@ constexpr const char* kUsage =
     "        print the run's optimizer parameter groups and optimizer-state bytes\n"
     "  memory --table\n"
     "        print the optimizer-state table of every optimizer on the LLaMA 60M-1B shapes\n"
+    "  ckpt serve --dir DIR [--listen HOST:PORT] [--token-file FILE] [--stale-after S] [--ready-file FILE]\n"
+    "        run the checkpoint service for DIR (loopback 127.0.0.1:7070 by default)\n"
+    "  ckpt ls DIR|HOST:PORT [--token-file FILE]\n"
+    "        list checkpoints: step, time, size, layout, complete or not\n"
+    "  ckpt verify PATH\n"
+    "        check every file and checksum of a checkpoint (or of every one in a directory)\n"
+    "  ckpt export PATH --out DIR\n"
+    "        write model.safetensors + config.json of a checkpoint (a directory: its newest)\n"
     "\n"
     "KEY is section.key as in the run file, e.g. --set train.steps=50\n";
 
@@ -85,6 +95,7 @@ int main(int argc, char** argv) {
   const std::string cmd = argv[1];
   try {
     if (cmd == "launch") return lintrain::run_launch(argc, argv);
+    if (cmd == "ckpt") return lintrain::run_ckpt(argc, argv);
     const Args args = parse_args(argc, argv, 2);
     if (cmd == "train") {
       if (args.file.empty()) usage_error("train needs a run file, e.g. lintrain train examples/tiny.yaml");
@@ -129,6 +140,8 @@ int main(int argc, char** argv) {
       return 0;
     }
     usage_error("unknown command '" + cmd + "'");
+  } catch (const lintrain::UsageError& e) {
+    usage_error(e.what());
   } catch (const std::exception& e) {
     std::fprintf(stderr, "lintrain: error: %s\n", e.what());
     return 1;

@@ -73,7 +73,9 @@ class StopSignals {
   struct sigaction old_term_, old_usr1_;
 };
 
-const char* signal_name(int sig) { return sig == SIGTERM ? "SIGTERM" : sig == SIGUSR1 ? "SIGUSR1" : "a signal"; }
+const char* signal_name(int sig) {
+  return sig == SIGTERM ? "SIGTERM" : sig == SIGUSR1 ? "SIGUSR1" : "a signal to another rank";
+}
 
 // Why a step went non-finite, from what it saw: the first sign of trouble
 // names the likely cause.
@@ -304,13 +306,14 @@ TrainResult train(const RunConfig& cfg, const TrainOptions& opts, Communicator& 
       result.eval_accuracy = ev.accuracy();
     }
     if (lead && !last && cfg.train.export_every > 0 && (step + 1) % cfg.train.export_every == 0)
-      export_weights(model, cfg.run.out_dir);
+      export_weights(model, cfg.data.seq_len, cfg.run.out_dir);
     if (stop || checkpoints.due(step + 1, cfg.train.steps))
       checkpoints.save(step + 1, state.snapshot(), /*wait=*/last || stop);
     checkpoints.report(log.get(), print);
     failpoint_kill("train.kill-after-step", step + 1);
     if (stop) {
-      result.stopped_by_signal = static_cast<int>(end_of_step[1]);
+      // The signal this rank got, or -1 when only another rank got one.
+      result.stopped_by_signal = signals.received() > 0 ? signals.received() : -1;
       break;
     }
   }
@@ -336,7 +339,7 @@ TrainResult train(const RunConfig& cfg, const TrainOptions& opts, Communicator& 
     return result;
   }
   if (lead) {
-    export_weights(model, cfg.run.out_dir);
+    export_weights(model, cfg.data.seq_len, cfg.run.out_dir);
     if (print)
       std::printf("lintrain: done in %s; weights in %s/model.safetensors\n",
                   format_duration(seconds_since(run_start)).c_str(), cfg.run.out_dir.c_str());

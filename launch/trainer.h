@@ -24,7 +24,7 @@ struct TrainResult {
   std::vector<double> losses;  // per optimizer step this process ran, mean over the step's tokens
   int64_t resumed_from = -1;   // the checkpoint's step, or -1 for a fresh start
   bool complete = false;       // the checkpoint was already at train.steps: nothing ran
-  int stopped_by_signal = 0;   // SIGTERM/SIGUSR1 that stopped the run early (checkpoint saved), else 0
+  int stopped_by_signal = 0;   // SIGTERM/SIGUSR1 that stopped the run early (-1: sent to another rank), else 0
   double eval_loss = 0.0;      // the final evaluation
   double eval_accuracy = 0.0;  // next-token (text) or answer (MQAR) accuracy
   double tokens_per_s = 0.0;   // over the whole run

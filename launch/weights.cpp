@@ -3,22 +3,27 @@
 #include <cstring>
 #include <filesystem>
 
+#include "runtime/cpu/copy.h"
 #include "runtime/io/atomic_file.h"
 #include "runtime/io/hf_config.h"
 #include "runtime/io/safetensors.h"
 
 namespace lintrain {
 
-void export_weights(const LinearLlama& model, const std::string& dir) {
-  std::filesystem::create_directories(dir);
+void export_weights(const ModelConfig& cfg, int seq_len, const ParamTable& table, const FlatBuffer& params,
+                    const std::string& dir) {
   std::vector<SafeTensor> tensors;
-  const FlatBuffer& params = model.params();
-  for (const TensorView& v : model.table().views())
-    tensors.push_back(SafeTensor{v.name, DType::F32, v.shape, params.at(v)});
+  for (const TensorView& v : table.views()) {
+    const float* w = params.at(v);
+    if (const int64_t i = find_non_finite(w, v.numel); i >= 0)
+      throw Error(str_cat("[export] weight '", v.name, "' is ", w[i], " at index ", i,
+                          "; not exporting non-finite weights (the previous export in ", dir, " is kept)"));
+    tensors.push_back(SafeTensor{v.name, DType::F32, v.shape, w});
+  }
+  std::filesystem::create_directories(dir);
   save_safetensors(dir + "/model.safetensors", tensors,
-                   {{"format", "pt"}, {"producer", "lintrain"},
-                    {"layer_pattern", model.config().layer_pattern}});
-  write_file_atomic(dir + "/config.json", hf_llama_config_json(model.config(), model.seq_len()));
+                   {{"format", "pt"}, {"producer", "lintrain"}, {"layer_pattern", cfg.layer_pattern}});
+  write_file_atomic(dir + "/config.json", hf_llama_config_json(cfg, seq_len));
 }
 
 void import_weights(LinearLlama& model, const std::string& path) {

@@ -20,6 +20,13 @@ class ConfigError : public Error {
   using Error::Error;
 };
 
+// A command line that does not parse: main prints it with the usage and
+// exits 2.
+class UsageError : public Error {
+ public:
+  using Error::Error;
+};
+
 // A missing, unreadable or corrupt file (data, weights, checkpoints).
 class IoError : public Error {
  public:

@@ -148,9 +148,12 @@ void restore_run_state(const OpenedCheckpoint& ckpt, RunState& state) {
                                        shape_str(t.shape), " there, ", safetensors_dtype_name(e.dtype), " ",
                                        shape_str(e.shape), " here)"));
   }
-  for (const auto& [part, file] : ckpt.parts)
-    for (const SafeTensor& t : file.tensors())
+  for (const std::string& part : state.parts()) {
+    const auto it = ckpt.parts.find(part);
+    if (it == ckpt.parts.end()) continue;
+    for (const SafeTensor& t : it->second.tensors())
       if (!wanted.count(part + "/" + t.name)) foreign.items.push_back(str_cat(part, " tensor '", t.name, "'"));
+  }
   std::string msg;
   for (const Kind* k : {&missing, &reshaped, &foreign}) {
     if (k->items.empty()) continue;

@@ -69,10 +69,12 @@ std::optional<OpenedCheckpoint> open_newest(CheckpointSource& source,
 OpenedCheckpoint open_checkpoint_path(const std::string& path,
                                       const std::function<void(const std::string&)>& warn);
 
-// Copies the checkpoint's tensors into `state`'s live memory. First checks
-// that every entry is in the checkpoint with the same dtype and shape and
-// that the checkpoint holds no tensor the state lacks; on any difference
-// throws IoError listing them (up to ten) and changes nothing.
+// Copies the checkpoint's tensors into `state`'s live memory. First checks,
+// for the parts `state` has, that every entry is in the checkpoint with the
+// same dtype and shape and that the checkpoint's part holds no tensor the
+// state lacks; on any difference throws IoError listing them (by kind, the
+// first few of each) and changes nothing. Parts the state does not have are
+// not read (`ckpt export` restores the model part alone).
 void restore_run_state(const OpenedCheckpoint& ckpt, RunState& state);
 
 }  // namespace lintrain

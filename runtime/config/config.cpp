@@ -214,8 +214,10 @@ void apply_override(const std::string& text, RunConfig& cfg, KeyOrigins& origins
 }  // namespace config
 
 // ---- public API ---------------------------------------------------------------------
-RunConfig parse_run_config(const std::string& yaml_text, const std::vector<std::string>& overrides,
-                           const std::string& source) {
+namespace {
+
+RunConfig parse_config(const std::string& yaml_text, const std::vector<std::string>& overrides,
+                       const std::string& source, bool check_files) {
   using namespace config;
   RunConfig cfg;
   cfg.source = source;
@@ -233,8 +235,19 @@ RunConfig parse_run_config(const std::string& yaml_text, const std::vector<std::
   const Place place{source, true};
   if (!documents.empty()) apply_mapping(documents[0], "", cfg, origins, place);
   for (const std::string& o : overrides) apply_override(o, cfg, origins);
-  validate_run_config(cfg, origins);
+  validate_run_config(cfg, origins, check_files);
   return cfg;
+}
+
+}  // namespace
+
+RunConfig parse_run_config(const std::string& yaml_text, const std::vector<std::string>& overrides,
+                           const std::string& source) {
+  return parse_config(yaml_text, overrides, source, /*check_files=*/true);
+}
+
+RunConfig parse_recorded_run_config(const std::string& yaml_text, const std::string& source) {
+  return parse_config(yaml_text, {}, source, /*check_files=*/false);
 }
 
 RunConfig load_run_config(const std::string& path, const std::vector<std::string>& overrides) {

@@ -209,6 +209,10 @@ RunConfig load_run_config(const std::string& path, const std::vector<std::string
 // The same from YAML text (tests; `source` names it in messages).
 RunConfig parse_run_config(const std::string& yaml_text, const std::vector<std::string>& overrides,
                            const std::string& source);
+// A resolved run file recorded by an earlier run (a checkpoint's): parsed
+// and checked like a run file, except that its data files need not exist
+// any more.
+RunConfig parse_recorded_run_config(const std::string& yaml_text, const std::string& source);
 // The Markdown table of every option (name, type, default, meaning) that the
 // README carries; `lintrain config --doc` prints it.
 std::string config_reference_markdown();

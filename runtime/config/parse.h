@@ -63,8 +63,9 @@ class KeyOrigins {
   int count_ = 0;
 };
 
-// The rules that involve more than one key, or the file system; run once
-// after the file and all overrides are applied. Throws ConfigError.
-void validate_run_config(const RunConfig& cfg, const KeyOrigins& origins);
+// The rules that involve more than one key, or the file system (unless
+// check_files is false); run once after the file and all overrides are
+// applied. Throws ConfigError.
+void validate_run_config(const RunConfig& cfg, const KeyOrigins& origins, bool check_files = true);
 
 }  // namespace lintrain::config

@@ -65,14 +65,14 @@ void check_data_path(const DataConfig& d, const KeyOrigins& o) {
     fail(where, str_cat("data.path '", d.path, "' is neither a file nor a directory"));
 }
 
-void check_data(const RunConfig& c, const KeyOrigins& o) {
+void check_data(const RunConfig& c, const KeyOrigins& o, bool check_files) {
   const DataConfig& d = c.data;
   if (d.kind == "text" && c.model.vocab_size < 256)
     fail(o.where({"model.vocab_size", "data.kind"}),
          str_cat("model.vocab_size ", c.model.vocab_size, " is too small for data.kind text, whose byte-level ",
                  "tokens need at least 256"));
   if (d.kind == "text" || d.kind == "tokens") {
-    check_data_path(d, o);
+    if (check_files) check_data_path(d, o);
     // Evaluation always runs at the end of training and reads the held-out split.
     if (d.valid_fraction <= 0.0)
       fail(o.where({"data.valid_fraction", "data.kind"}),
@@ -103,9 +103,9 @@ double optim_default_lr(const std::string& name) { return name == "lion" ? 1e-4 
 
 namespace lintrain::config {
 
-void validate_run_config(const RunConfig& c, const KeyOrigins& o) {
+void validate_run_config(const RunConfig& c, const KeyOrigins& o, bool check_files) {
   check_model(c.model, o);
-  check_data(c, o);
+  check_data(c, o, check_files);
   if (c.data.seq_len % c.parallel.sequence != 0)
     fail(o.where({"data.seq_len", "parallel.sequence"}),
          str_cat("data.seq_len ", c.data.seq_len, " is not divisible by parallel.sequence ", c.parallel.sequence,

@@ -42,4 +42,12 @@ bool copy_checking_finite(float* dst, const float* src, int64_t n, int64_t* firs
   return bad == n;
 }
 
+int64_t find_non_finite(const float* p, int64_t n) {
+  int64_t bad = n;
+#pragma omp parallel for schedule(static) reduction(min : bad) if (n >= (int64_t{1} << 18))
+  for (int64_t i = 0; i < n; ++i)
+    if (p[i] - p[i] != 0.0f && i < bad) bad = i;
+  return bad < n ? bad : -1;
+}
+
 }  // namespace lintrain

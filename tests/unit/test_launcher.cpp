@@ -65,6 +65,12 @@ TEST(Launcher, BuildsTheMpirunCommand) {
       "OMP_NUM_THREADS=4", "-x", "OPENBLAS_CORETYPE=Haswell", "/opt/lintrain", "train", kRunFile, "--set",
       "train.steps=3"};
   EXPECT_EQ(lintrain::mpirun_command(o, "/usr/bin/mpirun", "/opt/lintrain", 8, true, "Haswell"), want);
+  // The checkpoint service's address (checkpoint.service: local) reaches the ranks with -x.
+  std::vector<std::string> with_service = want;
+  with_service.insert(with_service.begin() + 11, {"-x", "LINTRAIN_CKPT_SERVICE=127.0.0.1:4000"});
+  EXPECT_EQ(lintrain::mpirun_command(o, "/usr/bin/mpirun", "/opt/lintrain", 8, true, "Haswell",
+                                     {"LINTRAIN_CKPT_SERVICE=127.0.0.1:4000"}),
+            with_service);
 
   const auto cmd = lintrain::mpirun_command(o, "mpirun", "lintrain", 8, false, "");
   EXPECT_EQ(std::count(cmd.begin(), cmd.end(), "--allow-run-as-root"), 0);

@@ -1,0 +1,218 @@
+#include "launch/ckpt_cli.h"
+
+#include <pthread.h>
+#include <signal.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <ctime>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "launch/weights.h"
+#include "layers/model.h"
+#include "runtime/checkpoint/reader.h"
+#include "runtime/checkpoint/service/client.h"
+#include "runtime/checkpoint/service/server.h"
+#include "runtime/checkpoint/store.h"
+#include "runtime/config/config.h"
+#include "runtime/error.h"
+#include "runtime/io/atomic_file.h"
+
+namespace lintrain {
+namespace {
+
+// The options of one ckpt subcommand: flags with values, and positionals.
+struct Flags {
+  std::vector<std::string> positional;
+  std::vector<std::pair<std::string, std::string>> values;
+
+  std::string get(const std::string& flag, const std::string& fallback = "") const {
+    for (const auto& [k, v] : values)
+      if (k == flag) return v;
+    return fallback;
+  }
+};
+
+Flags parse_flags(int argc, char** argv, int first, const std::vector<std::string>& known) {
+  Flags f;
+  for (int i = first; i < argc; ++i) {
+    std::string arg = argv[i];
+    if (arg.rfind("--", 0) != 0) {
+      f.positional.push_back(arg);
+      continue;
+    }
+    std::string value;
+    const size_t eq = arg.find('=');
+    if (eq != std::string::npos) {
+      value = arg.substr(eq + 1);
+      arg = arg.substr(0, eq);
+    } else if (i + 1 < argc) {
+      value = argv[++i];
+    } else {
+      throw UsageError(str_cat(arg, " needs a value"));
+    }
+    bool ok = false;
+    for (const std::string& k : known) ok |= k == arg;
+    if (!ok) throw UsageError(str_cat("unknown option '", arg, "'"));
+    f.values.emplace_back(arg, value);
+  }
+  return f;
+}
+
+std::string one_positional(const Flags& f, const char* what) {
+  if (f.positional.size() != 1) throw UsageError(str_cat("ckpt needs ", what));
+  return f.positional[0];
+}
+
+double parse_seconds(const std::string& flag, const std::string& text) {
+  char* end = nullptr;
+  errno = 0;
+  const double v = std::strtod(text.c_str(), &end);
+  if (text.empty() || *end != '\0' || errno != 0 || !(v >= 0))
+    throw UsageError(str_cat(flag, " needs a number of seconds >= 0, got '", text, "'"));
+  return v;
+}
+
+std::string size_text(uint64_t bytes) {
+  char buf[32];
+  if (bytes >= 1000000000ull) std::snprintf(buf, sizeof buf, "%.2f GB", bytes / 1e9);
+  else std::snprintf(buf, sizeof buf, "%.1f MB", bytes / 1e6);
+  return buf;
+}
+
+std::string time_text(double unix_s) {
+  if (unix_s <= 0) return "-";
+  const time_t t = static_cast<time_t>(unix_s);
+  struct tm tm;
+  localtime_r(&t, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%d %H:%M:%S", &tm);
+  return buf;
+}
+
+int serve(const Flags& f) {
+  if (!f.positional.empty()) throw UsageError("ckpt serve takes no positional arguments (use --dir DIR)");
+  ServiceOptions o;
+  o.dir = f.get("--dir");
+  if (o.dir.empty()) throw UsageError("ckpt serve needs --dir DIR, the checkpoint directory to serve");
+  o.listen = f.get("--listen", o.listen);
+  o.token_file = f.get("--token-file");
+  if (!f.get("--stale-after").empty()) o.stale_after_s = parse_seconds("--stale-after", f.get("--stale-after"));
+  const std::string ready_file = f.get("--ready-file");
+
+  // The signals that stop the service are taken by this thread alone
+  // (sigwait below); gRPC's threads, started next, inherit the mask.
+  sigset_t stop;
+  sigemptyset(&stop);
+  sigaddset(&stop, SIGTERM);
+  sigaddset(&stop, SIGINT);
+  sigaddset(&stop, SIGHUP);
+  pthread_sigmask(SIG_BLOCK, &stop, nullptr);
+
+  CheckpointService service(o);
+  std::printf("lintrain ckpt serve: listening on %s, checkpoints in %s%s\n", service.address().c_str(),
+              service.dir().c_str(), o.token_file.empty() ? " (loopback, no token)" : " (token required)");
+  std::fflush(stdout);
+  if (!ready_file.empty()) write_file_atomic(ready_file, service.address() + "\n");
+  int sig = 0;
+  sigwait(&stop, &sig);
+  std::printf("lintrain ckpt serve: %s received; finishing the calls in flight\n", strsignal(sig));
+  std::fflush(stdout);
+  service.shutdown(10);
+  return 0;
+}
+
+int list(const Flags& f) {
+  const std::string where = one_positional(f, "a checkpoint directory or HOST:PORT, e.g. lintrain ckpt ls runs/tiny/checkpoints");
+  std::error_code ec;
+  std::vector<CheckpointInfo> all;
+  std::string latest;
+  if (std::filesystem::is_directory(where, ec)) {
+    const CheckpointStore store(where);
+    all = store.list();
+    latest = store.latest();
+  } else if (where.find(':') != std::string::npos) {
+    auto source = service_source(service_endpoint(where, f.get("--token-file")), 10);
+    all = source->list();
+  } else {
+    throw IoError(str_cat("'", where, "' is neither a directory nor a service address HOST:PORT"));
+  }
+  std::printf("%-14s %-19s %10s  %-12s %s\n", "checkpoint", "created", "size", "layout", "status");
+  for (const CheckpointInfo& c : all) {
+    const std::string name = step_dir_name(c.step);
+    const std::string layout = c.world_size > 0 ? str_cat("DP ", c.data, " x SP ", c.sequence) : "-";
+    std::printf("%-14s %-19s %10s  %-12s %s%s\n", name.c_str(), time_text(c.created_unix).c_str(),
+                size_text(c.bytes).c_str(), layout.c_str(), c.complete ? "complete" : ("INCOMPLETE: " + c.problem).c_str(),
+                name == latest ? "  <- latest" : "");
+  }
+  if (all.empty()) std::printf("(no checkpoints)\n");
+  return 0;
+}
+
+int verify(const Flags& f) {
+  const std::string path = one_positional(f, "a checkpoint folder or directory, e.g. lintrain ckpt verify runs/tiny/checkpoints");
+  std::error_code ec;
+  if (!std::filesystem::is_directory(path, ec)) throw IoError(str_cat("'", path, "' is not a directory"));
+  std::vector<std::string> folders;
+  int64_t step;
+  const std::filesystem::path p = std::filesystem::path(path).lexically_normal();
+  const std::string leaf = (p.filename().empty() ? p.parent_path() : p).filename().string();
+  if (parse_step_dir_name(leaf, &step)) {
+    folders.push_back(path);
+  } else {
+    for (const CheckpointInfo& c : CheckpointStore(path).list()) folders.push_back(c.path);
+    if (folders.empty()) throw IoError(str_cat("'", path, "' holds no checkpoint (no step-<N> folder)"));
+  }
+  int bad = 0;
+  for (const std::string& folder : folders) {
+    try {
+      const OpenedCheckpoint c = open_checkpoint_path(folder, nullptr);
+      std::printf("%s: ok (%zu files, %s, every checksum matches)\n", folder.c_str(), c.manifest.files.size(),
+                  size_text(c.manifest.bytes()).c_str());
+    } catch (const Error& e) {
+      ++bad;
+      std::printf("%s: BAD: %s\n", folder.c_str(), e.what());
+    }
+  }
+  std::fflush(stdout);
+  return bad == 0 ? 0 : 1;
+}
+
+int export_checkpoint(const Flags& f) {
+  const std::string path = one_positional(f, "a checkpoint, e.g. lintrain ckpt export runs/tiny/checkpoints --out exported");
+  const std::string out = f.get("--out");
+  if (out.empty()) throw UsageError("ckpt export needs --out DIR, where model.safetensors and config.json go");
+  auto warn = [](const std::string& w) { std::fprintf(stderr, "lintrain: warning: %s\n", w.c_str()); };
+  const OpenedCheckpoint c = open_checkpoint_path(path, warn);
+  const auto& meta = c.part("trainer").metadata();
+  const auto yaml = meta.find("config");
+  if (yaml == meta.end()) throw IoError(str_cat(c.where, ": trainer.safetensors holds no run file (metadata 'config')"));
+  const RunConfig cfg = parse_recorded_run_config(yaml->second, c.where + " (its run file)");
+  const ParamTable table = make_param_table(cfg.model);
+  FlatBuffer params(table);
+  RunState state;
+  for (const TensorView& v : table.views()) state.add("model", v.name, DType::F32, v.shape, params.at(v));
+  restore_run_state(c, state);  // the model part alone: the state has no other
+  export_weights(cfg.model, cfg.data.seq_len, table, params, out);
+  std::printf("lintrain ckpt export: %s (step %lld) -> %s/model.safetensors, %s/config.json\n", c.where.c_str(),
+              static_cast<long long>(c.manifest.step), out.c_str(), out.c_str());
+  return 0;
+}
+
+}  // namespace
+
+int run_ckpt(int argc, char** argv) {
+  if (argc < 3) throw UsageError("ckpt needs a subcommand: serve, ls, verify or export");
+  const std::string sub = argv[2];
+  if (sub == "serve") return serve(parse_flags(argc, argv, 3, {"--dir", "--listen", "--token-file", "--stale-after", "--ready-file"}));
+  if (sub == "ls") return list(parse_flags(argc, argv, 3, {"--token-file"}));
+  if (sub == "verify") return verify(parse_flags(argc, argv, 3, {}));
+  if (sub == "export") return export_checkpoint(parse_flags(argc, argv, 3, {"--out"}));
+  throw UsageError(str_cat("unknown ckpt subcommand '", sub, "' (serve, ls, verify, export)"));
+}
+
+}  // namespace lintrain
