@@ -129,8 +129,19 @@ int64_t RunCheckpoints::resume(TrainState& state, std::vector<std::string>& note
   int64_t step = -1;
   std::string path;
   if (world.rank() == 0) {
-    if (by_path) opened = open_checkpoint_path(cfg_.resume, warn);
-    else if (src) opened = open_newest(*src, warn);
+    if (by_path) {
+      opened = open_checkpoint_path(cfg_.resume, warn);
+    } else if (src) {
+      try {
+        opened = open_newest(*src, warn);
+      } catch (const IoError&) {
+        throw;
+      } catch (const Error& e) {
+        // Starting fresh could overwrite a run the service holds.
+        throw Error(str_cat("resume: auto: ", e.what(), "; cannot tell whether it holds checkpoints of this run: "
+                            "start the service (or fix checkpoint.service), or set resume: none to start fresh"));
+      }
+    }
     if (opened) {
       step = opened->manifest.step;
       path = opened->where;
@@ -181,7 +192,7 @@ bool RunCheckpoints::report(MetricsLog* log, bool print) {
     }
     all_ok = false;
     const std::string on_rank = grid_.world_size() > 1 ? str_cat(" on rank ", grid_.rank()) : "";
-    std::fprintf(stderr, "lintrain: warning: the checkpoint of step %lld %s%s: %s; the previous checkpoint is intact\n",
+    std::fprintf(stderr, "lintrain: warning: the checkpoint of step %lld %s%s: %s; earlier checkpoints are intact\n",
                  static_cast<long long>(r.step), r.abandoned ? "was abandoned" : "failed", on_rank.c_str(),
                  r.error.c_str());
     std::fflush(stderr);

@@ -319,6 +319,9 @@ TrainResult train(const RunConfig& cfg, const TrainOptions& opts, Communicator& 
   }
   checkpoints.finish();
   checkpoints.report(log.get(), print);
+  // No rank leaves before rank 0 has published the last checkpoint: under
+  // srun --kill-on-bad-exit a rank that exits with 75 first would end the rest.
+  world.barrier();
   if (log) log->finish();
   result.tokens_per_s = static_cast<double>(counters.step - first_step) * step_tokens / seconds_since(run_start);
   const bool saved_last = checkpoints.due(cfg.train.steps, cfg.train.steps) || result.stopped_by_signal;

@@ -3,7 +3,8 @@
 # skipped where Slurm cannot run): a 2-task job completes, and its losses are
 # exactly those of `mpirun -np 2` on the same run file (same ranks, same data,
 # same arithmetic: bit-identical). First with tests/e2e/mpi_probe in place of
-# lintrain (Slurm + srun --mpi=pmix + Open MPI alone), then with lintrain.
+# lintrain (Slurm + srun --mpi=pmix + Open MPI alone), then with lintrain;
+# then a job preempted by SIGTERM, requeued, and resumed exactly.
 set -euo pipefail
 # shellcheck source=tests/e2e/launch_lib.sh
 source "$(dirname "$0")/launch_lib.sh"
@@ -117,4 +118,48 @@ if ! diff "$WORK/slurm.losses" "$WORK/mpirun.losses"; then
   fail "the Slurm run's losses (<) differ from mpirun's (>)"
 fi
 note "5 losses identical under srun and mpirun: $(awk '{print $2}' "$WORK/slurm.losses" | tr '\n' ' ')"
+
+# 3. Preemption: SIGTERM to the job's ranks mid-run. They finish their step,
+# save a checkpoint and exit 75; pretrain.sbatch requeues the job, which
+# resumes from that checkpoint and completes with exactly the losses of an
+# uninterrupted run (mpirun, same layout).
+cat >"$WORK/preempt.yaml" <<'YAML'
+run: {name: preempt, seed: 11, threads: 1}
+model: {vocab_size: 256, hidden_size: 64, num_hidden_layers: 2, num_attention_heads: 4, intermediate_size: 128,
+        layer_pattern: "LS", linear_attention: {block_size: 16}}
+data: {kind: text, path: /usr/share/common-licenses, seq_len: 64}
+train: {steps: 600, micro_batch: 2, eval_every: 0, eval_batches: 1, log_every: 100}
+optim: {name: adamw, lr: 3.0e-3}
+parallel: {data: 2}
+checkpoint: {every: 100, keep: 2}
+YAML
+submit preempt "$LINTRAIN" "$WORK/preempt.yaml" --set run.out_dir="$WORK/preempt-run"
+for _ in $(seq 1 600); do
+  grep -q "^checkpoint step 100:" "$WORK/preempt.out" 2>/dev/null && break
+  sleep 0.1
+done
+grep -q "^checkpoint step 100:" "$WORK/preempt.out" || { cat "$WORK/preempt.out"; fail "preempt: no checkpoint in 60 s"; }
+timeout 10 scancel --signal=TERM "$JOB_ID" || fail "preempt: scancel --signal=TERM failed"
+note "preempt: SIGTERM sent to the ranks of job $JOB_ID"
+wait_job preempt "$JOB_LIMIT_S"
+expect_completed preempt
+grep -q "^lintrain: stopped by SIGTERM after step [0-9]*; checkpoint .* saved" "$WORK/preempt.out" ||
+  fail "preempt: the ranks did not stop with a checkpoint"
+grep -q "^pretrain.sbatch: job $JOB_ID stopped with a checkpoint; requeueing it" "$WORK/preempt.out" ||
+  fail "preempt: the job was not requeued"
+grep -q "^lintrain: resumed from .* at step [0-9]* (written by DP 2 x SP 1)" "$WORK/preempt.out" ||
+  fail "preempt: the requeued job did not resume"
+stopped=$(sed -n 's/^lintrain: stopped by SIGTERM after step \([0-9]*\);.*/\1/p' "$WORK/preempt.out")
+code=0
+OMP_NUM_THREADS=1 timeout "$JOB_LIMIT_S" "${MPIRUN[@]}" -np 2 "$LINTRAIN" train "$WORK/preempt.yaml" \
+  --set run.out_dir="$WORK/preempt-straight" >"$WORK/preempt-straight.out" 2>&1 || code=$?
+[ "$code" -eq 0 ] || { cat "$WORK/preempt-straight.out"; fail "the uninterrupted mpirun run exited with $code"; }
+train_losses "$WORK/preempt-run/metrics.jsonl" >"$WORK/preempt.losses"
+train_losses "$WORK/preempt-straight/metrics.jsonl" >"$WORK/preempt-straight.losses"
+[ "$(wc -l <"$WORK/preempt.losses")" -eq 600 ] || fail "preempt: $(wc -l <"$WORK/preempt.losses") steps logged, want 600"
+diff -q "$WORK/preempt.losses" "$WORK/preempt-straight.losses" >/dev/null ||
+  fail "preempt: the requeued run's losses differ from the uninterrupted run's"
+cmp -s "$WORK/preempt-run/model.safetensors" "$WORK/preempt-straight/model.safetensors" ||
+  fail "preempt: the final weights differ from the uninterrupted run's"
+note "preempt: stopped after step $stopped, requeued, resumed: 600 losses and the weights bit-identical"
 note "PASSED"

@@ -180,7 +180,7 @@ struct CheckpointService::Impl final : public pb::Checkpoints::Service {
           return invalid(str_cat("PutFile: a chunk of ", chunk.data().size(), " bytes, above the limit of ",
                                  kCheckpointChunkBytes));
         part->write(chunk.data().data(), chunk.data().size());
-        if (++pieces == 2) failpoint_kill("service.mid-file", key.second);
+        if (++pieces == 1) failpoint_kill("service.mid-file", key.second);
       } while (reader->Read(&chunk));
       const uint64_t want = h.xxh3_64();
       const FileRecord rec = part->finish(&want);
