@@ -165,6 +165,8 @@ bool RunCheckpoints::due(int64_t step, int64_t total) const {
 
 void RunCheckpoints::save(int64_t step, const RunState& state, bool wait) { saver_->save(step, state, wait); }
 
+void RunCheckpoints::fence() { saver_->fence(); }
+
 void RunCheckpoints::finish() { saver_->finish(); }
 
 bool RunCheckpoints::report(MetricsLog* log, bool print) {

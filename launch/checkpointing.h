@@ -47,6 +47,9 @@ class RunCheckpoints {
   bool due(int64_t step, int64_t total) const;
   // Starts the save of `state` as of `step`; wait = finish it before returning.
   void save(int64_t step, const RunState& state, bool wait);
+  // Returns once the save in flight has its copy of the state: call before
+  // the optimizer step (or anything else) changes it.
+  void fence();
   // Waits for the save in flight.
   void finish();
 

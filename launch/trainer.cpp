@@ -1,6 +1,7 @@
 #include "launch/trainer.h"
 
 #include <omp.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <cmath>
@@ -46,10 +47,24 @@ void check_supported(const RunConfig& cfg) {
 }
 
 // SIGTERM and SIGUSR1 (what Slurm sends before a time limit or preemption)
-// ask the run to stop after the current step with a checkpoint. Installed
-// for the life of one train() call.
+// ask the run to stop after the current step with a checkpoint, and so does
+// a first Ctrl-C (SIGINT); a second Ctrl-C stops at once. Installed for the
+// life of one train() call.
 volatile sig_atomic_t g_stop_signal = 0;
-void on_stop_signal(int sig) { g_stop_signal = sig; }
+void on_stop_signal(int sig) {
+  if (sig == SIGINT) {
+    if (g_stop_signal == SIGINT) {
+      std::signal(SIGINT, SIG_DFL);
+      std::raise(SIGINT);
+      return;
+    }
+    static const char msg[] = "\nlintrain: stopping after this step with a checkpoint (Ctrl-C again to stop now)\n";
+    if (::write(STDERR_FILENO, msg, sizeof msg - 1) < 0) {
+      // Nothing to do about a closed stderr in a signal handler.
+    }
+  }
+  g_stop_signal = sig;
+}
 
 class StopSignals {
  public:
@@ -62,19 +77,22 @@ class StopSignals {
     sigemptyset(&sa.sa_mask);
     sigaction(SIGTERM, &sa, &old_term_);
     sigaction(SIGUSR1, &sa, &old_usr1_);
+    sigaction(SIGINT, &sa, &old_int_);
   }
   ~StopSignals() {
     sigaction(SIGTERM, &old_term_, nullptr);
     sigaction(SIGUSR1, &old_usr1_, nullptr);
+    sigaction(SIGINT, &old_int_, nullptr);
   }
   int received() const { return g_stop_signal; }
 
  private:
-  struct sigaction old_term_, old_usr1_;
+  struct sigaction old_term_, old_usr1_, old_int_;
 };
 
 const char* signal_name(int sig) {
-  return sig == SIGTERM ? "SIGTERM" : sig == SIGUSR1 ? "SIGUSR1" : "a signal to another rank";
+  return sig == SIGTERM ? "SIGTERM" : sig == SIGUSR1 ? "SIGUSR1" : sig == SIGINT ? "Ctrl-C (SIGINT)"
+                                                                               : "a signal to another rank";
 }
 
 // Why a step went non-finite, from what it saw: the first sign of trouble
@@ -189,7 +207,7 @@ TrainResult train(const RunConfig& cfg, const TrainOptions& opts, Communicator& 
                 cfg.checkpoint.every > 0 ? str_cat("every ", cfg.checkpoint.every, " steps, keep ",
                                                    cfg.checkpoint.keep, cfg.checkpoint.async ? ", async" : ", sync")
                                                .c_str()
-                                         : "on SIGTERM/SIGUSR1 only",
+                                         : "only on SIGTERM/SIGUSR1/Ctrl-C",
                 checkpoints.describe().c_str(), checkpoints.job().c_str());
     if (resumed >= 0 && !opts.init_from.empty())
       resume_notes.push_back(str_cat("--init-from ", opts.init_from, " is not used: the run continues from its checkpoint"));
@@ -250,6 +268,9 @@ TrainResult train(const RunConfig& cfg, const TrainOptions& opts, Communicator& 
     const double lr = learning_rate(cfg.schedule, optim_peak_lr(cfg.optim), step, cfg.train.steps);
     // Every rank sees the same loss and norm (both reduced), so all skip together.
     const bool finite = std::isfinite(loss) && std::isfinite(grad_norm);
+    // The last checkpoint's copy of the state ran beside this step's forward
+    // and backward; from here on the state changes.
+    checkpoints.fence();
     if (finite) {
       clip_grad_norm(model.grads(), grad_norm, cfg.train.grad_clip);
       optimizer->step(model.params(), model.grads(), lr);

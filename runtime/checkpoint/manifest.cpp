@@ -15,6 +15,9 @@
 namespace lintrain {
 namespace {
 
+constexpr int kMaxWorld = 1 << 20;
+constexpr int64_t kMaxStep = int64_t{1} << 53;
+
 std::string files_json(const std::vector<FileRecord>& files) {
   std::string s = "[";
   for (size_t i = 0; i < files.size(); ++i)
@@ -48,6 +51,12 @@ struct Reader {
     if (v < static_cast<uint64_t>(lo) || v > static_cast<uint64_t>(hi))
       fail(str_cat("field '", key, "' is ", v, ", outside [", lo, ", ", hi, "]"));
     return static_cast<int>(v);
+  }
+  // Checked before the cast: 2^63 and above must not turn negative.
+  int64_t step(const JsonValue& obj) const {
+    const uint64_t s = u64(obj, "step");
+    if (s > static_cast<uint64_t>(kMaxStep)) fail(str_cat("step ", s, " is out of range (at most 2^53)"));
+    return static_cast<int64_t>(s);
   }
   std::string str(const JsonValue& obj, const char* key) const {
     const JsonValue& v = field(obj, key);
@@ -84,9 +93,6 @@ JsonValue parse_or_fail(const std::string& text, const Reader& r) {
     r.fail(str_cat("not valid JSON: ", e.what()));
   }
 }
-
-constexpr int kMaxWorld = 1 << 20;
-constexpr int64_t kMaxStep = int64_t{1} << 53;
 
 }  // namespace
 
@@ -128,8 +134,7 @@ Manifest parse_manifest(const std::string& text, const std::string& where) {
   if (m.version != kCheckpointVersion)
     throw IoError(str_cat(where, ": checkpoint format version ", m.version, ", but this lintrain reads version ",
                           kCheckpointVersion, "; use the lintrain that wrote it (or a newer one)"));
-  m.step = static_cast<int64_t>(r.u64(v, "step"));
-  if (m.step > kMaxStep) r.fail("step is out of range");
+  m.step = r.step(v);
   m.job = r.str(v, "job");
   if (!valid_job_id(m.job)) r.fail("job is not a job id");
   const JsonValue& created = r.field(v, "created_unix");
@@ -173,8 +178,7 @@ Arrival parse_arrival(const std::string& text, const std::string& where) {
   Arrival a;
   a.job = r.str(v, "job");
   if (!valid_job_id(a.job)) r.fail("job is not a job id");
-  a.step = static_cast<int64_t>(r.u64(v, "step"));
-  if (a.step > kMaxStep) r.fail("step is out of range");
+  a.step = r.step(v);
   a.world_size = r.small_int(v, "world_size", 1, kMaxWorld);
   a.rank = r.small_int(v, "rank", 0, a.world_size - 1);
   const JsonValue& layout = r.field(v, "layout");

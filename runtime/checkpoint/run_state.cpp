@@ -1,6 +1,9 @@
 #include "runtime/checkpoint/run_state.h"
 
 #include <algorithm>
+#include <cstdlib>
+#include <cstring>
+#include <new>
 
 #include "runtime/checkpoint/checksum.h"
 #include "runtime/cpu/copy.h"
@@ -59,22 +62,61 @@ uint64_t RunState::digest() const {
   return h.digest();
 }
 
-void StagedState::stage(const RunState& state) {
-  staged_ = false;
-  // Entries 64-byte aligned in the buffer, in entry order.
-  auto padded = [](size_t n) { return (n + 63) & ~size_t{63}; };
-  size_t total = 0;
-  for (const StateEntry& e : state.entries()) total += padded(e.nbytes());
-  if (buffer_.size() < total) buffer_ = std::vector<uint8_t>(total);
+void StagedState::Free::operator()(void* p) const { std::free(p); }
 
-  parts_ = state.parts();
-  tensors_.clear();
-  layouts_.clear();
-  spans_.clear();
-  size_t offset = 0;
+void StagedState::prepare(const RunState& state) {
+  staged_ = false;
+  constexpr size_t kAlign = 4096;
+  // Each part's safetensors layout: header bytes, then its tensors at their
+  // data offsets in the writer's order (by element size, then name).
+  std::vector<SafeTensorsLayout> layouts;
+  std::vector<std::vector<SafeTensor>> tensors(state.parts().size());
+  std::vector<std::vector<size_t>> entry_of(state.parts().size());  // layout order -> entry index
+  for (size_t i = 0; i < state.entries().size(); ++i) {
+    const StateEntry& e = state.entries()[i];
+    const size_t p = static_cast<size_t>(
+        std::find(state.parts().begin(), state.parts().end(), e.part) - state.parts().begin());
+    // A placeholder pointer: the layout only needs names, dtypes and shapes.
+    tensors[p].push_back(SafeTensor{e.name, e.dtype, e.shape, e.data});
+    entry_of[p].push_back(i);
+  }
+  size_t total = 0;
+  for (size_t p = 0; p < state.parts().size(); ++p) {
+    layouts.push_back(safetensors_layout(state.parts()[p] + ".safetensors", tensors[p], state.metadata(state.parts()[p])));
+    total += (layouts.back().total_bytes() + kAlign - 1) / kAlign * kAlign;
+  }
+  if (capacity_ < total) {
+    void* buf = nullptr;
+    if (::posix_memalign(&buf, kAlign, std::max<size_t>(total, kAlign)) != 0) throw std::bad_alloc();
+    buffer_.reset(static_cast<uint8_t*>(buf));
+    capacity_ = total;
+  }
+  files_.clear();
+  spans_.assign(state.entries().size(), {nullptr, 0});
   nbytes_ = 0;
-  for (const StateEntry& e : state.entries()) {
-    uint8_t* dst = buffer_.data() + offset;
+  size_t offset = 0;
+  for (size_t p = 0; p < state.parts().size(); ++p) {
+    const SafeTensorsLayout& l = layouts[p];
+    uint8_t* file = buffer_.get() + offset;
+    std::memcpy(file, l.prefix.data(), l.prefix.size());
+    size_t at = l.prefix.size();
+    for (const SafeTensor* t : l.order) {
+      const size_t k = static_cast<size_t>(t - tensors[p].data());  // the tensor's index in its part
+      spans_[entry_of[p][k]] = {file + at, t->nbytes()};
+      at += t->nbytes();
+      nbytes_ += t->nbytes();
+    }
+    files_.push_back(StagedFile{state.parts()[p] + ".safetensors", file, l.total_bytes()});
+    offset += (l.total_bytes() + kAlign - 1) / kAlign * kAlign;
+  }
+}
+
+void StagedState::copy(const RunState& state) {
+  staged_ = false;
+  LT_CHECK(spans_.size() == state.entries().size(), "[checkpoint] staging a state other than the one prepared");
+  for (size_t i = 0; i < spans_.size(); ++i) {
+    const StateEntry& e = state.entries()[i];
+    uint8_t* dst = spans_[i].first;
     if (e.dtype == DType::F32) {
       int64_t bad = -1;
       const int64_t n = shape_numel(e.shape);
@@ -82,23 +124,11 @@ void StagedState::stage(const RunState& state) {
         throw Error(str_cat("[checkpoint] ", e.part, " tensor '", e.name, "' holds a non-finite value (",
                             static_cast<const float*>(e.data)[bad], " at index ", bad,
                             "); no checkpoint is written from non-finite state"));
-    } else {
-      parallel_copy(dst, e.data, e.nbytes());
+    } else if (e.nbytes() > 0) {  // a null pointer is allowed for an empty entry
+      std::memcpy(dst, e.data, e.nbytes());
     }
-    tensors_[e.part].push_back(SafeTensor{e.name, e.dtype, e.shape, dst});
-    spans_.emplace_back(dst, e.nbytes());
-    offset += padded(e.nbytes());
-    nbytes_ += e.nbytes();
   }
-  for (const std::string& part : parts_)
-    layouts_[part] = safetensors_layout(part + ".safetensors", tensors_[part], state.metadata(part));
   staged_ = true;
-}
-
-const SafeTensorsLayout& StagedState::layout(const std::string& part) const {
-  const auto it = layouts_.find(part);
-  LT_CHECK(it != layouts_.end(), "[checkpoint] no staged part '", part, "'");
-  return it->second;
 }
 
 uint64_t StagedState::digest() const {

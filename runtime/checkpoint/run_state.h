@@ -20,6 +20,7 @@
 
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -67,31 +68,50 @@ class RunState {
   std::map<std::string, std::map<std::string, std::string>> metadata_;
 };
 
-// A snapshot of a RunState's bytes taken between two steps, which a
-// background writer streams while training changes the live state. Its
-// buffer is reused from one save to the next.
+// One part's file, ready to write: the complete safetensors bytes.
+struct StagedFile {
+  std::string name;  // "<part>.safetensors"
+  const uint8_t* data = nullptr;
+  size_t size = 0;
+};
+
+// A snapshot of a RunState taken between two steps, laid out as the bytes of
+// its part files, which a background writer streams while training changes
+// the live state. Each file starts 4096-aligned, so it can go to the disk
+// with direct I/O without another copy. The buffer is reused from one save
+// to the next.
 class StagedState {
  public:
-  // Copies every entry (on all OpenMP threads). F32 entries are checked as
-  // they are copied: a NaN or infinity throws lintrain::Error naming the
-  // tensor and its index (no checkpoint is ever made of non-finite state),
-  // and nothing counts as staged then.
-  void stage(const RunState& state);
+  // Lays out the files for `state` (growing the buffer when needed) and
+  // writes their safetensors headers; copies no tensor yet.
+  void prepare(const RunState& state);
+  // Copies every entry of the prepared state to its place in its file, on
+  // this thread (it runs beside training, whose cores it must not contend
+  // for). F32 entries are checked as they are copied: a NaN or infinity
+  // throws lintrain::Error naming the tensor and its index (no checkpoint is
+  // ever made of non-finite state), and nothing counts as staged then.
+  void copy(const RunState& state);
+  void stage(const RunState& state) {
+    prepare(state);
+    copy(state);
+  }
   bool staged() const { return staged_; }
 
-  const std::vector<std::string>& parts() const { return parts_; }
-  // The safetensors file of `part`, its tensor data pointing into the buffer.
-  const SafeTensorsLayout& layout(const std::string& part) const;
+  // The part files in the order of RunState::parts().
+  const std::vector<StagedFile>& files() const { return files_; }
+  // Bytes of tensor data (without the headers).
   size_t nbytes() const { return nbytes_; }
   // RunState::digest() of the state as it was staged.
   uint64_t digest() const;
 
  private:
-  std::vector<uint8_t> buffer_;
-  std::vector<std::string> parts_;
-  std::map<std::string, std::vector<SafeTensor>> tensors_;  // per part, into buffer_
-  std::map<std::string, SafeTensorsLayout> layouts_;
-  std::vector<std::pair<const void*, size_t>> spans_;  // entry order, for digest()
+  struct Free {
+    void operator()(void* p) const;
+  };
+  std::unique_ptr<uint8_t, Free> buffer_;
+  size_t capacity_ = 0;
+  std::vector<StagedFile> files_;
+  std::vector<std::pair<uint8_t*, size_t>> spans_;  // each entry's bytes in the buffer, in entry order
   size_t nbytes_ = 0;
   bool staged_ = false;
 };

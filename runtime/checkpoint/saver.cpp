@@ -16,38 +16,22 @@ using Clock = std::chrono::steady_clock;
 
 double now_s() { return std::chrono::duration<double>(Clock::now().time_since_epoch()).count(); }
 
-// Streams a layout's bytes in pieces of at most `chunk` bytes to `sink`,
-// checking `ctl` between pieces.
-template <typename Sink>
-void stream_layout(const SafeTensorsLayout& layout, size_t chunk, SaveControl& ctl, const std::string& doing,
-                   Sink&& sink) {
-  sink(layout.prefix.data(), layout.prefix.size());
-  for (const SafeTensor* t : layout.order) {
-    const char* p = static_cast<const char*>(t->data);
-    for (size_t left = t->nbytes(); left > 0;) {
-      ctl.check(doing);
-      const size_t n = std::min(left, chunk);
-      sink(p, n);
-      p += n;
-      left -= n;
-    }
-  }
-}
-
 class DirectoryTarget : public CheckpointTarget {
  public:
   DirectoryTarget(const std::string& dir, int rank) : store_(dir, /*create=*/true), rank_(rank) {}
   std::string describe() const override { return store_.dir(); }
 
-  FileRecord put_file(const SaveId& id, const std::string& name, const SafeTensorsLayout& layout,
-                      SaveControl& ctl) override {
+  FileRecord put_file(const SaveId& id, const StagedFile& file, SaveControl& ctl) override {
     store_.begin_save(id.job, id.step);
-    auto part = store_.open_part(id.job, id.step, name, layout.total_bytes());
-    stream_layout(layout, size_t{8} << 20, ctl, "writing " + name,
-                  [&](const void* p, size_t n) { part->write(p, n); });
+    auto part = store_.open_part(id.job, id.step, file.name, file.size, /*direct_io=*/true);
+    constexpr size_t kPiece = size_t{64} << 20;  // a multiple of 4096: each piece goes out as it is
+    for (size_t at = 0; at < file.size; at += kPiece) {
+      ctl.check("writing " + file.name);
+      part->write(file.data + at, std::min(kPiece, file.size - at));
+    }
     failpoint_kill("ckpt.before-part-commit", id.step);
     const FileRecord rec = part->finish();
-    trusted_.insert(name);
+    trusted_.insert(file.name);
     return rec;
   }
 
@@ -102,11 +86,27 @@ void SaveControl::cancel() {
   {
     std::lock_guard<std::mutex> lock(mu_);
     cancelled_ = true;
+    if (interrupt_) interrupt_();
   }
   cv_.notify_all();
 }
 
+SaveControl::Waiting::Waiting(SaveControl& ctl, std::function<void()> interrupt, bool passive) : ctl_(ctl) {
+  std::lock_guard<std::mutex> lock(ctl_.mu_);
+  ctl_.interrupt_ = std::move(interrupt);
+  ctl_.passive_ = passive;
+  if (ctl_.cancelled_ && ctl_.interrupt_) ctl_.interrupt_();
+}
+
+SaveControl::Waiting::~Waiting() {
+  std::lock_guard<std::mutex> lock(ctl_.mu_);
+  ctl_.interrupt_ = nullptr;
+  ctl_.passive_ = false;
+}
+
 bool SaveControl::stopped() const { return cancelled_ || now_s() >= deadline_; }
+
+double SaveControl::remaining_s() const { return std::max(0.0, deadline_ - now_s()); }
 
 void SaveControl::check(const std::string& doing) const {
   if (cancelled_) throw Error(str_cat("abandoned while ", doing, ": the next checkpoint was due"));
@@ -148,32 +148,48 @@ void CheckpointSaver::save(int64_t step, const RunState& state, bool wait) {
   SaveReport report;
   report.step = step;
   report.waited_s = now_s() - t0;
-
-  uint64_t digest = 0;
+  state_ = state;
   if (opts_.rank == 0) {
-    staged_.stage(state);  // throws on non-finite state: nothing is saved
+    staged_.prepare(state_);
     report.bytes = staged_.nbytes();
-  } else {
-    digest = state.digest();
   }
   report.stall_s = now_s() - t0;
-
   ctl_ = std::make_unique<SaveControl>(opts_.timeout_s);
   {
     std::lock_guard<std::mutex> lock(mu_);
     busy_ = true;
+    copying_ = true;
+    fence_s_ = 0;
   }
-  worker_ = std::thread([this, id = SaveId{opts_.job, step}, report, digest] { run(id, report, digest); });
+  worker_ = std::thread([this, id = SaveId{opts_.job, step}, report] { run(id, report); });
   if (wait || !opts_.async) {
     finish();
     // A synchronous save stalls training for all of it.
     std::lock_guard<std::mutex> lock(mu_);
-    if (!opts_.async && !reports_.empty() && reports_.back().step == step) reports_.back().stall_s = now_s() - t0;
+    if (!reports_.empty() && reports_.back().step == step) reports_.back().stall_s = now_s() - t0;
   }
 }
 
-void CheckpointSaver::run(SaveId id, SaveReport report, uint64_t digest) {
+void CheckpointSaver::fence() {
   const double t0 = now_s();
+  std::unique_lock<std::mutex> lock(mu_);
+  if (!copying_) return;
+  done_cv_.wait(lock, [&] { return !copying_; });
+  // Into the save's report: still to come, or already filed.
+  if (busy_) fence_s_ += now_s() - t0;
+  else if (!reports_.empty()) reports_.back().stall_s += now_s() - t0;
+}
+
+void CheckpointSaver::run(SaveId id, SaveReport report) {
+  const double t0 = now_s();
+  // The first half: snapshot the live state, then let training change it.
+  auto release = [&] {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      copying_ = false;
+    }
+    done_cv_.notify_all();
+  };
   try {
     Arrival a;
     a.job = id.job;
@@ -182,15 +198,24 @@ void CheckpointSaver::run(SaveId id, SaveReport report, uint64_t digest) {
     a.rank = opts_.rank;
     a.data = opts_.data;
     a.sequence = opts_.sequence;
+    try {
+      if (opts_.rank == 0) {
+        staged_.copy(state_);
+        a.replica_xxh3 = staged_.digest();
+      } else {
+        a.replica_xxh3 = state_.digest();
+      }
+    } catch (...) {
+      release();
+      throw;
+    }
+    release();
     if (opts_.rank == 0) {
       a.keep = opts_.keep;
-      a.replica_xxh3 = staged_.digest();
-      for (const std::string& part : staged_.parts()) {
-        a.files.push_back(target_->put_file(id, part + ".safetensors", staged_.layout(part), *ctl_));
+      for (const StagedFile& f : staged_.files()) {
+        a.files.push_back(target_->put_file(id, f, *ctl_));
         failpoint_kill("ckpt.after-part", id.step);
       }
-    } else {
-      a.replica_xxh3 = digest;
     }
     failpoint_kill("ckpt.before-arrival", id.step);
     target_->arrive(a, *ctl_);
@@ -204,6 +229,7 @@ void CheckpointSaver::run(SaveId id, SaveReport report, uint64_t digest) {
   }
   report.write_s = now_s() - t0;
   std::lock_guard<std::mutex> lock(mu_);
+  report.stall_s += fence_s_;
   reports_.push_back(std::move(report));
   busy_ = false;
 }

@@ -1,10 +1,13 @@
 // Saving checkpoints without stalling training.
 //
-// A save has two halves. In the training thread, between two steps, rank 0
-// copies the whole RunState into a host staging buffer (the only part that
-// stalls the step; on all cores, checking that every float is finite) and
-// the other ranks take the digest of their replicated copy. A background
-// thread then streams the staged files to the target (the checkpoint
+// A save has two halves, both on a background thread. First rank 0 copies
+// the whole RunState into a host staging buffer (on all cores, checking that
+// every float is finite) and the other ranks take the digest of their
+// replicated copy. The state does not change until the next optimizer step,
+// so this runs while the next step's forward and backward do: the trainer
+// calls fence() just before it changes the state (the optimizer step), and
+// only the part of the copy that outlasts forward + backward stalls it. Then
+// the thread streams the staged files to the target (the checkpoint
 // directory, or the checkpoint service), records this rank's arrival, and on
 // rank 0 waits until the publisher has made the checkpoint visible.
 //
@@ -24,6 +27,7 @@
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -47,8 +51,23 @@ class SaveControl {
   bool wait(double seconds);
   void cancel();
   bool stopped() const;  // cancelled or past the deadline
+  double remaining_s() const;  // seconds to the deadline (0 when past it)
   bool cancelled() const { return cancelled_.load(); }
   bool passive() const { return passive_.load(); }
+  // While it lives, cancel() calls `interrupt` (a network call's TryCancel),
+  // and with passive the save counts as waiting on others, so the next save
+  // cancels it instead of waiting: a call to a hung service does not hold
+  // training back. Sending a file is not passive: the next save waits for it.
+  class Waiting {
+   public:
+    Waiting(SaveControl& ctl, std::function<void()> interrupt, bool passive = true);
+    ~Waiting();
+    Waiting(const Waiting&) = delete;
+    Waiting& operator=(const Waiting&) = delete;
+
+   private:
+    SaveControl& ctl_;
+  };
   // Throws Error saying why the save stopped ("abandoned: ...", "timed out
   // after 600 s ...") when stopped(); `doing` names what it was doing.
   void check(const std::string& doing) const;
@@ -57,6 +76,7 @@ class SaveControl {
   double timeout_s_;
   double deadline_;  // steady-clock seconds
   std::atomic<bool> cancelled_{false}, passive_{false};
+  std::function<void()> interrupt_;  // under mu_
   mutable std::mutex mu_;
   std::condition_variable cv_;
 };
@@ -71,9 +91,8 @@ class CheckpointTarget {
  public:
   virtual ~CheckpointTarget() = default;
   virtual std::string describe() const = 0;
-  // Streams one file (layout.prefix, then its tensors' bytes in order).
-  virtual FileRecord put_file(const SaveId& id, const std::string& name, const SafeTensorsLayout& layout,
-                              SaveControl& ctl) = 0;
+  // Streams one staged file.
+  virtual FileRecord put_file(const SaveId& id, const StagedFile& file, SaveControl& ctl) = 0;
   virtual void arrive(const Arrival& arrival, SaveControl& ctl) = 0;
   // Rank 0: returns where the checkpoint was published once every rank has
   // arrived; throws Error when publishing failed or `ctl` stopped it.
@@ -94,7 +113,7 @@ struct SaveReport {
   std::string error;       // when !ok
   std::string where;       // rank 0: the published checkpoint
   uint64_t bytes = 0;      // staged bytes (rank 0)
-  double stall_s = 0;      // training-thread time of save(): wait + stage/digest
+  double stall_s = 0;      // training-thread time: save() (waiting for the previous save) + fence()
   double waited_s = 0;     // of which waiting for the previous save
   double write_s = 0;      // background time until done
 };
@@ -116,9 +135,13 @@ class CheckpointSaver {
   CheckpointSaver& operator=(const CheckpointSaver&) = delete;
 
   // Saves `state` as the checkpoint of `step`; with wait (or async off)
-  // returns only when the save has ended. Throws Error, saving nothing, when
-  // the state holds a non-finite float.
+  // returns only when the save has ended. The memory `state` points to must
+  // stay unchanged until fence() returns (or the save ends). A state holding
+  // a non-finite float is not saved: the report says which tensor.
   void save(int64_t step, const RunState& state, bool wait = false);
+  // Returns once the save in flight no longer reads the live state (at once
+  // when none does). Call before changing anything the saved state points to.
+  void fence();
   // Blocks until no save is in flight.
   void finish();
   bool busy() const;
@@ -128,10 +151,13 @@ class CheckpointSaver {
   const CheckpointTarget& target() const { return *target_; }
 
  private:
-  void run(SaveId id, SaveReport report, uint64_t digest);
+  void run(SaveId id, SaveReport report);
   SaverOptions opts_;
   std::unique_ptr<CheckpointTarget> target_;
+  RunState state_;    // the entries of the save in flight
   StagedState staged_;
+  bool copying_ = false;   // the save in flight still reads the live state
+  double fence_s_ = 0;     // fence() time of the save in flight
   std::thread worker_;
   std::unique_ptr<SaveControl> ctl_;
   mutable std::mutex mu_;

@@ -113,8 +113,8 @@ void remove_tree(const std::string& path) {
 
 // ---- PartWriter -------------------------------------------------------------
 
-PartWriter::PartWriter(const std::string& path, uint64_t expected_bytes)
-    : name_(fs::path(path).filename().string()), expected_(expected_bytes), out_(path) {}
+PartWriter::PartWriter(const std::string& path, uint64_t expected_bytes, bool direct_io)
+    : name_(fs::path(path).filename().string()), expected_(expected_bytes), out_(path, direct_io) {}
 
 void PartWriter::write(const void* data, size_t nbytes) {
   if (hash_.bytes() + nbytes > expected_)
@@ -242,9 +242,9 @@ std::string CheckpointStore::begin_save(const std::string& job, int64_t step, do
 }
 
 std::unique_ptr<PartWriter> CheckpointStore::open_part(const std::string& job, int64_t step,
-                                                       const std::string& name, uint64_t bytes) {
+                                                       const std::string& name, uint64_t bytes, bool direct_io) {
   LT_CHECK(valid_file_name(name), "[checkpoint] '", name, "' is not a valid checkpoint file name");
-  return std::make_unique<PartWriter>(pending_path(job, step) + "/" + name, bytes);
+  return std::make_unique<PartWriter>(pending_path(job, step) + "/" + name, bytes, direct_io);
 }
 
 void CheckpointStore::record_arrival(const Arrival& a) {

@@ -57,7 +57,8 @@ struct CheckpointInfo {
 // Streams one file of a pending save to disk, hashing it on the way.
 class PartWriter {
  public:
-  PartWriter(const std::string& path, uint64_t expected_bytes);
+  // direct_io: see AtomicFileWriter (O_DIRECT where the file system has it).
+  PartWriter(const std::string& path, uint64_t expected_bytes, bool direct_io = false);
   void write(const void* data, size_t nbytes);
   // fsync + rename into place. Throws IoError (removing the file) when the
   // bytes written are not the expected count or, if `expected_xxh3` is given,
@@ -112,7 +113,7 @@ class CheckpointStore {
   // this throw IoError; an older one is removed.
   std::string begin_save(const std::string& job, int64_t step, double stale_s = -1);
   std::unique_ptr<PartWriter> open_part(const std::string& job, int64_t step, const std::string& name,
-                                        uint64_t bytes);
+                                        uint64_t bytes, bool direct_io = false);
   void record_arrival(const Arrival& a);
   std::vector<Arrival> arrivals(const std::string& job, int64_t step) const;
   // Publishes the pending save once every rank has arrived (steps 3 and 4

@@ -3,8 +3,10 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <utility>
 
@@ -22,7 +24,17 @@ std::string parent_dir(const std::string& path) {
 std::atomic<unsigned> g_temp_counter{0};
 }  // namespace
 
-AtomicFileWriter::AtomicFileWriter(std::string path) : path_(std::move(path)) {
+namespace {
+constexpr size_t kDirectAlign = 4096;
+constexpr size_t kBounceBytes = size_t{4} << 20;
+bool aligned(const void* p, size_t n) {
+  return reinterpret_cast<uintptr_t>(p) % kDirectAlign == 0 && n % kDirectAlign == 0;
+}
+}  // namespace
+
+void AtomicFileWriter::Free::operator()(void* p) const { std::free(p); }
+
+AtomicFileWriter::AtomicFileWriter(std::string path, bool direct_io) : path_(std::move(path)) {
   if (path_.empty() || path_.back() == '/') throw IoError(str_cat("[io] invalid output file name '", path_, "'"));
   // O_EXCL never reuses a file; a name left by a crashed process with the
   // same pid (common in containers) just moves us on to the next counter.
@@ -34,6 +46,15 @@ AtomicFileWriter::AtomicFileWriter(std::string path) : path_(std::move(path)) {
   if (fd_ < 0) {
     throw IoError(str_cat("[io] cannot create '", temp_path_, "' to write '", path_,
                           "': ", std::strerror(errno), " (does the directory exist and is it writable?)"));
+  }
+  if (direct_io) {
+    void* buf = nullptr;
+    const int flags = ::fcntl(fd_, F_GETFL);
+    if (flags >= 0 && ::fcntl(fd_, F_SETFL, flags | O_DIRECT) == 0 &&
+        ::posix_memalign(&buf, kDirectAlign, kBounceBytes) == 0) {
+      bounce_.reset(static_cast<uint8_t*>(buf));
+      direct_ = true;
+    }
   }
 }
 
@@ -49,13 +70,20 @@ void AtomicFileWriter::fail(const std::string& what, int err) {
   throw IoError(str_cat("[io] cannot write '", path_, "': ", what, " failed: ", std::strerror(err)));
 }
 
-void AtomicFileWriter::write(const void* data, size_t nbytes) {
-  LT_CHECK(fd_ >= 0 && !committed_, "[io] write to '", path_, "' after commit or failure");
+void AtomicFileWriter::write_fd(const void* data, size_t nbytes) {
   const char* p = static_cast<const char*>(data);
   while (nbytes > 0) {
     const ssize_t n = ::write(fd_, p, nbytes);
     if (n < 0) {
       if (errno == EINTR) continue;
+      if (errno == EINVAL && direct_) {
+        // The file system takes O_DIRECT at open but not at write: write normally.
+        const int flags = ::fcntl(fd_, F_GETFL);
+        if (flags >= 0 && ::fcntl(fd_, F_SETFL, flags & ~O_DIRECT) == 0) {
+          direct_ = false;
+          continue;
+        }
+      }
       fail("write", errno);
     }
     p += n;
@@ -63,8 +91,52 @@ void AtomicFileWriter::write(const void* data, size_t nbytes) {
   }
 }
 
+void AtomicFileWriter::flush_bounce(bool final) {
+  if (bounce_used_ == 0) return;
+  size_t n = bounce_used_;
+  if (final && direct_) {
+    n = (n + kDirectAlign - 1) / kDirectAlign * kDirectAlign;  // padded; truncated at commit
+    std::memset(bounce_.get() + bounce_used_, 0, n - bounce_used_);
+  }
+  write_fd(bounce_.get(), n);
+  bounce_used_ = 0;
+}
+
+void AtomicFileWriter::write(const void* data, size_t nbytes) {
+  LT_CHECK(fd_ >= 0 && !committed_, "[io] write to '", path_, "' after commit or failure");
+  const uint8_t* p = static_cast<const uint8_t*>(data);
+  size_ += nbytes;
+  if (!bounce_) {
+    write_fd(p, nbytes);
+    return;
+  }
+  while (nbytes > 0) {
+    // Aligned memory at an aligned file offset goes straight to the disk.
+    if (bounce_used_ == 0 && direct_) {
+      const size_t whole = nbytes / kDirectAlign * kDirectAlign;
+      if (whole > 0 && aligned(p, whole)) {
+        write_fd(p, whole);
+        p += whole;
+        nbytes -= whole;
+        continue;
+      }
+    }
+    const size_t n = std::min(nbytes, kBounceBytes - bounce_used_);
+    std::memcpy(bounce_.get() + bounce_used_, p, n);
+    bounce_used_ += n;
+    p += n;
+    nbytes -= n;
+    if (bounce_used_ == kBounceBytes) flush_bounce(false);
+  }
+}
+
 void AtomicFileWriter::commit() {
   LT_CHECK(fd_ >= 0 && !committed_, "[io] commit of '", path_, "' twice or after a failure");
+  if (bounce_) {
+    const bool padded = direct_ && bounce_used_ % kDirectAlign != 0;
+    flush_bounce(true);
+    if (padded && ::ftruncate(fd_, static_cast<off_t>(size_)) != 0) fail("ftruncate", errno);
+  }
   if (::fsync(fd_) != 0) fail("fsync", errno);
   const int fd = std::exchange(fd_, -1);
   if (::close(fd) != 0) fail("close", errno);

@@ -70,15 +70,12 @@ class ServiceTarget : public CheckpointTarget {
       : conn_(ep), rank_(rank), world_size_(world_size), notice_(std::move(notice)), jitter_(std::random_device{}()) {}
   std::string describe() const override { return conn_.describe(); }
 
-  FileRecord put_file(const SaveId& id, const std::string& name, const SafeTensorsLayout& layout,
-                      SaveControl& ctl) override {
-    Xxh3 hash;
-    hash.update(layout.prefix.data(), layout.prefix.size());
-    for (const SafeTensor* t : layout.order) hash.update(t->data, t->nbytes());
-    const FileRecord rec{name, layout.total_bytes(), hash.digest()};
-    retry(ctl, "sending " + name, [&]() -> grpc::Status {
-      // A generous per-call deadline: 30 s plus the file at 10 MB/s.
-      auto ctx = conn_.context(30 + static_cast<double>(rec.bytes) / 1e7);
+  FileRecord put_file(const SaveId& id, const StagedFile& file, SaveControl& ctl) override {
+    const FileRecord rec{file.name, file.size, xxh3_of(file.data, file.size)};
+    retry(ctl, "sending " + file.name, [&]() -> grpc::Status {
+      // 30 s plus the file at 10 MB/s, within what is left of the save's time.
+      auto ctx = conn_.context(std::min(ctl.remaining_s(), 30 + static_cast<double>(rec.bytes) / 1e7));
+      const SaveControl::Waiting sending(ctl, [c = ctx.get()] { c->TryCancel(); }, /*passive=*/false);
       pb::PutFileReply reply;
       auto writer = conn_.stub().PutFile(ctx.get(), &reply);
       pb::FileChunk chunk;
@@ -87,23 +84,19 @@ class ServiceTarget : public CheckpointTarget {
       h->mutable_save()->set_step(id.step);
       h->set_rank(rank_);
       h->set_world_size(world_size_);
-      h->set_name(name);
+      h->set_name(file.name);
       h->set_bytes(rec.bytes);
       h->set_xxh3_64(rec.xxh3);
-      chunk.set_data(layout.prefix);
-      bool ok = writer->Write(chunk);
-      chunk.clear_header();
-      for (const SafeTensor* t : layout.order) {
-        const char* p = static_cast<const char*>(t->data);
-        for (size_t left = t->nbytes(); ok && left > 0;) {
-          ctl.check("sending " + name);
-          const size_t n = std::min(left, kCheckpointChunkBytes);
-          chunk.set_data(p, n);
-          ok = writer->Write(chunk);
-          p += n;
-          left -= n;
-        }
-      }
+      bool ok = true;
+      size_t at = 0;
+      do {  // at least one message: the header, with the first piece
+        ctl.check("sending " + file.name);
+        const size_t n = std::min(kCheckpointChunkBytes, file.size - at);
+        chunk.set_data(file.data + at, n);
+        ok = writer->Write(chunk);
+        chunk.clear_header();
+        at += n;
+      } while (ok && at < file.size);
       if (ok) writer->WritesDone();
       return writer->Finish();
     });
@@ -127,7 +120,8 @@ class ServiceTarget : public CheckpointTarget {
       e->set_xxh3_64(f.xxh3);
     }
     retry(ctl, "recording the arrival", [&] {
-      auto ctx = conn_.context(30);
+      auto ctx = conn_.context(std::min(ctl.remaining_s(), 30.0));
+      const SaveControl::Waiting on_the_service(ctl, [c = ctx.get()] { c->TryCancel(); });
       return conn_.stub().Arrive(ctx.get(), req, &last_);
     });
     throw_if_failed(last_);
@@ -142,7 +136,8 @@ class ServiceTarget : public CheckpointTarget {
       req.mutable_save()->set_job(id.job);
       req.mutable_save()->set_step(id.step);
       retry(ctl, "asking for the save's status", [&] {
-        auto ctx = conn_.context(30);
+        auto ctx = conn_.context(std::min(ctl.remaining_s(), 30.0));
+        const SaveControl::Waiting on_the_service(ctl, [c = ctx.get()] { c->TryCancel(); });
         return conn_.stub().Status(ctx.get(), req, &last_);
       });
       throw_if_failed(last_);

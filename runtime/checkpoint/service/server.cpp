@@ -1,10 +1,12 @@
 #include "runtime/checkpoint/service/server.h"
 
 #include <grpcpp/grpcpp.h>
+#include <arpa/inet.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <chrono>
+#include <deque>
 #include <cstdio>
 #include <map>
 #include <mutex>
@@ -81,7 +83,9 @@ std::string host_name() {
 
 bool is_loopback_listen(const std::string& listen) {
   const std::string host = host_of(listen);
-  return host == "localhost" || host == "::1" || host.rfind("127.", 0) == 0;
+  in_addr v4;
+  if (::inet_pton(AF_INET, host.c_str(), &v4) == 1) return (ntohl(v4.s_addr) >> 24) == 127;  // 127.0.0.0/8
+  return host == "localhost" || host == "::1";
 }
 
 std::string read_token_file(const std::string& path) {
@@ -108,7 +112,8 @@ struct CheckpointService::Impl final : public pb::Checkpoints::Service {
   std::mutex mu;                                  // the store's directory operations
   std::map<Key, std::set<std::string>> received;  // files this process received whole, per save
   std::set<std::tuple<std::string, int64_t, std::string>> uploading;
-  std::map<Key, pb::SaveStatus> outcomes;         // of saves that ended here
+  std::map<Key, pb::SaveStatus> outcomes;         // of saves that ended here, the newest kOutcomes
+  std::deque<Key> outcome_order;                  // oldest first
 
   explicit Impl(const ServiceOptions& o) : opts(o), store(o.dir, /*create=*/true) {}
 
@@ -172,7 +177,7 @@ struct CheckpointService::Impl final : public pb::Checkpoints::Service {
       }
     } done{this, upload};
     try {
-      auto part = store.open_part(key.first, key.second, h.name(), h.bytes());
+      auto part = store.open_part(key.first, key.second, h.name(), h.bytes(), /*direct_io=*/true);
       uint64_t pieces = 0;
       do {
         if (pieces > 0 && chunk.has_header()) return invalid("PutFile: only the first message may carry a header");
@@ -220,6 +225,9 @@ struct CheckpointService::Impl final : public pb::Checkpoints::Service {
     }
     const Key key{a.job, a.step};
     std::lock_guard<std::mutex> lock(mu);
+    // A rank that retries its arrival after the save was published (its
+    // first answer was lost) hears that it is published.
+    if (!store.pending(a.job, a.step) && published_here(key, reply)) return RpcStatus::OK;
     try {
       store.begin_save(a.job, a.step, opts.stale_after_s);
       store.record_arrival(a);
@@ -227,7 +235,7 @@ struct CheckpointService::Impl final : public pb::Checkpoints::Service {
       if (store.try_publish(a.job, a.step, received[key])) {
         reply->set_state(pb::SaveStatus::PUBLISHED);
         reply->set_where(store.path_of(a.step));
-        outcomes[key] = *reply;
+        remember(key, *reply);
         received.erase(key);
       } else {
         reply->set_state(pb::SaveStatus::PENDING);
@@ -251,8 +259,43 @@ struct CheckpointService::Impl final : public pb::Checkpoints::Service {
     reply->set_state(pb::SaveStatus::FAILED);
     reply->set_error(why);
     reply->set_replicas_differ(replicas_differ);
-    outcomes[key] = *reply;
-    while (outcomes.size() > 1000) outcomes.erase(outcomes.begin());
+    remember(key, *reply);
+  }
+
+  // Keeps the outcome of a save for Status, forgetting the oldest beyond
+  // kOutcomes; also forgets files received for saves no longer pending
+  // (abandoned by their job, or removed as stale). Under mu.
+  void remember(const Key& key, const pb::SaveStatus& status) {
+    constexpr size_t kOutcomes = 1000;
+    if (outcomes.insert_or_assign(key, status).second) outcome_order.push_back(key);
+    while (outcome_order.size() > kOutcomes) {
+      outcomes.erase(outcome_order.front());
+      outcome_order.pop_front();
+    }
+    if (received.size() > kOutcomes)
+      for (auto it = received.begin(); it != received.end();)
+        it = store.pending(it->first.first, it->first.second) ? std::next(it) : received.erase(it);
+  }
+
+  // Whether `key` was published (by this process, or before it started:
+  // the folder's manifest names the job); fills `reply` when it was. Under mu.
+  bool published_here(const Key& key, pb::SaveStatus* reply) {
+    const auto it = outcomes.find(key);
+    if (it != outcomes.end() && it->second.state() == pb::SaveStatus::PUBLISHED) {
+      *reply = it->second;
+      return true;
+    }
+    const CheckpointInfo info = inspect_checkpoint(store.path_of(key.second));
+    if (!info.complete) return false;
+    try {
+      const std::string path = store.path_of(key.second) + "/" + kManifestName;
+      if (parse_manifest(read_small_file(path), path).job != key.first) return false;
+    } catch (const IoError&) {
+      return false;
+    }
+    reply->set_state(pb::SaveStatus::PUBLISHED);
+    reply->set_where(store.path_of(key.second));
+    return true;
   }
 
   RpcStatus status_of(const pb::StatusRequest* req, pb::SaveStatus* reply) {
@@ -268,23 +311,11 @@ struct CheckpointService::Impl final : public pb::Checkpoints::Service {
       try {
         reply->set_arrived(static_cast<int>(store.arrivals(key.first, key.second).size()));
       } catch (const Error&) {
+        // A damaged arrival record: the count stays 0; publishing will say what is wrong.
       }
       return RpcStatus::OK;
     }
-    // Published before this process started?
-    const CheckpointInfo info = inspect_checkpoint(store.path_of(key.second));
-    if (info.complete) {
-      try {
-        const std::string path = store.path_of(key.second) + "/" + kManifestName;
-        if (parse_manifest(read_small_file(path), path).job == key.first) {
-          reply->set_state(pb::SaveStatus::PUBLISHED);
-          reply->set_where(store.path_of(key.second));
-          return RpcStatus::OK;
-        }
-      } catch (const IoError&) {
-      }
-    }
-    reply->set_state(pb::SaveStatus::UNKNOWN);
+    if (!published_here(key, reply)) reply->set_state(pb::SaveStatus::UNKNOWN);
     return RpcStatus::OK;
   }
 
