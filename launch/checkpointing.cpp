@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -120,6 +121,7 @@ std::unique_ptr<CheckpointSource> RunCheckpoints::source() const {
 int64_t RunCheckpoints::resume(TrainState& state, std::vector<std::string>& notes) {
   if (!startup_warning_.empty()) notes.push_back("warning: " + startup_warning_);
   if (cfg_.resume == "none") return -1;
+  const auto t0 = std::chrono::steady_clock::now();
   Communicator& world = grid_.world();
   auto warn = [&](const std::string& w) { notes.push_back("warning: " + w); };
   const bool by_path = cfg_.resume != "auto";
@@ -153,8 +155,11 @@ int64_t RunCheckpoints::resume(TrainState& state, std::vector<std::string>& note
   if (world.rank() != 0) opened = by_path || !uses_service() ? open_checkpoint_path(path, nullptr)
                                                              : open_checkpoint(*src, step);
   for (std::string& n : state.restore(*opened)) notes.push_back(std::move(n));
+  char took[64];
+  std::snprintf(took, sizeof took, "%.1f MB read, verified and restored in %.2f s", opened->manifest.bytes() / 1e6,
+                std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
   notes.push_back(str_cat("resumed from ", path, " at step ", state.counters.step, " (written by DP ",
-                          opened->manifest.data, " x SP ", opened->manifest.sequence, ")"));
+                          opened->manifest.data, " x SP ", opened->manifest.sequence, "; ", took, ")"));
   return state.counters.step;
 }
 
@@ -166,6 +171,10 @@ bool RunCheckpoints::due(int64_t step, int64_t total) const {
 void RunCheckpoints::save(int64_t step, const RunState& state, bool wait) { saver_->save(step, state, wait); }
 
 void RunCheckpoints::fence() { saver_->fence(); }
+
+void RunCheckpoints::reserve(const RunState& state) {
+  if (cfg_.checkpoint.every > 0) saver_->reserve(state);
+}
 
 void RunCheckpoints::finish() { saver_->finish(); }
 

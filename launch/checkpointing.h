@@ -45,6 +45,9 @@ class RunCheckpoints {
 
   // Whether a checkpoint is due after `step` (1-based) of `total`.
   bool due(int64_t step, int64_t total) const;
+  // When checkpoints are periodic, allocates the saver's staging buffer for
+  // `state` (rank 0), so the first save costs what every other does.
+  void reserve(const RunState& state);
   // Starts the save of `state` as of `step`; wait = finish it before returning.
   void save(int64_t step, const RunState& state, bool wait);
   // Returns once the save in flight has its copy of the state: call before

@@ -171,10 +171,6 @@ TrainResult train(const RunConfig& cfg, const TrainOptions& opts, Communicator& 
   const int B = cfg.train.micro_batch, T = cfg.data.seq_len, C = T / grid.sp_size();
   LinearLlama model(cfg.model, B, C, cfg.precision.compute == "bf16",
                     grid.sp_size() > 1 ? &grid.sp() : nullptr);
-  // Every rank initialises identically from the seed (or the same file), so
-  // the replicas start equal without a broadcast.
-  if (opts.init_from.empty()) model.init_weights(cfg.run.seed);
-  else import_weights(model, opts.init_from);
   auto optimizer = make_optimizer(cfg.optim, model.table(), cfg.run.seed);
   auto train_data = make_data_loader(cfg.data, Split::Train, cfg.model.vocab_size, B, T,
                                      cfg.run.seed, grid.dp_rank(), grid.dp_size());
@@ -188,6 +184,11 @@ TrainResult train(const RunConfig& cfg, const TrainOptions& opts, Communicator& 
   RunCheckpoints checkpoints(cfg, grid);
   std::vector<std::string> resume_notes;
   const int64_t resumed = checkpoints.resume(state, resume_notes);
+  // A fresh start: every rank initialises identically from the seed (or the
+  // same file), so the replicas start equal without a broadcast. A resumed
+  // run has its weights from the checkpoint.
+  if (resumed < 0 && opts.init_from.empty()) model.init_weights(cfg.run.seed);
+  else if (resumed < 0) import_weights(model, opts.init_from);
   TrainCounters& counters = state.counters;
   TrainResult result;
   result.resumed_from = resumed;
@@ -222,6 +223,7 @@ TrainResult train(const RunConfig& cfg, const TrainOptions& opts, Communicator& 
     return result;
   }
 
+  checkpoints.reserve(state.snapshot());
   std::unique_ptr<MetricsLog> log;
   if (lead) log = std::make_unique<MetricsLog>(cfg.run.out_dir, cfg.train.steps, resumed);
   const int accum = cfg.train.grad_accum;

@@ -1,10 +1,15 @@
 #include "runtime/checkpoint/reader.h"
 
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
+#include <algorithm>
+#include <cerrno>
 #include <cstring>
 #include <filesystem>
 #include <set>
+#include <vector>
 
 #include "runtime/checkpoint/checksum.h"
 #include "runtime/cpu/copy.h"
@@ -18,6 +23,38 @@ namespace {
 
 constexpr const char* kPartSuffix = ".safetensors";
 
+// XXH3 of the `size`-byte file at `path`, read in 8 MiB pieces into one
+// reused buffer (buffered: the pages stay in the page cache for the mapping
+// that follows, and ranks on one node share them). Throws IoError when the
+// file is not `size` bytes or cannot be read.
+uint64_t hash_file(const std::string& path, uint64_t size) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) throw IoError(str_cat("[checkpoint] cannot open ", path, ": ", std::strerror(errno)));
+  struct stat st;
+  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || static_cast<uint64_t>(st.st_size) != size) {
+    ::close(fd);
+    throw IoError(str_cat("[checkpoint] ", path, " is ", st.st_size, " bytes, the manifest says ", size,
+                          " (truncated or replaced)"));
+  }
+  ::posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+  std::vector<uint8_t> buf(size_t{8} << 20);
+  Xxh3 hash;
+  uint64_t got = 0;
+  while (got < size) {
+    const ssize_t n = ::read(fd, buf.data(), buf.size());
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      const int err = n < 0 ? errno : EIO;  // 0: the file shrank under us
+      ::close(fd);
+      throw IoError(str_cat("[checkpoint] cannot read ", path, ": ", std::strerror(err)));
+    }
+    hash.update(buf.data(), static_cast<size_t>(n));
+    got += static_cast<uint64_t>(n);
+  }
+  ::close(fd);
+  return hash.digest();
+}
+
 class DirectorySource : public CheckpointSource {
  public:
   explicit DirectorySource(const std::string& dir) : store_(dir) {}
@@ -29,17 +66,12 @@ class DirectorySource : public CheckpointSource {
   }
   SafeTensorFile open_verified(int64_t step, const FileRecord& record) override {
     const std::string path = store_.path_of(step) + "/" + record.name;
-    {
-      const MappedFile f = MappedFile::open(path);
-      if (f.size() != record.bytes)
-        throw IoError(str_cat("[checkpoint] ", path, " is ", f.size(), " bytes, the manifest says ", record.bytes,
-                              " (truncated or replaced)"));
-      const uint64_t h = xxh3_of(f.data(), f.size());
-      if (h != record.xxh3)
-        throw IoError(str_cat("[checkpoint] ", path, " has checksum ", xxh3_hex(h), ", the manifest says ",
-                              xxh3_hex(record.xxh3), " (the file is damaged)"));
-    }
-    return load_safetensors(path);
+    const uint64_t h = hash_file(path, record.bytes);
+    if (h != record.xxh3)
+      throw IoError(str_cat("[checkpoint] ", path, " has checksum ", xxh3_hex(h), ", the manifest says ",
+                            xxh3_hex(record.xxh3), " (the file is damaged)"));
+    // Mapped, not copied: the pages just hashed are in the page cache.
+    return load_safetensors(path, /*populate=*/true);
   }
   std::shared_ptr<void> hold(int64_t step) override { return std::make_shared<ReadLock>(store_.path_of(step)); }
 

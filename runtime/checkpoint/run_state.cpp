@@ -1,6 +1,9 @@
 #include "runtime/checkpoint/run_state.h"
 
+#include <sys/mman.h>
+
 #include <algorithm>
+#include <cerrno>
 #include <cstdlib>
 #include <cstring>
 #include <new>
@@ -62,7 +65,7 @@ uint64_t RunState::digest() const {
   return h.digest();
 }
 
-void StagedState::Free::operator()(void* p) const { std::free(p); }
+void StagedState::Unmap::operator()(uint8_t* p) const { ::munmap(p, bytes); }
 
 void StagedState::prepare(const RunState& state) {
   staged_ = false;
@@ -86,10 +89,13 @@ void StagedState::prepare(const RunState& state) {
     total += (layouts.back().total_bytes() + kAlign - 1) / kAlign * kAlign;
   }
   if (capacity_ < total) {
-    void* buf = nullptr;
-    if (::posix_memalign(&buf, kAlign, std::max<size_t>(total, kAlign)) != 0) throw std::bad_alloc();
-    buffer_.reset(static_cast<uint8_t*>(buf));
-    capacity_ = total;
+    buffer_.reset();  // the old mapping goes first: never two state-sized buffers at once
+    const size_t bytes = std::max(total, kAlign);
+    void* buf = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+    if (buf == MAP_FAILED)
+      throw Error(str_cat("[checkpoint] cannot allocate the ", bytes, "-byte staging buffer: ", std::strerror(errno)));
+    buffer_ = std::unique_ptr<uint8_t, Unmap>(static_cast<uint8_t*>(buf), Unmap{bytes});
+    capacity_ = bytes;
   }
   files_.clear();
   spans_.assign(state.entries().size(), {nullptr, 0});

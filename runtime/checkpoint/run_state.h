@@ -83,7 +83,9 @@ struct StagedFile {
 class StagedState {
  public:
   // Lays out the files for `state` (growing the buffer when needed) and
-  // writes their safetensors headers; copies no tensor yet.
+  // writes their safetensors headers; copies no tensor yet. A new buffer is
+  // mapped with its pages populated: touching 1 GB of fresh pages one fault
+  // at a time costs seconds on some VMs, which must not land in a save.
   void prepare(const RunState& state);
   // Copies every entry of the prepared state to its place in its file, on
   // this thread (it runs beside training, whose cores it must not contend
@@ -105,10 +107,11 @@ class StagedState {
   uint64_t digest() const;
 
  private:
-  struct Free {
-    void operator()(void* p) const;
+  struct Unmap {
+    size_t bytes;
+    void operator()(uint8_t* p) const;
   };
-  std::unique_ptr<uint8_t, Free> buffer_;
+  std::unique_ptr<uint8_t, Unmap> buffer_{nullptr, Unmap{0}};
   size_t capacity_ = 0;
   std::vector<StagedFile> files_;
   std::vector<std::pair<uint8_t*, size_t>> spans_;  // each entry's bytes in the buffer, in entry order

@@ -150,7 +150,15 @@ void CheckpointSaver::save(int64_t step, const RunState& state, bool wait) {
   report.waited_s = now_s() - t0;
   state_ = state;
   if (opts_.rank == 0) {
-    staged_.prepare(state_);
+    try {
+      staged_.prepare(state_);
+    } catch (const std::exception& e) {  // no memory for the staging buffer: this save fails, training goes on
+      report.error = e.what();
+      report.stall_s = now_s() - t0;
+      std::lock_guard<std::mutex> lock(mu_);
+      reports_.push_back(std::move(report));
+      return;
+    }
     report.bytes = staged_.nbytes();
   }
   report.stall_s = now_s() - t0;
@@ -168,6 +176,21 @@ void CheckpointSaver::save(int64_t step, const RunState& state, bool wait) {
     std::lock_guard<std::mutex> lock(mu_);
     if (!reports_.empty() && reports_.back().step == step) reports_.back().stall_s = now_s() - t0;
   }
+}
+
+void CheckpointSaver::reserve(const RunState& state) {
+  finish();
+  if (opts_.rank != 0) return;
+  // On the saver's thread: populating a state-sized buffer takes seconds on
+  // some VMs, which a resumed run should not wait for before its first step.
+  state_ = state;
+  worker_ = std::thread([this] {
+    try {
+      staged_.prepare(state_);
+    } catch (const std::exception&) {
+      // Out of memory now: the first save prepares again and reports it.
+    }
+  });
 }
 
 void CheckpointSaver::fence() {
@@ -199,17 +222,14 @@ void CheckpointSaver::run(SaveId id, SaveReport report) {
     a.data = opts_.data;
     a.sequence = opts_.sequence;
     try {
-      if (opts_.rank == 0) {
-        staged_.copy(state_);
-        a.replica_xxh3 = staged_.digest();
-      } else {
-        a.replica_xxh3 = state_.digest();
-      }
+      if (opts_.rank == 0) staged_.copy(state_);
+      else a.replica_xxh3 = state_.digest();
     } catch (...) {
       release();
       throw;
     }
     release();
+    if (opts_.rank == 0) a.replica_xxh3 = staged_.digest();  // of the copy: training may go on
     if (opts_.rank == 0) {
       a.keep = opts_.keep;
       for (const StagedFile& f : staged_.files()) {

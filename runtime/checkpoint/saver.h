@@ -142,6 +142,10 @@ class CheckpointSaver {
   // Returns once the save in flight no longer reads the live state (at once
   // when none does). Call before changing anything the saved state points to.
   void fence();
+  // Allocates the staging buffer for `state` now (at start-up, on the
+  // saver's thread) rather than in the first save: rank 0 holds a host copy
+  // of the state's size.
+  void reserve(const RunState& state);
   // Blocks until no save is in flight.
   void finish();
   bool busy() const;

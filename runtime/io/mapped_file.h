@@ -14,8 +14,9 @@ class MappedFile {
   MappedFile() = default;
   // Maps `path`; throws IoError naming the path and the OS error when it is
   // missing, not a regular file or cannot be mapped. An empty file maps to
-  // size() == 0 and data() == nullptr.
-  static MappedFile open(const std::string& path);
+  // size() == 0 and data() == nullptr. populate: map every page now (one
+  // call instead of a fault per page; for a file about to be read whole).
+  static MappedFile open(const std::string& path, bool populate = false);
 
   MappedFile(MappedFile&& other) noexcept;
   MappedFile& operator=(MappedFile&& other) noexcept;

@@ -124,20 +124,27 @@ const SafeTensor& SafeTensorFile::get(const std::string& name) const {
   return tensors_[it->second];
 }
 
-SafeTensorFile load_safetensors(const std::string& path) {
+SafeTensorFile load_safetensors(const std::string& path, bool populate) {
   SafeTensorFile f;
-  f.file_ = MappedFile::open(path);
+  f.file_ = MappedFile::open(path, populate);
   f.path_ = path;
   f.parse(f.file_.data(), f.file_.size());
   return f;
 }
 
-SafeTensorFile safetensors_from_bytes(const std::string& name, std::vector<uint8_t> bytes) {
+SafeTensorFile safetensors_from_memory(const std::string& name, std::shared_ptr<const uint8_t> data, size_t size) {
   SafeTensorFile f;
-  f.bytes_ = std::move(bytes);
+  f.memory_ = std::move(data);
   f.path_ = name;
-  f.parse(f.bytes_.data(), f.bytes_.size());
+  f.parse(f.memory_.get(), size);
   return f;
+}
+
+SafeTensorFile safetensors_from_bytes(const std::string& name, std::vector<uint8_t> bytes) {
+  auto owner = std::make_shared<std::vector<uint8_t>>(std::move(bytes));
+  const size_t size = owner->size();
+  // Aliasing: the pointer into the vector keeps the vector alive.
+  return safetensors_from_memory(name, std::shared_ptr<const uint8_t>(owner, owner->data()), size);
 }
 
 void SafeTensorFile::parse(const uint8_t* bytes, uint64_t size) {

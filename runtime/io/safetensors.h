@@ -20,6 +20,7 @@
 #pragma once
 
 #include <map>
+#include <memory>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -77,15 +78,18 @@ class SafeTensorFile {
   const SafeTensor& get(const std::string& name) const;
 
  private:
-  friend SafeTensorFile load_safetensors(const std::string& path);
-// The same checks on a file's bytes already in memory (fetched from the
-// checkpoint service); `name` stands for the path in messages.
+  friend SafeTensorFile load_safetensors(const std::string& path, bool populate);
+// The same checks on a file's bytes already in memory (read ahead while
+// hashed, fetched from the checkpoint service), which the result keeps
+// alive; `name` stands for the path in messages.
+SafeTensorFile safetensors_from_memory(const std::string& name, std::shared_ptr<const uint8_t> data, size_t size);
 SafeTensorFile safetensors_from_bytes(const std::string& name, std::vector<uint8_t> bytes);
-  friend SafeTensorFile safetensors_from_bytes(const std::string& name, std::vector<uint8_t> bytes);
+  friend SafeTensorFile safetensors_from_memory(const std::string& name, std::shared_ptr<const uint8_t> data,
+                                                size_t size);
   void parse(const uint8_t* bytes, uint64_t size);
   std::string path_;
   MappedFile file_;
-  std::vector<uint8_t> bytes_;
+  std::shared_ptr<const uint8_t> memory_;
   std::vector<SafeTensor> tensors_;
   std::unordered_map<std::string, size_t> index_;
   std::map<std::string, std::string> metadata_;
@@ -94,9 +98,12 @@ SafeTensorFile safetensors_from_bytes(const std::string& name, std::vector<uint8
 // Opens and validates `path`; throws IoError on any problem (see above).
 // Data pointers are aligned to their element size when the writer ordered
 // tensors as ours does; for files from elsewhere, copy with memcpy.
-SafeTensorFile load_safetensors(const std::string& path);
-// The same checks on a file's bytes already in memory (fetched from the
-// checkpoint service); `name` stands for the path in messages.
+// populate: see MappedFile::open.
+SafeTensorFile load_safetensors(const std::string& path, bool populate = false);
+// The same checks on a file's bytes already in memory (read ahead while
+// hashed, fetched from the checkpoint service), which the result keeps
+// alive; `name` stands for the path in messages.
+SafeTensorFile safetensors_from_memory(const std::string& name, std::shared_ptr<const uint8_t> data, size_t size);
 SafeTensorFile safetensors_from_bytes(const std::string& name, std::vector<uint8_t> bytes);
 
 }  // namespace lintrain

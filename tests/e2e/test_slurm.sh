@@ -147,7 +147,7 @@ grep -q "^lintrain: stopped by SIGTERM after step [0-9]*; checkpoint .* saved" "
   fail "preempt: the ranks did not stop with a checkpoint"
 grep -q "^pretrain.sbatch: job $JOB_ID stopped with a checkpoint; requeueing it" "$WORK/preempt.out" ||
   fail "preempt: the job was not requeued"
-grep -q "^lintrain: resumed from .* at step [0-9]* (written by DP 2 x SP 1)" "$WORK/preempt.out" ||
+grep -q "^lintrain: resumed from .* at step [0-9]* (written by DP 2 x SP 1;" "$WORK/preempt.out" ||
   fail "preempt: the requeued job did not resume"
 stopped=$(sed -n 's/^lintrain: stopped by SIGTERM after step \([0-9]*\);.*/\1/p' "$WORK/preempt.out")
 code=0
