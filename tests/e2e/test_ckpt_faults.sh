@@ -18,18 +18,10 @@ source "$(dirname "$0")/launch_lib.sh"
 setup_test "$@"
 export OMP_NUM_THREADS=1
 
-cat >"$WORK/run.yaml" <<'YAML'
-run: {name: faults, seed: 11, threads: 1}
-model: {vocab_size: 256, hidden_size: 64, num_hidden_layers: 2, num_attention_heads: 4, intermediate_size: 128,
-        layer_pattern: "LS", linear_attention: {block_size: 16}}
-data: {kind: text, path: /usr/share/common-licenses, seq_len: 64}
-train: {steps: 12, micro_batch: 4, eval_every: 0, eval_batches: 1, log_every: 4}
-optim: {name: adamw, lr: 3.0e-3}
-schedule: {warmup_steps: 2}
-checkpoint: {every: 3, keep: 2}
-YAML
-RUN="$WORK/run.yaml"
-train() { "$LINTRAIN" train "$RUN" "$@"; }
+# tests/e2e/ckpt_small.yaml without evaluations: 12 steps, a checkpoint every 3, 2 kept.
+RUN="$REPO/tests/e2e/ckpt_small.yaml"
+BASE=(--set run.seed=11 --set train.eval_every=0 --set train.eval_batches=1)
+train() { "$LINTRAIN" train "$RUN" "${BASE[@]}" "$@"; }
 
 losses() { { grep -v '"kind"' "$1" || true; } | sed -n 's/.*"step": \([0-9]*\), "loss": \([^,]*\),.*/\1 \2/p'; }
 train --set run.out_dir="$WORK/straight" >"$WORK/straight.log" 2>&1 || fail "the straight run failed"
@@ -72,7 +64,7 @@ corrupt=0
 for i in $(seq 1 50); do
   # Not through train(): a backgrounded function is a subshell, and kill -9
   # must reach lintrain itself.
-  "$LINTRAIN" train "$RUN" --set run.out_dir="$out" --set train.steps=100000 --set checkpoint.every=1 \
+  "$LINTRAIN" train "$RUN" "${BASE[@]}" --set run.out_dir="$out" --set train.steps=100000 --set checkpoint.every=1 \
     --set checkpoint.keep=2 --set resume=none >"$out.$i.log" 2>&1 &
   pid=$!
   # 0.3 to 1.2 s: start-up takes about 0.2 s, then a save is always in flight.

@@ -17,19 +17,12 @@ source "$(dirname "$0")/launch_lib.sh"
 setup_test "$@"
 export OMP_NUM_THREADS=1
 
-cat >"$WORK/run.yaml" <<'YAML'
-run: {name: service, seed: 5, threads: 1}
-model: {vocab_size: 256, hidden_size: 64, num_hidden_layers: 2, num_attention_heads: 4, intermediate_size: 128,
-        layer_pattern: "LS", linear_attention: {block_size: 16}}
-data: {kind: text, path: /usr/share/common-licenses, seq_len: 64}
-train: {steps: 300, micro_batch: 4, eval_every: 0, eval_batches: 1, log_every: 100}
-optim: {name: adamw, lr: 3.0e-3}
-schedule: {warmup_steps: 5}
-checkpoint: {every: 25, keep: 3}
-YAML
-RUN="$WORK/run.yaml"
+# tests/e2e/ckpt_small.yaml for 300 steps, a checkpoint every 25, 3 kept.
+RUN="$REPO/tests/e2e/ckpt_small.yaml"
+BASE=(--set run.seed=5 --set train.steps=300 --set train.eval_every=0 --set train.eval_batches=1
+  --set train.log_every=100 --set schedule.warmup_steps=5 --set checkpoint.every=25 --set checkpoint.keep=3)
 losses() { { grep -v '"kind"' "$1" || true; } | sed -n 's/.*"step": \([0-9]*\), "loss": \([^,]*\),.*/\1 \2/p'; }
-"$LINTRAIN" train "$RUN" --set run.out_dir="$WORK/straight" --set checkpoint.every=0 >"$WORK/straight.log" 2>&1 ||
+"$LINTRAIN" train "$RUN" "${BASE[@]}" --set run.out_dir="$WORK/straight" --set checkpoint.every=0 >"$WORK/straight.log" 2>&1 ||
   fail "the run without checkpoints failed"
 losses "$WORK/straight/metrics.jsonl" >"$WORK/straight.losses"
 
@@ -54,7 +47,7 @@ serve() {
 # ---- 1. kill -9 of the service mid-file, restart ----------------------------------------
 LINTRAIN_FAILPOINTS="service.mid-file@50" serve svc1 --dir "$WORK/svc1" --listen 127.0.0.1:0
 victim=$SERVICE_PID
-"$LINTRAIN" train "$RUN" --set run.out_dir="$WORK/run1" --set checkpoint.service="$ADDR" >"$WORK/run1.log" 2>&1 &
+"$LINTRAIN" train "$RUN" "${BASE[@]}" --set run.out_dir="$WORK/run1" --set checkpoint.service="$ADDR" >"$WORK/run1.log" 2>&1 &
 trainer=$!
 for _ in $(seq 1 200); do kill -0 "$victim" 2>/dev/null || break; sleep 0.05; done
 kill -0 "$victim" 2>/dev/null && fail "svc1: the failpoint did not kill the service"
@@ -75,7 +68,7 @@ published=$(grep -c "^checkpoint step" "$WORK/run1.log")
 abandoned=$(grep -c "was abandoned\|failed" "$WORK/run1.log" || true)
 note "service killed -9 mid-file at step 50 and restarted 2 s later: $published saves published, $abandoned reported lost, losses exact"
 # A restarted service resumes the run it serves: the next run continues from step 300.
-"$LINTRAIN" train "$RUN" --set run.out_dir="$WORK/run1" --set checkpoint.service="$ADDR" --set train.steps=310 \
+"$LINTRAIN" train "$RUN" "${BASE[@]}" --set run.out_dir="$WORK/run1" --set checkpoint.service="$ADDR" --set train.steps=310 \
   >"$WORK/run1b.log" 2>&1 || fail "svc1: resuming through the service failed"
 grep -q "^lintrain: resumed from $ADDR:step-00000300 at step 300" "$WORK/run1b.log" || fail "svc1: not resumed through the service"
 kill "$SERVICE_PID"
@@ -85,7 +78,7 @@ note "resume through the service: from step 300"
 
 # ---- 2. lintrain launch restarts a local service killed mid-run -------------------------
 command -v mpirun >/dev/null 2>&1 || skip "mpirun is not installed (the launch case needs it)"
-"$LINTRAIN" launch --nproc 1 "$RUN" --set run.out_dir="$WORK/run2" --set checkpoint.service=local \
+"$LINTRAIN" launch --nproc 1 "$RUN" "${BASE[@]}" --set run.out_dir="$WORK/run2" --set checkpoint.service=local \
   >"$WORK/run2.log" 2>&1 &
 launcher=$!
 svc=""
@@ -113,14 +106,14 @@ for case in none wrong; do
   extra=()
   [ "$case" = wrong ] && extra=(--set checkpoint.token_file="$WORK/wrong-token")
   code=0
-  "$LINTRAIN" train "$RUN" --set run.out_dir="$WORK/run3.$case" --set checkpoint.service="$ADDR" "${extra[@]}" \
+  "$LINTRAIN" train "$RUN" "${BASE[@]}" --set run.out_dir="$WORK/run3.$case" --set checkpoint.service="$ADDR" "${extra[@]}" \
     >"$WORK/run3.$case.log" 2>&1 || code=$?
   [ "$code" -eq 1 ] || fail "token $case: exit $code, want 1"
   [ "$(wc -l <"$WORK/run3.$case.log")" -eq 1 ] || { cat "$WORK/run3.$case.log"; fail "token $case: more than one line"; }
   grep -q "^lintrain: error: checkpoint service $ADDR refused this run: UNAUTHENTICATED: .*checkpoint.token_file" \
     "$WORK/run3.$case.log" || { cat "$WORK/run3.$case.log"; fail "token $case: unclear error"; }
 done
-"$LINTRAIN" train "$RUN" --set run.out_dir="$WORK/run3" --set checkpoint.service="$ADDR" --set train.steps=30 \
+"$LINTRAIN" train "$RUN" "${BASE[@]}" --set run.out_dir="$WORK/run3" --set checkpoint.service="$ADDR" --set train.steps=30 \
   --set checkpoint.token_file="$WORK/token" >"$WORK/run3.log" 2>&1 || fail "token: the run with the token failed"
 grep -q "^checkpoint step 30: $WORK/svc3/step-00000030" "$WORK/run3.log" || fail "token: nothing saved with the token"
 kill "$SERVICE_PID"
@@ -136,14 +129,14 @@ note "token: none and wrong refused at start (one line), the right one works; 0.
 # ---- 4. a service that never comes ---------------------------------------------------
 # resume: auto cannot tell whether the service holds checkpoints: refused.
 code=0
-"$LINTRAIN" train "$RUN" --set run.out_dir="$WORK/run4" --set checkpoint.service=127.0.0.1:9 \
+"$LINTRAIN" train "$RUN" "${BASE[@]}" --set run.out_dir="$WORK/run4" --set checkpoint.service=127.0.0.1:9 \
   --set checkpoint.timeout_s=2 >"$WORK/run4.auto.log" 2>&1 || code=$?
 [ "$code" -eq 1 ] || fail "no service, resume auto: exit $code, want 1"
 grep -q "error: resume: auto: checkpoint service 127.0.0.1:9 .*set resume: none to start fresh" "$WORK/run4.auto.log" ||
   { cat "$WORK/run4.auto.log"; fail "no service, resume auto: unclear error"; }
 # A fresh run trains on.
 code=0
-"$LINTRAIN" train "$RUN" --set run.out_dir="$WORK/run4" --set checkpoint.service=127.0.0.1:9 --set train.steps=60 \
+"$LINTRAIN" train "$RUN" "${BASE[@]}" --set run.out_dir="$WORK/run4" --set checkpoint.service=127.0.0.1:9 --set train.steps=60 \
   --set checkpoint.every=20 --set checkpoint.timeout_s=2 --set resume=none >"$WORK/run4.log" 2>&1 || code=$?
 [ "$code" -eq 1 ] || { tail "$WORK/run4.log"; fail "no service: exit $code, want 1"; }
 losses "$WORK/run4/metrics.jsonl" | wc -l | grep -qx 60 || fail "no service: the run did not train its 60 steps"

@@ -14,17 +14,7 @@ source "$(dirname "$0")/launch_lib.sh"
 setup_test "$@"
 export OMP_NUM_THREADS=1
 
-cat >"$WORK/run.yaml" <<'YAML'
-run: {name: resume, seed: 7, threads: 1}
-model: {vocab_size: 256, hidden_size: 64, num_hidden_layers: 2, num_attention_heads: 4, intermediate_size: 128,
-        layer_pattern: "LS", linear_attention: {block_size: 16}}
-data: {kind: text, path: /usr/share/common-licenses, seq_len: 64}
-train: {steps: 12, micro_batch: 4, eval_every: 6, eval_batches: 2, log_every: 4}
-optim: {name: adamw, lr: 3.0e-3}
-schedule: {warmup_steps: 2}
-checkpoint: {every: 3, keep: 2}
-YAML
-RUN="$WORK/run.yaml"
+RUN="$REPO/tests/e2e/ckpt_small.yaml"
 
 # Every training record as "step loss grad_norm lr", exactly as written.
 records() {

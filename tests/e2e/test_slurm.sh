@@ -123,17 +123,10 @@ note "5 losses identical under srun and mpirun: $(awk '{print $2}' "$WORK/slurm.
 # save a checkpoint and exit 75; pretrain.sbatch requeues the job, which
 # resumes from that checkpoint and completes with exactly the losses of an
 # uninterrupted run (mpirun, same layout).
-cat >"$WORK/preempt.yaml" <<'YAML'
-run: {name: preempt, seed: 11, threads: 1}
-model: {vocab_size: 256, hidden_size: 64, num_hidden_layers: 2, num_attention_heads: 4, intermediate_size: 128,
-        layer_pattern: "LS", linear_attention: {block_size: 16}}
-data: {kind: text, path: /usr/share/common-licenses, seq_len: 64}
-train: {steps: 600, micro_batch: 2, eval_every: 0, eval_batches: 1, log_every: 100}
-optim: {name: adamw, lr: 3.0e-3}
-parallel: {data: 2}
-checkpoint: {every: 100, keep: 2}
-YAML
-submit preempt "$LINTRAIN" "$WORK/preempt.yaml" --set run.out_dir="$WORK/preempt-run"
+PREEMPT=("$REPO/tests/e2e/ckpt_small.yaml" --set run.seed=11 --set train.steps=600 --set train.micro_batch=2
+  --set train.eval_every=0 --set train.eval_batches=1 --set train.log_every=100 --set parallel.data=2
+  --set checkpoint.every=100)
+submit preempt "$LINTRAIN" "${PREEMPT[@]}" --set run.out_dir="$WORK/preempt-run"
 for _ in $(seq 1 600); do
   grep -q "^checkpoint step 100:" "$WORK/preempt.out" 2>/dev/null && break
   sleep 0.1
@@ -151,7 +144,7 @@ grep -q "^lintrain: resumed from .* at step [0-9]* (written by DP 2 x SP 1;" "$W
   fail "preempt: the requeued job did not resume"
 stopped=$(sed -n 's/^lintrain: stopped by SIGTERM after step \([0-9]*\);.*/\1/p' "$WORK/preempt.out")
 code=0
-OMP_NUM_THREADS=1 timeout "$JOB_LIMIT_S" "${MPIRUN[@]}" -np 2 "$LINTRAIN" train "$WORK/preempt.yaml" \
+OMP_NUM_THREADS=1 timeout "$JOB_LIMIT_S" "${MPIRUN[@]}" -np 2 "$LINTRAIN" train "${PREEMPT[@]}" \
   --set run.out_dir="$WORK/preempt-straight" >"$WORK/preempt-straight.out" 2>&1 || code=$?
 [ "$code" -eq 0 ] || { cat "$WORK/preempt-straight.out"; fail "the uninterrupted mpirun run exited with $code"; }
 train_losses "$WORK/preempt-run/metrics.jsonl" >"$WORK/preempt.losses"
