@@ -94,6 +94,11 @@ double raw_read_mbs(const std::string& path) {
   return total / since(t0) / 1e6;
 }
 
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v.empty() ? 0 : v.size() % 2 ? v[v.size() / 2] : (v[v.size() / 2 - 1] + v[v.size() / 2]) / 2;
+}
+
 double mean(const std::vector<double>& v) { return v.empty() ? 0 : std::accumulate(v.begin(), v.end(), 0.0) / v.size(); }
 
 }  // namespace
@@ -163,15 +168,10 @@ int main(int argc, char** argv) {
   std::printf("bench_checkpoint: %lld parameters, state %.1f MB (weights + AdamW), B=%d T=%d, %d threads, dir %s\n",
               static_cast<long long>(model.table().param_count()), bytes / 1e6, B, T, num_threads(), dir.c_str());
 
-  // 1. The disk's own speed, with a file the size of the state.
+  // 1. The disk's own speed is measured beside each save and restore below
+  // (alternating, with a file the size of the state): a virtual disk's speed
+  // drifts by 2x within minutes, so only measurements taken together compare.
   const std::string raw = dir + "/raw.bin";
-  const double w_buffered = raw_write_mbs(raw, bytes, false);
-  const double w_direct = raw_write_mbs(raw, bytes, true);
-  const double w_raw = std::max(w_buffered, w_direct);
-  const double r_raw = raw_read_mbs(raw);
-  std::filesystem::remove(raw);
-  std::printf("raw disk: sequential write + fsync %.0f MB/s buffered, %.0f MB/s O_DIRECT; read (cache dropped) "
-              "%.0f MB/s\n", w_buffered, w_direct, r_raw);
 
   // 2. Step time without saves.
   train_step(nullptr);  // warm-up
@@ -194,7 +194,8 @@ int main(int argc, char** argv) {
   std::vector<double> async_stall, interference, async_write;
   {
     CheckpointSaver saver(so, directory_target(dir + "/async", 0));
-    saver.reserve(build_state());  // as the trainer does at start-up
+    saver.reserve(build_state());  // as the trainer does at start-up, some steps before the first save
+    saver.finish();
     for (int i = 0; i < saves; ++i) {
       const auto ts = Clock::now();
       saver.save(step, build_state(), false);
@@ -217,13 +218,16 @@ int main(int argc, char** argv) {
       }
     }
   }
-  // 4. Synchronous saves of the same state.
-  std::vector<double> sync_stall;
+  // 4. Synchronous saves of the same state, each after a raw write.
+  std::vector<double> sync_stall, w_buffered, w_direct, save_mbs;
   so.async = false;
   {
     CheckpointSaver saver(so, directory_target(dir + "/sync", 0));
     saver.reserve(build_state());
+    saver.finish();
     for (int i = 0; i < saves; ++i) {
+      w_buffered.push_back(raw_write_mbs(raw, bytes, false));
+      w_direct.push_back(raw_write_mbs(raw, bytes, true));
       saver.save(step, build_state(), true);
       for (const SaveReport& r : saver.take_reports()) {
         LT_CHECK(r.ok, "sync save failed: ", r.error);
@@ -239,18 +243,25 @@ int main(int argc, char** argv) {
   std::printf("stall async / sync: %.1f%% (stall alone), %.1f%% (with the slowdown)\n", 100 * a / s,
               100 * (a + in) / s);
 
-  // 5. Save and restore speed against the raw disk.
-  const double save_mbs = bytes / s / 1e6;
+  // 5. Save and restore speed against the raw disk: medians of the rounds.
+  for (double t : sync_stall) save_mbs.push_back(bytes / t / 1e6);
+  std::vector<double> r_raw, restore_mbs;
   const std::string newest = dir + "/sync";
-  drop_tree_cache(newest);
   RunState target = build_state();
-  const auto t0 = Clock::now();
-  const OpenedCheckpoint c = open_checkpoint_path(newest, nullptr);
-  restore_run_state(c, target);
-  const double restore_s = since(t0);
-  const double restore_mbs = bytes / restore_s / 1e6;
-  std::printf("save: %.0f MB/s = %.0f%% of raw write; restore (read + verify + copy): %.0f MB/s = %.0f%% of raw read\n",
-              save_mbs, 100 * save_mbs / w_raw, restore_mbs, 100 * restore_mbs / r_raw);
+  for (int i = 0; i < saves; ++i) {
+    r_raw.push_back(raw_read_mbs(raw));
+    drop_tree_cache(newest);
+    const auto t0 = Clock::now();
+    const OpenedCheckpoint c = open_checkpoint_path(newest, nullptr);
+    restore_run_state(c, target);
+    restore_mbs.push_back(bytes / since(t0) / 1e6);
+  }
+  const double w_raw = std::max(median(w_buffered), median(w_direct));
+  std::printf("raw disk (medians): sequential write + fsync %.0f MB/s buffered, %.0f MB/s O_DIRECT; read (cache "
+              "dropped) %.0f MB/s\n", median(w_buffered), median(w_direct), median(r_raw));
+  std::printf("save: %.0f MB/s = %.0f%% of raw write; restore (read + verify + copy): %.0f MB/s = %.0f%% of raw read "
+              "(medians of %d)\n", median(save_mbs), 100 * median(save_mbs) / w_raw, median(restore_mbs),
+              100 * median(restore_mbs) / median(r_raw), saves);
   std::filesystem::remove_all(dir);
   return 0;
 }
