@@ -10,7 +10,9 @@
 #   4. a full disk during a save (a small tmpfs): the save fails cleanly, the
 #      previous checkpoint stays loadable;
 #   5. weights exported from a checkpoint equal the live weights at that step,
-#      read with the independent `safetensors` package.
+#      read with the independent `safetensors` package;
+#   6. a NaN gradient: the step is skipped and reported, max_bad_steps in a
+#      row stop the run with a clear error.
 #   usage: test_ckpt_faults.sh LINTRAIN_BIN WORK_DIR
 set -euo pipefail
 # shellcheck source=tests/e2e/launch_lib.sh
@@ -167,4 +169,23 @@ print(f"  {len(live)} tensors equal (read with safetensors {__import__('safetens
 PY
 cmp -s "$out/config.json" "$out/from_ckpt/config.json" || fail "exported config.json differs"
 note "ckpt export of step 6 = the weights the trainer exported at step 6 (safetensors package)"
+
+# ---- 6. a non-finite gradient: the update is skipped, too many stop the run -------
+out="$WORK/nan"
+LINTRAIN_FAILPOINTS="train.nan-grad@4" train --set run.out_dir="$out" >"$out.log" 2>&1 || fail "nan: the run failed"
+grep -q '"step": 4, .*"skipped": 1' "$out/metrics.jsonl" || fail "nan: step 4 is not marked skipped"
+grep -q "warning: step 4 not applied: the loss is finite (.*) but the gradient norm is nan" "$out.log" ||
+  { grep lintrain "$out.log"; fail "nan: no warning naming the cause"; }
+losses "$out/metrics.jsonl" | head -4 | diff -q - <(head -4 "$WORK/straight.losses") >/dev/null ||
+  fail "nan: steps 1-4 differ from the straight run"
+[ "$(losses "$out/metrics.jsonl" | sed -n 5p)" != "$(sed -n 5p "$WORK/straight.losses")" ] ||
+  fail "nan: step 5 equals the straight run's, so step 4's update was applied"
+code=0
+LINTRAIN_FAILPOINTS="train.nan-grad@4,train.nan-grad@5" train --set run.out_dir="$out.stop" --set train.max_bad_steps=2 \
+  >"$out.stop.log" 2>&1 || code=$?
+[ "$code" -eq 1 ] || fail "nan: two bad steps with max_bad_steps 2 exited $code, want 1"
+grep -q "error: training diverged: 2 steps in a row had a non-finite loss or gradient norm (train.max_bad_steps = 2), the last at step 5" \
+  "$out.stop.log" || { grep lintrain "$out.stop.log"; fail "nan: unclear stop message"; }
+"$LINTRAIN" ckpt verify "$out.stop/checkpoints" >/dev/null 2>&1 || fail "nan: the kept checkpoint does not verify"
+note "a NaN gradient at step 4: skipped with a warning, training goes on; two in a row (max_bad_steps 2): exit 1"
 note "PASSED"
