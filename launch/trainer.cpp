@@ -10,7 +10,6 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
-#include <fstream>
 #include <memory>
 
 #include "launch/checkpointing.h"
@@ -99,8 +98,9 @@ const char* signal_name(int sig) {
 // names the likely cause.
 std::string divergence_hint(double loss, double grad_norm, double lr, const RunConfig& cfg) {
   if (!std::isfinite(loss))
-    return str_cat("the loss itself is ", loss, " (weights or activations overflowed): lower optim.lr (now ", lr,
-                   cfg.train.grad_clip > 0 ? ")" : ") or enable train.grad_clip", ", or use precision.compute: fp32");
+    return str_cat("the loss itself is ", loss, " (weights or activations overflowed): lower optim.lr (now ", lr, ")",
+                   cfg.train.grad_clip > 0 ? "" : ", enable train.grad_clip",
+                   cfg.precision.compute == "bf16" ? ", or try precision.compute: fp32" : "");
   return str_cat("the loss is finite (", loss, ") but the gradient norm is ", grad_norm,
                  ": a gradient overflowed in backward; lower optim.lr (now ", lr, ") or check the data for outliers");
 }
