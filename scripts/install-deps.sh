@@ -7,6 +7,8 @@ set -euo pipefail
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 
+# clang + libclang-rt-dev: the fuzz targets (libFuzzer ships in the latter,
+# which --no-install-recommends would otherwise leave out).
 PKGS=(
   build-essential cmake pkg-config git
   openmpi-bin libopenmpi-dev
@@ -16,6 +18,7 @@ PKGS=(
   libgtest-dev libgmock-dev libbenchmark-dev
   slurm-wlm munge libpmix-dev
   python3 python3-numpy
+  clang libclang-rt-dev
 )
 
 missing=()

@@ -4,7 +4,9 @@
 #   2. builds Release and runs every test with ctest (unit, multi-rank, end-to-end)
 #   3. builds again with AddressSanitizer + UndefinedBehaviorSanitizer and runs
 #      the unit tests under it
-# Exits non-zero when anything fails. Build folders: build/, build-asan/.
+#   4. builds the libFuzzer targets (clang, ASan + UBSan) and runs each for
+#      FUZZ_SECONDS (default 30) on its seed corpus (tests/fuzz/run.sh)
+# Exits non-zero when anything fails. Build folders: build/, build-asan/, build-fuzz/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 JOBS=${JOBS:-2}
@@ -24,3 +26,6 @@ cmake --build build-asan -j"$JOBS"
 # OpenMP's runtime keeps thread pools alive at exit: not leaks of ours.
 ASAN_OPTIONS=detect_leaks=0 UBSAN_OPTIONS=print_stacktrace=1 \
   ctest --test-dir build-asan --output-on-failure -j"$JOBS" -L unit
+
+echo "== Fuzzing (libFuzzer, ASan+UBSan)"
+bash tests/fuzz/run.sh
