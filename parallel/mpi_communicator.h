@@ -21,6 +21,13 @@
 // return errors (MPI_ERRORS_RETURN) instead of MPI's default of aborting, so a
 // failure becomes a lintrain::Error naming the call, file:line, rank and host.
 // main() catches it, prints it and calls MpiRuntime::abort to end every rank.
+//
+// Stalls: every blocking wait here (MpiRequest::wait, all_reduce_f64,
+// broadcast, barrier, split) is watched by the collective watchdog
+// (parallel/watchdog.h). In a job of more than one rank MpiRuntime runs its
+// thread, on its own duplicate of MPI_COMM_WORLD: a wait still in flight
+// after parallel.timeout_s makes it probe every rank and MPI_Abort the job
+// with a message naming the collective and the ranks that did not answer.
 #pragma once
 
 #include <mpi.h>
@@ -78,6 +85,8 @@ class MpiRuntime {
   bool owns_ = false;
   int rank_ = 0, size_ = 1, local_rank_ = 0, local_size_ = 1, thread_level_ = 0;
   std::string host_;
+  class Watchdog;  // the watchdog thread (mpi_communicator.cpp); stopped before MPI_Finalize
+  std::unique_ptr<Watchdog> watchdog_;
 };
 
 class MpiCommunicator : public Communicator {
@@ -110,6 +119,7 @@ class MpiCommunicator : public Communicator {
   MPI_Comm comm_;
   bool owned_;
   int rank_ = 0, size_ = 1;
+  int group_ = -1;  // watchdog::register_group id: "the world group (N ranks)", ...
 };
 
 }  // namespace lintrain
