@@ -222,7 +222,11 @@ int run_launch(int argc, char** argv) {
   if (pid < 0) throw Error(str_cat("cannot start mpirun: fork: ", std::strerror(errno)));
   if (pid == 0) {
     // The job ends with the launcher, even when it is killed with SIGKILL:
-    // mpirun gets SIGTERM and ends the ranks.
+    // mpirun gets SIGTERM and ends the ranks (its orderly kill: SIGTERM, then
+    // SIGKILL). The next link is in the ranks (launch/main.cpp): each rank
+    // dies with its parent, so mpirun itself dying (SIGKILL, OOM) leaves no
+    // orphan either. No process group of our own: a terminal's Ctrl-C must
+    // still reach mpirun directly (see forward_signal).
     prctl(PR_SET_PDEATHSIG, SIGTERM);
     if (getppid() != parent) _exit(1);
     execv(child_argv[0], child_argv.data());

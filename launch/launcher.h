@@ -16,7 +16,9 @@
 // launcher reaches the ranks as SIGUSR1 (they save a checkpoint and exit
 // with 75), a second one as SIGTERM; SIGHUP and SIGUSR1 are passed on; a
 // Ctrl-C at the terminal reaches mpirun directly, as it is in the same
-// process group. mpirun gets SIGTERM when the launcher dies, even by SIGKILL.
+// process group. mpirun gets SIGTERM when the launcher dies, even by SIGKILL,
+// and each rank gets SIGKILL when mpirun dies: no process of the job outlives
+// the launcher (tests/e2e/test_orphans.sh).
 //
 // With checkpoint.service: local in the run file, the launcher first starts
 // the checkpoint service for the run (launch/local_service.h) and tells the

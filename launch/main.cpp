@@ -7,8 +7,14 @@
 //   lintrain memory --table                  the README's optimizer-memory table
 //   lintrain ckpt serve|ls|verify|export ...  the checkpoint service and tools (launch/ckpt_cli.h)
 // Errors print one line "lintrain: error: ..." and exit 1; usage errors exit 2.
+#include <signal.h>
+#include <sys/prctl.h>
+#include <unistd.h>
+
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
+#include <fstream>
 #include <string>
 #include <vector>
 
@@ -83,6 +89,43 @@ Args parse_args(int argc, char** argv, int first) {
   return a;
 }
 
+// The name (comm) of this process's parent, "" when unreadable.
+std::string parent_name() {
+  std::ifstream in("/proc/" + std::to_string(getppid()) + "/comm");
+  std::string name;
+  std::getline(in, name);
+  return name;
+}
+
+// No orphaned ranks. A rank started by a job launcher dies with it: the
+// launcher (mpirun, orted, slurmstepd) is the one that tears the job down,
+// so once it is gone, by SIGKILL or the OOM killer, nothing would stop this
+// rank from training on unseen, holding its cores and memory. The kernel
+// sends SIGKILL (not SIGTERM: the trainer takes SIGTERM as "checkpoint and
+// stop", which needs collectives and an MPI_Finalize that cannot work without
+// the launcher) the moment the parent goes; getppid() after arming catches a
+// parent that died just before. `lintrain launch` adds the link above:
+// mpirun gets SIGTERM when the launcher dies and ends the ranks itself.
+// Only for ranks: Open MPI's launchers put OMPI_COMM_WORLD_SIZE in each
+// rank's environment, PMIx and MPICH's hydra PMIX_RANK / PMI_RANK, and an
+// srun task's parent is slurmstepd. A `lintrain train` started from a shell
+// (nohup, tmux) has none of these and keeps running when its shell goes.
+// (The kernel's signal follows the parent *thread* that forked: these
+// launchers fork their ranks from their main thread, which lives as long as
+// they do.)
+void die_with_launcher() {
+  const bool rank = std::getenv("OMPI_COMM_WORLD_SIZE") || std::getenv("PMIX_RANK") || std::getenv("PMI_RANK") ||
+                    parent_name() == "slurmstepd";
+  if (!rank) return;
+  const pid_t parent = getppid();
+  if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0) return;
+  if (getppid() != parent) {
+    std::fprintf(stderr, "lintrain: error: the launcher of this rank (pid %d) is gone; exiting\n",
+                 static_cast<int>(parent));
+    std::_Exit(1);
+  }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -101,6 +144,7 @@ int main(int argc, char** argv) {
       if (args.file.empty()) usage_error("train needs a run file, e.g. lintrain train examples/tiny.yaml");
       // MPI first: under mpirun/srun every rank joins the job; started alone,
       // this process is a world of one.
+      die_with_launcher();
       lintrain::MpiRuntime mpi(&argc, &argv);
       try {
         const lintrain::RunConfig cfg = lintrain::load_run_config(args.file, args.overrides);
