@@ -201,8 +201,6 @@ void SafeTensorFile::parse(const uint8_t* bytes, uint64_t size) {
       throw corrupt(str_cat(where, " has dtype '", dtype->as_string(), "', which lintrain does not read (",
                             supported_dtypes(), ")"));
     }
-    // numel with overflow checks: a product above the file size is already wrong.
-    uint64_t numel = 1;
     for (const JsonValue& d : shape->as_array()) {
       uint64_t dim;
       try {
@@ -212,8 +210,25 @@ void SafeTensorFile::parse(const uint8_t* bytes, uint64_t size) {
       }
       if (dim > static_cast<uint64_t>(INT64_MAX)) throw corrupt(where + " has a dimension above 2^63");
       t.shape.push_back(static_cast<int64_t>(dim));
-      if (dim != 0 && numel > size / dim) numel = size + 1;  // saturate; caught below
-      else numel *= dim;
+    }
+    // numel with overflow checks: a product above the file size is already
+    // wrong. The product of the nonzero dimensions must also fit in int64,
+    // even when another dimension is 0 (an empty tensor): whoever reads the
+    // shape multiplies its dimensions in some order (shape_numel, strides,
+    // rows * cols), and that must not overflow.
+    uint64_t numel = 1, nonzero_product = 1;
+    for (int64_t d : t.shape) {
+      const uint64_t dim = static_cast<uint64_t>(d);
+      if (dim == 0) {
+        numel = 0;
+        continue;
+      }
+      if (nonzero_product > static_cast<uint64_t>(INT64_MAX) / dim) {
+        throw corrupt(str_cat(where, " has shape ", shape_str(t.shape),
+                              ", too many elements (the product of its dimensions is above 2^63)"));
+      }
+      nonzero_product *= dim;
+      numel = numel > size / dim ? size + 1 : numel * dim;  // saturate above the file size; caught below
     }
     uint64_t begin, end;
     try {

@@ -323,6 +323,22 @@ TEST(Safetensors, CorruptFilesGiveClearIoErrors) {
   expect_io_error(dir.file("does_not_exist.safetensors"), "does_not_exist");
 }
 
+// Found by tests/fuzz/fuzz_safetensors (corpus/fuzz_safetensors/regress-empty-overflowing-shape):
+// an empty tensor whose other dimensions multiply past 2^63 was accepted, and
+// every later use of its shape (nbytes(), shape_numel) overflowed int64.
+TEST(Safetensors, EmptyTensorWhoseDimensionsOverflowIsRejected) {
+  TempDir dir;
+  const std::string p = dir.file("bad.safetensors");
+  write_all(p, make_file(R"({"x":{"dtype":"F32","shape":[1099511627776,1099511627776,0],"data_offsets":[0,0]}})", ""));
+  expect_io_error(p, "tensor 'x' has shape (1099511627776, 1099511627776, 0), too many elements");
+  std::string bytes = make_file(R"({"x":{"dtype":"U16","shape":[0,4294967296,4294967296],"data_offsets":[0,0]}})", "");
+  EXPECT_THROW(safetensors_from_bytes("mem", std::vector<uint8_t>(bytes.begin(), bytes.end())), IoError);
+  // Empty tensors whose dimensions fit are still fine, whatever their size.
+  write_all(p, make_file(R"({"x":{"dtype":"F32","shape":[3037000499,3037000499,0],"data_offsets":[0,0]}})", ""));
+  const SafeTensorFile f = load_safetensors(p);
+  EXPECT_EQ(f.get("x").nbytes(), 0u);
+}
+
 TEST(Safetensors, EveryTruncationAndHeaderByteCorruptionIsHandled) {
   TempDir dir;
   const Fixture fx;
