@@ -10,7 +10,7 @@
 # an input longer than 10 s or allocates past 2 GB, printing where the
 # reproducer was written; replay one with
 #   build-fuzz/tests/fuzz/<target> <reproducer>
-# Environment: FUZZ_SECONDS (default 30 per target), JOBS (build, default 2),
+# Environment: FUZZ_SECONDS (default 30 per target; 0 replays the seeds only), JOBS (build, default 2),
 # FUZZ_BUILD (build folder, default build-fuzz).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -40,12 +40,15 @@ cmake --build "$BUILD" -j"$JOBS" --target "${TARGETS[@]}"
 # checkpoint service.
 export ASAN_OPTIONS="detect_leaks=1:abort_on_error=0:${ASAN_OPTIONS:-}"
 export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1:${UBSAN_OPTIONS:-}"
-# fuzz_config also checks that a valid run file's resolved YAML reads back to
-# the same text. Off here until the config validator checks defaulted keys
-# the way it checks recorded ones (a default layer_pattern longer than
-# num_hidden_layers passes a run file but not its config.yaml); on by default
-# when running the target by hand.
-export LINTRAIN_FUZZ_ROUNDTRIP=${LINTRAIN_FUZZ_ROUNDTRIP:-0}
+# fuzz_config also checks that a valid run file's resolved YAML (config.yaml,
+# what a resume reads) parses back to the same text. One failure of that is
+# known and reported: the validator checks model.layer_pattern against
+# num_hidden_layers only when the pattern is given, so a run file with the
+# default pattern and fewer than 4 layers passes but its config.yaml does
+# not; LINTRAIN_FUZZ_ROUNDTRIP_KNOWN skips that message (set it empty once
+# it is fixed) so any other read-back failure still fails this stage.
+export LINTRAIN_FUZZ_ROUNDTRIP=${LINTRAIN_FUZZ_ROUNDTRIP:-1}
+export LINTRAIN_FUZZ_ROUNDTRIP_KNOWN=${LINTRAIN_FUZZ_ROUNDTRIP_KNOWN-letters but model.num_hidden_layers is}
 
 work="$BUILD/fuzz-run"
 rm -rf "$work"
@@ -75,8 +78,11 @@ for t in "${TARGETS[@]}"; do
     fuzz_safetensors) dict=(-dict=tests/fuzz/safetensors.dict) ;;
   esac
   echo "-- $t: ${SECONDS_PER_TARGET}s on $(ls "$corpus" | wc -l) seeds (log: $work/$t.log)"
+  # FUZZ_SECONDS=0 only replays the seeds (libFuzzer's -max_total_time=0 would never stop).
+  budget=(-max_total_time="$SECONDS_PER_TARGET")
+  [ "$SECONDS_PER_TARGET" -gt 0 ] || budget=(-runs=0)
   rc=0
-  "$bin" "${dict[@]}" -max_total_time="$SECONDS_PER_TARGET" -timeout=10 -rss_limit_mb=2048 \
+  "$bin" "${dict[@]}" "${budget[@]}" -timeout=10 -rss_limit_mb=2048 \
     -max_len="$(max_len "$t")" -artifact_prefix="$artifacts" -print_final_stats=1 \
     "$corpus" >"$work/$t.log" 2>&1 || rc=$?
   grep -E "^(#[0-9]+[[:space:]]+DONE|stat::number_of_executed_units|stat::peak_rss_mb)" "$work/$t.log" | sed 's/^/   /' || true
