@@ -167,6 +167,9 @@ LinearAttentionCore::LinearAttentionCore(const LinearAttentionSpec& spec, int B,
   LT_CHECK(spec.H >= 1 && spec.KVH >= 1 && spec.H % spec.KVH == 0 && spec.d >= 1,
            "[LinearAttentionCore] bad heads H=", spec.H, " KVH=", spec.KVH, " d=", spec.d);
   LT_CHECK(spec.block >= 1, "[LinearAttentionCore] block=", spec.block, " must be >= 1");
+  // A block longer than the chunk is one partial block of T tokens: the same
+  // numbers, without the kernels' block x block scratch of a block never filled.
+  block_ = std::max(1, std::min(spec.block, T));
   LT_CHECK(spec.decay.size() == static_cast<size_t>(spec.H), "[LinearAttentionCore] ",
            spec.decay.size(), " decays for H=", spec.H, " heads");
   for (float l : spec.decay)
@@ -230,7 +233,7 @@ void LinearAttentionCore::forward(float* out, const float* qkv, const float* g,
     std::memcpy(state_in_.data(), state_in, state_in_.size() * sizeof(float));
   }
 
-  LinearAttentionDims dims{B_, T_, s.H, s.KVH, s.d, s.block, W, W, W, Hd};
+  LinearAttentionDims dims{B_, T_, s.H, s.KVH, s.d, block_, W, W, W, Hd};
   const float *fq = feat_.data(), *fk = fq + Hd, *fv = fq + QK;
   if (sp_) lasp2_chunk_state(sp_->local_state(), fk, fv, s.decay.data(), dims);
   if (sp_) sp_->begin_forward();  // M_j travels while the chunk's own attention runs
@@ -310,7 +313,7 @@ void LinearAttentionCore::backward(float* dqkv, float* dg, const float* dout,
     }
   }
 
-  LinearAttentionDims dims{B_, T_, s.H, s.KVH, s.d, s.block, W, W, W, Hd};
+  LinearAttentionDims dims{B_, T_, s.H, s.KVH, s.d, block_, W, W, W, Hd};
   const float *fq = feat_.data(), *fk = fq + Hd, *fv = fq + QK;
   float *dq = dqkv, *dk = dqkv + Hd, *dv = dqkv + QK;
   if (sp_) lasp2_prefix_state_grad(sp_->local_state(), fq, dy_.data(), s.decay.data(), dims);

@@ -130,6 +130,7 @@ class LinearAttentionCore {
  private:
   LinearAttentionSpec spec_;
   int B_, T_;
+  int block_;  // spec.block, at most T_
   std::vector<float> feat_, pre_, y_, rstd_, g_, state_in_, dy_;
   std::unique_ptr<Lasp2StateExchange> sp_;  // null = single rank
   std::vector<float> prefix_, suffix_;      // (B, H, d, d) P_j, G_j; only under SP

@@ -26,6 +26,13 @@ ParamTable Galore::state_layout(const OptimConfig& cfg, const ParamGroup& group,
     const TensorView& v = table.view(i);
     check_matrix(group, v);
     const int64_t m = v.shape[0], n = v.shape[1];
+    // A rank above the smaller side is no projection at all: it would keep the
+    // whole gradient plus a projector, more memory than AdamW.
+    if (cfg.galore.rank > std::min(m, n))
+      throw ConfigError(str_cat("optim.galore.rank ", cfg.galore.rank, " is above the smaller side of '", v.name,
+                                "' of shape ", shape_str(v.shape), ", so GaLore would not reduce it and would cost more "
+                                "memory than AdamW; use optim.galore.rank <= ", std::min(m, n),
+                                " (a quarter of it is usual), or send that tensor to adamw with an optim.groups rule"));
     const int64_t r = galore_rank(cfg.galore, m, n);
     const bool left = galore_projects_left(m, n);
     const Shape projector = left ? Shape{m, r} : Shape{r, n};

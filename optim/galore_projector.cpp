@@ -38,7 +38,9 @@ GaloreProjector::GaloreProjector(const GaloreConfig& cfg)
            cfg.svd, "'");
 }
 
-int GaloreProjector::sketch_width(int m, int n, int r) const { return std::min(r + oversample_, std::min(m, n)); }
+int GaloreProjector::sketch_width(int m, int n, int r) const {
+  return static_cast<int>(std::min<int64_t>(int64_t{r} + oversample_, std::min(m, n)));  // no int overflow
+}
 
 void GaloreProjector::reserve(int m, int n, int r) {
   const int s = std::min(m, n), L = std::max(m, n);

@@ -14,6 +14,7 @@
 #include "runtime/checkpoint/checksum.h"
 #include "runtime/cpu/copy.h"
 #include "runtime/error.h"
+#include "runtime/io/input_file.h"
 #include "runtime/io/mapped_file.h"
 
 namespace fs = std::filesystem;
@@ -28,8 +29,7 @@ constexpr const char* kPartSuffix = ".safetensors";
 // that follows, and ranks on one node share them). Throws IoError when the
 // file is not `size` bytes or cannot be read.
 uint64_t hash_file(const std::string& path, uint64_t size) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) throw IoError(str_cat("[checkpoint] cannot open ", path, ": ", std::strerror(errno)));
+  const int fd = open_input_file(path, "checkpoint file");
   struct stat st;
   if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || static_cast<uint64_t>(st.st_size) != size) {
     ::close(fd);

@@ -13,6 +13,7 @@
 #include <system_error>
 
 #include "runtime/error.h"
+#include "runtime/io/input_file.h"
 #include "runtime/failpoint.h"
 #include "runtime/io/mapped_file.h"
 
@@ -74,29 +75,7 @@ void delete_checkpoint(const std::string& dir, const std::string& path) {
 // ---- helpers ----------------------------------------------------------------
 
 std::string read_small_file(const std::string& path, size_t max_bytes) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
-  if (fd < 0) throw IoError(str_cat("[checkpoint] cannot open '", path, "': ", std::strerror(errno)));
-  struct stat st;
-  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-    ::close(fd);
-    throw IoError(str_cat("[checkpoint] '", path, "' is not a regular file"));
-  }
-  if (static_cast<uint64_t>(st.st_size) > max_bytes) {
-    ::close(fd);
-    throw IoError(str_cat("[checkpoint] '", path, "' is ", st.st_size, " bytes, above the limit of ", max_bytes,
-                          " for this kind of file (damaged?)"));
-  }
-  std::string out(static_cast<size_t>(st.st_size), '\0');
-  size_t got = 0;
-  while (got < out.size()) {
-    const ssize_t n = ::read(fd, out.data() + got, out.size() - got);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) break;
-    got += static_cast<size_t>(n);
-  }
-  ::close(fd);
-  out.resize(got);
-  return out;
+  return read_input_file(path, "checkpoint file", max_bytes);
 }
 
 void fsync_directory(const std::string& path) {

@@ -9,9 +9,14 @@
 #include <cstring>
 #include <memory>
 #include <set>
+#include <sstream>
+
+#include <yaml-cpp/eventhandler.h>
+#include <yaml-cpp/parser.h>
 
 #include "runtime/config/parse.h"
 #include "runtime/error.h"
+#include "runtime/io/input_file.h"
 
 namespace lintrain {
 namespace config {
@@ -216,24 +221,87 @@ void apply_override(const std::string& text, RunConfig& cfg, KeyOrigins& origins
 // ---- public API ---------------------------------------------------------------------
 namespace {
 
+// How many documents the text holds (counting stops at 2) and whether the
+// first one's root is an empty value. Not YAML::LoadAll: yaml-cpp 0.7's loop
+// over documents never ends on some inputs (a lone ','), each pass yielding an
+// empty document without consuming anything; two passes are enough here.
+struct DocumentShape {
+  int documents = 0;
+  bool empty_root = false;
+};
+
+class ShapeHandler : public YAML::EventHandler {
+ public:
+  bool root_null = false;
+  void OnDocumentStart(const YAML::Mark&) override { first_ = true; }
+  void OnDocumentEnd() override {}
+  void OnNull(const YAML::Mark&, YAML::anchor_t) override { node(true); }
+  void OnAlias(const YAML::Mark&, YAML::anchor_t) override { node(false); }
+  void OnScalar(const YAML::Mark&, const std::string&, YAML::anchor_t, const std::string&) override { node(false); }
+  void OnSequenceStart(const YAML::Mark&, const std::string&, YAML::anchor_t, YAML::EmitterStyle::value) override {
+    node(false);
+  }
+  void OnSequenceEnd() override {}
+  void OnMapStart(const YAML::Mark&, const std::string&, YAML::anchor_t, YAML::EmitterStyle::value) override {
+    node(false);
+  }
+  void OnMapEnd() override {}
+
+ private:
+  void node(bool null) {
+    if (first_) root_null = null;
+    first_ = false;
+  }
+  bool first_ = true;
+};
+
+DocumentShape document_shape(const std::string& text) {
+  std::istringstream in(text);
+  YAML::Parser parser(in);
+  DocumentShape shape;
+  ShapeHandler first, rest;
+  if (!parser.HandleNextDocument(first)) return shape;
+  shape.documents = 1;
+  shape.empty_root = first.root_null;
+  if (parser.HandleNextDocument(rest)) shape.documents = 2;
+  return shape;
+}
+
+// Whether the text holds anything but blank lines, comments and document markers.
+bool has_content(const std::string& text) {
+  std::istringstream in(text);
+  std::string line;
+  while (std::getline(in, line)) {
+    const size_t b = line.find_first_not_of(" \t\r");
+    if (b == std::string::npos || line[b] == '#') continue;
+    const std::string t = line.substr(b, line.find_last_not_of(" \t\r") - b + 1);
+    if (t != "---" && t != "..." && t != "~" && t != "null") return true;
+  }
+  return false;
+}
+
 RunConfig parse_config(const std::string& yaml_text, const std::vector<std::string>& overrides,
                        const std::string& source, bool check_files) {
   using namespace config;
   RunConfig cfg;
   cfg.source = source;
   KeyOrigins origins(source);
-  std::vector<YAML::Node> documents;
+  YAML::Node document;
   try {
-    documents = YAML::LoadAll(yaml_text);
+    const DocumentShape shape = document_shape(yaml_text);
+    if (shape.documents >= 1 && shape.empty_root && has_content(yaml_text))
+      fail(source, "YAML reads this file as an empty value, not a mapping of sections (a stray ',' or '-'?); a run "
+                   "file looks like `model: {hidden_size: 256}`");
+    if (shape.documents > 1)
+      fail(source, "holds more than one YAML document (separated by ---); a run file is one");
+    document = YAML::Load(yaml_text);
   } catch (const YAML::Exception& e) {
     const std::string where =
         e.mark.is_null() ? source : str_cat(source, ":", e.mark.line + 1, ":", e.mark.column + 1);
     throw ConfigError(str_cat(where, ": YAML syntax error: ", e.msg));
   }
-  if (documents.size() > 1)
-    fail(source, str_cat("holds ", documents.size(), " YAML documents (separated by ---); a run file is one"));
-  const Place place{source, true};
-  if (!documents.empty()) apply_mapping(documents[0], "", cfg, origins, place);
+  const Place place{source, true, &yaml_text};
+  apply_mapping(document, "", cfg, origins, place);
   for (const std::string& o : overrides) apply_override(o, cfg, origins);
   validate_run_config(cfg, origins, check_files);
   return cfg;
@@ -251,14 +319,12 @@ RunConfig parse_recorded_run_config(const std::string& yaml_text, const std::str
 }
 
 RunConfig load_run_config(const std::string& path, const std::vector<std::string>& overrides) {
-  std::unique_ptr<std::FILE, int (*)(std::FILE*)> f(std::fopen(path.c_str(), "rb"), &std::fclose);
-  if (!f) throw ConfigError(str_cat("cannot open run file '", path, "': ", std::strerror(errno)));
   std::string text;
-  char buf[1 << 14];
-  size_t n;
-  while ((n = std::fread(buf, 1, sizeof buf, f.get())) > 0) text.append(buf, n);
-  // A directory opens but does not read (EISDIR).
-  if (std::ferror(f.get())) throw ConfigError(str_cat("cannot read run file '", path, "': ", std::strerror(errno)));
+  try {
+    text = read_input_file(path, "run file", size_t{16} << 20);
+  } catch (const IoError& e) {
+    throw ConfigError(e.what());
+  }
   return parse_run_config(text, overrides, path);
 }
 

@@ -75,6 +75,7 @@ struct TrainConfig {
 struct ParallelConfig {
   int sequence = 1;
   int data = 1;
+  double timeout_s = 300;  // a collective unfinished after this long aborts the job; 0 = off
 };
 
 struct Fp8Config {
@@ -117,7 +118,7 @@ struct LionConfig {
 
 // GaLore (Zhao et al. 2024): Adam moments in a rank-r gradient subspace.
 struct GaloreConfig {
-  int rank = 128;                // clipped to min(rows, cols) of each matrix
+  int rank = 128;                // at most min(rows, cols) of every matrix it projects (checked)
   int update_proj_gap = 200;     // steps between projector refreshes
   double scale = 0.25;           // alpha: the projected-back update is multiplied by it
   std::string svd = "exact";     // exact (LAPACK) | randomized (subspace iteration)

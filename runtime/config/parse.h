@@ -24,6 +24,9 @@ namespace lintrain::config {
 struct Place {
   std::string source;  // "run.yaml" or "--set model.hidden_size=abc"
   bool is_file = true;
+  // The file's text, for checks that need the source itself (a quoted value
+  // that runs past its line); null for overrides.
+  const std::string* text = nullptr;
 
   // "run.yaml:12" for a node of a file, the override text otherwise.
   std::string at(const YAML::Node& node) const;
@@ -56,6 +59,8 @@ class KeyOrigins {
   void set(const std::string& key, const std::string& where);
   // The place of whichever of `keys` was set last; the source when none was set.
   std::string where(std::initializer_list<const char*> keys) const;
+  // Whether the run file or an override gave `key` (rather than its default).
+  bool given(const std::string& key) const { return set_.count(key) > 0; }
 
  private:
   std::string source_;
@@ -64,7 +69,8 @@ class KeyOrigins {
 };
 
 // The rules that involve more than one key, or the file system (unless
-// check_files is false); run once after the file and all overrides are
+// check_files is false: a recorded config, whose files may be gone and which
+// lists every key); run once after the file and all overrides are
 // applied. Throws ConfigError.
 void validate_run_config(const RunConfig& cfg, const KeyOrigins& origins, bool check_files = true);
 

@@ -205,6 +205,9 @@ std::vector<KeySpec> build_table() {
       int_key(LT_KEY(parallel.sequence), at_least(1),
               "sequence-parallel (LASP-2) ranks per group; world size = sequence x data"),
       int_key(LT_KEY(parallel.data), at_least(1), "data-parallel groups"),
+      float_key(LT_KEY(parallel.timeout_s), at_least(0),
+                "a collective still waiting after this many seconds aborts the job, naming the ranks that do not "
+                "answer; 0 = off"),
 
       enum_key(LT_KEY(precision.compute), {"fp32", "bf16"}, "dtype of activations and matmul inputs"),
       bool_key(LT_KEY(precision.fp8.enabled), "FP8 matmuls in the linear layers"),
@@ -234,8 +237,8 @@ std::vector<KeySpec> build_table() {
       float_key(LT_KEY(optim.galore.scale), above(0), "GaLore: alpha, multiplies the projected-back update"),
       enum_key(LT_KEY(optim.galore.svd), {"exact", "randomized"},
                "GaLore: projector from an exact SVD (LAPACK) or a randomized one (subspace iteration)"),
-      int_key(LT_KEY(optim.galore.svd_oversample), at_least(0), "GaLore randomized SVD: extra sketch columns"),
-      int_key(LT_KEY(optim.galore.svd_power_iters), at_least(0), "GaLore randomized SVD: subspace iterations"),
+      int_key(LT_KEY(optim.galore.svd_oversample), closed(0, 4096), "GaLore randomized SVD: extra sketch columns"),
+      int_key(LT_KEY(optim.galore.svd_power_iters), closed(0, 64), "GaLore randomized SVD: subspace iterations"),
       float_list_key(LT_KEY(optim.galore.betas), 2, closed_open(0, 1), "GaLore: Adam decay rates in the subspace"),
       float_key(LT_KEY(optim.galore.eps), above(0), "GaLore: Adam epsilon"),
       float_list_key(LT_KEY(optim.spam.betas), 2, closed_open(0, 1), "SPAM: Adam decay rates"),

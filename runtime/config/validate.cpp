@@ -3,16 +3,17 @@
 // Single-key ranges and choices are the table's job (schema.cpp), not repeated
 // here. World size against parallel.sequence x parallel.data is checked at
 // launch, where the world is known.
-#include <filesystem>
-#include <system_error>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
 
 #include "runtime/config/parse.h"
 #include "runtime/error.h"
+#include "runtime/io/input_file.h"
 
 namespace lintrain::config {
 namespace {
-
-namespace fs = std::filesystem;
 
 // "248 or 252": the multiples of `step` nearest to `x`, for "use a multiple of" hints.
 std::string nearby_multiples(int x, int step) {
@@ -27,7 +28,7 @@ std::string divisors_text(int n) {
   return out;
 }
 
-void check_model(const ModelConfig& m, const KeyOrigins& o) {
+void check_model(const ModelConfig& m, const KeyOrigins& o, bool user_file) {
   const int H = m.num_attention_heads, C = m.hidden_size;
   if (C % H != 0)
     fail(o.where({"model.hidden_size", "model.num_attention_heads"}),
@@ -38,6 +39,18 @@ void check_model(const ModelConfig& m, const KeyOrigins& o) {
          str_cat("model.num_attention_heads ", H, " is not divisible by model.num_key_value_heads ",
                  m.num_key_value_heads, "; use one of ", H <= 1024 ? divisors_text(H) : "its divisors",
                  " (or 0 for one kv head per query head)"));
+  const int P = static_cast<int>(m.layer_pattern.size());
+  // The default pattern simply repeats or stops early; one the user wrote
+  // with more letters than layers cannot be what they meant. A recorded
+  // config (a checkpoint's, !user_file) lists every key, the default pattern
+  // too, and was checked when its run started.
+  if (P > m.num_hidden_layers && user_file && o.given("model.layer_pattern"))
+    fail(o.where({"model.layer_pattern", "model.num_hidden_layers"}),
+         str_cat("model.layer_pattern '", m.layer_pattern, "' has ", P, " letters but model.num_hidden_layers is ",
+                 m.num_hidden_layers, ", so layers ", m.num_hidden_layers + 1, "..", P,
+                 " of the pattern would never exist; shorten the pattern to '",
+                 m.layer_pattern.substr(0, static_cast<size_t>(m.num_hidden_layers)), "' or raise num_hidden_layers to ",
+                 P));
   if (m.head_dim() % 2 != 0)
     fail(o.where({"model.hidden_size", "model.num_attention_heads"}),
          str_cat("head dimension model.hidden_size / model.num_attention_heads = ", C, " / ", H, " = ", m.head_dim(),
@@ -51,18 +64,18 @@ void check_data_path(const DataConfig& d, const KeyOrigins& o) {
                  d.kind == "text" ? "a text file or a directory of them" : "a token file",
                  " (or use data.kind: mqar, which needs no data)"));
   const std::string where = o.where({"data.path"});
-  std::error_code ec;
-  const fs::file_status st = fs::status(d.path, ec);
-  if (!fs::exists(st)) {
-    std::string cwd = fs::current_path(ec).string();
-    fail(where, str_cat("data.path '", d.path, "' does not exist",
-                        fs::path(d.path).is_relative() ? str_cat(" (relative to the working directory ", cwd, ")") : "",
-                        "; fix the path or use data.kind: mqar"));
+  struct stat st;
+  if (::stat(d.path.c_str(), &st) != 0) {
+    const int err = errno;
+    fail(where, str_cat(input_error_text(d.path, "data.path", err), err == ENOENT ? ", or use data.kind: mqar" : ""));
   }
-  if (d.kind == "tokens" && !fs::is_regular_file(st))
-    fail(where, str_cat("data.path '", d.path, "' is not a regular file; data.kind tokens reads one token file"));
-  if (d.kind == "text" && !fs::is_regular_file(st) && !fs::is_directory(st))
-    fail(where, str_cat("data.path '", d.path, "' is neither a file nor a directory"));
+  const bool dir_ok = d.kind == "text" && S_ISDIR(st.st_mode);
+  if (!S_ISREG(st.st_mode) && !dir_ok)
+    fail(where, str_cat("data.path '", d.path, "' is ", non_regular_kind(st.st_mode), "; data.kind ", d.kind,
+                        d.kind == "text" ? " reads a regular text file or a directory of them"
+                                         : " reads one regular token file"));
+  if (dir_ok && ::access(d.path.c_str(), R_OK | X_OK) != 0)
+    fail(where, input_error_text(d.path, "data.path", errno));
 }
 
 void check_data(const RunConfig& c, const KeyOrigins& o, bool check_files) {
@@ -104,7 +117,7 @@ double optim_default_lr(const std::string& name) { return name == "lion" ? 1e-4 
 namespace lintrain::config {
 
 void validate_run_config(const RunConfig& c, const KeyOrigins& o, bool check_files) {
-  check_model(c.model, o);
+  check_model(c.model, o, check_files);
   check_data(c, o, check_files);
   if (c.data.seq_len % c.parallel.sequence != 0)
     fail(o.where({"data.seq_len", "parallel.sequence"}),

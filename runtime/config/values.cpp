@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <climits>
+#include <cfloat>
 #include <cmath>
 #include <cstdlib>
 
@@ -64,9 +65,33 @@ std::string did_you_mean(const std::string& word, const std::vector<std::string>
   return n.empty() ? "" : str_cat("; did you mean '", n, "'?");
 }
 
+// Every number of a run file reaches the kernels as an f32: one that f32
+// cannot hold (above FLT_MAX it becomes inf, below FLT_MIN a denormal or 0,
+// so an epsilon of 1e-50 silently becomes no epsilon) is refused for every key.
+void check_f32(const std::string& name, double x, const std::string& text, const std::string& where) {
+  const double a = std::fabs(x);
+  if (a > FLT_MAX)
+    fail(where, str_cat(name, ": ", text, " overflows f32 (largest ", FLT_MAX, "), so it would be inf in training; ",
+                        "use a smaller value"));
+  if (a != 0 && a < FLT_MIN)
+    fail(where, str_cat(name, ": ", text, " underflows f32 (smallest normal ", FLT_MIN,
+                        "), so it would be a denormal or 0 in training; use 0 or a value >= 1.2e-38"));
+}
+
 void check_range(const KeySpec& key, const std::string& name, double x, const std::string& text,
                  const std::string& where) {
   if (!key.range.contains(x)) fail(where, str_cat(name, ": must be ", key.range.describe(), ", got ", text));
+  check_f32(name, x, text, where);
+}
+
+// A name, path or choice is one line of printable text. Control characters
+// are refused here; a quoted value that runs past its line (what an unclosed
+// quote does: YAML folds the rest of the file into it) in check_one_line.
+void check_printable(const std::string& name, const std::string& text, const std::string& where) {
+  for (unsigned char c : text)
+    if ((c < 0x20 && c != '\t') || c == 0x7f)
+      fail(where, str_cat(name, ": the value holds a control character (code ", int(c),
+                          "); names, paths and choices are one line of printable text"));
 }
 
 Value parse_scalar(const KeySpec& key, const std::string& text, const std::string& where) {
@@ -104,12 +129,14 @@ Value parse_scalar(const KeySpec& key, const std::string& text, const std::strin
       fail(where, str_cat(name, ": expected true or false, got '", text, "'"));
     }
     case KeyType::kString:
+      check_printable(name, text, where);
       if (key.check) {
         const std::string problem = key.check(text);
         if (!problem.empty()) fail(where, str_cat(name, ": ", problem, "; got '", text, "'"));
       }
       return text;
     case KeyType::kEnum:
+      check_printable(name, text, where);
       if (std::find(key.choices.begin(), key.choices.end(), text) == key.choices.end())
         fail(where, str_cat(name, ": expected ", choices_text(key.choices), ", got '", text, "'",
                             did_you_mean(text, key.choices)));
@@ -135,6 +162,8 @@ Value parse_scalar(const KeySpec& key, const std::string& text, const std::strin
   fail(where, str_cat(name, ": internal error: no scalar reader for this key"));
 }
 
+void check_one_line(const std::string& name, const YAML::Node& node, const std::string& where, const Place& place);
+
 // A list of strings: a YAML list of scalars, or one scalar as a list of one.
 std::vector<std::string> parse_string_list(const std::string& name, const YAML::Node& node, const std::string& where,
                                            const Place& place, bool allow_empty) {
@@ -151,8 +180,12 @@ std::vector<std::string> parse_string_list(const std::string& name, const YAML::
   } else if (!node.IsNull()) {
     fail(where, str_cat(name, ": expected a list of strings like [\"*norm*\"], got ", describe(node)));
   }
-  for (const std::string& x : out)
+  for (const std::string& x : out) {
     if (x.empty()) fail(where, str_cat(name, ": an empty pattern matches nothing; remove it"));
+    check_printable(name, x, where);
+  }
+  if (node.IsScalar()) check_one_line(name, node, where, place);
+  for (size_t i = 0; node.IsSequence() && i < node.size(); ++i) check_one_line(name, node[i], where, place);
   if (out.empty() && !allow_empty) fail(where, str_cat(name, ": needs at least one pattern, e.g. [\"*\"]"));
   return out;
 }
@@ -182,6 +215,7 @@ std::vector<ParamGroupRule> parse_group_rules(const KeySpec& key, const YAML::No
         double x = 0;
         if (!v.IsScalar() || !parse_double(v.Scalar(), &x)) fail(fwhere, str_cat(fname, ": expected a number, got ", describe(v)));
         if (lo_open ? !(x > lo) : !(x >= lo)) fail(fwhere, str_cat(fname, ": must be ", lo_open ? "> " : ">= ", lo, ", got ", v.Scalar()));
+        check_f32(fname, x, v.Scalar(), fwhere);
         return x;
       };
       if (field == "match") {
@@ -213,6 +247,28 @@ std::vector<ParamGroupRule> parse_group_rules(const KeySpec& key, const YAML::No
   return rules;
 }
 
+// A quoted scalar whose closing quote is not on its own line. Run-file values
+// are names, paths, numbers and choices, none of which spans lines, so this
+// is an unclosed quote that swallowed what follows it.
+void check_one_line(const std::string& name, const YAML::Node& node, const std::string& where, const Place& place) {
+  if (!place.text || node.Mark().is_null() || node.Mark().pos < 0) return;
+  const std::string& t = *place.text;
+  const size_t pos = static_cast<size_t>(node.Mark().pos);
+  if (pos >= t.size() || (t[pos] != '"' && t[pos] != '\'')) return;
+  const char q = t[pos];
+  for (size_t i = pos + 1; i < t.size() && t[i] != '\n'; ++i) {
+    if (q == '"' && t[i] == '\\') {
+      ++i;  // an escaped character
+    } else if (t[i] == q) {
+      if (q == '\'' && i + 1 < t.size() && t[i + 1] == '\'') ++i;  // '' is a quote inside '...'
+      else return;
+    }
+  }
+  std::string start = t.substr(pos, std::min<size_t>(40, t.find('\n', pos) - pos));
+  fail(where, str_cat(name, ": the quoted value ", start, " is not closed on its line, so YAML took the rest of the ",
+                      "file into it; close the quote (", q, ") on that line"));
+}
+
 }  // namespace
 
 Value parse_value(const KeySpec& key, const YAML::Node& node, const std::string& where, const Place& place) {
@@ -234,10 +290,12 @@ Value parse_value(const KeySpec& key, const YAML::Node& node, const std::string&
         fail(item_where, str_cat(item_name, ": expected a number, got ", describe(item)));
       if (!key.range.contains(v))
         fail(item_where, str_cat(item_name, ": must be ", key.range.describe(), ", got ", item.Scalar()));
+      check_f32(item_name, v, item.Scalar(), item_where);
       out.push_back(v);
     }
     return out;
   }
+  if (node.IsScalar()) check_one_line(key.name, node, where, place);
   // An empty value is the empty string for textual keys (`dir:` = `dir: ""`).
   if (node.IsNull() && textual) return parse_scalar(key, "", where);
   if (!node.IsScalar()) {

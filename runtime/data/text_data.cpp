@@ -1,12 +1,14 @@
 #include "runtime/data/text_data.h"
 
 #include <algorithm>
+#include <cerrno>
 #include <filesystem>
 #include <fstream>
 #include <vector>
 
 #include "runtime/data/window_loader.h"
 #include "runtime/error.h"
+#include "runtime/io/input_file.h"
 #include "runtime/io/mapped_file.h"
 
 namespace lintrain {
@@ -18,16 +20,8 @@ namespace {
 constexpr uint64_t kTextKindId = 0;
 
 void append_file(const std::string& path, std::vector<uint8_t>& out) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw IoError(str_cat("[data] cannot read '", path, "' (a file under data.path)"));
-  in.seekg(0, std::ios::end);
-  const std::streamoff size = in.tellg();
-  in.seekg(0, std::ios::beg);
-  const size_t at = out.size();
-  out.resize(at + static_cast<size_t>(size));
-  if (size > 0 && !in.read(reinterpret_cast<char*>(out.data() + at), size)) {
-    throw IoError(str_cat("[data] cannot read '", path, "' (a file under data.path)"));
-  }
+  const std::string text = read_input_file(path, "data file (under data.path)");
+  out.insert(out.end(), text.begin(), text.end());
 }
 
 // Concatenation of the directory's regular files, '\n' between them.
@@ -56,7 +50,7 @@ std::unique_ptr<DataLoader> make_text_loader(const DataConfig& cfg, Split split,
   if (path.empty()) throw ConfigError("[data] data.path is empty; data.kind = text needs a text file or directory");
   std::error_code ec;
   const fs::file_status st = fs::status(path, ec);
-  if (!fs::exists(st)) throw IoError(str_cat("[data] data.path '", path, "' does not exist"));
+  if (ec || !fs::exists(st)) throw IoError(input_error_text(path, "data.path", ec ? ec.value() : ENOENT));
 
   std::shared_ptr<const void> owner;
   TokenSpan tokens;
@@ -65,7 +59,7 @@ std::unique_ptr<DataLoader> make_text_loader(const DataConfig& cfg, Split split,
     tokens = TokenSpan{bytes->data(), bytes->size(), 1};
     owner = std::move(bytes);
   } else {
-    auto file = std::make_shared<MappedFile>(MappedFile::open(path));
+    auto file = std::make_shared<MappedFile>(MappedFile::open(path, false, "data.path"));
     tokens = TokenSpan{file->data(), file->size(), 1};
     owner = std::move(file);
   }

@@ -67,11 +67,9 @@ std::unique_ptr<DataLoader> make_token_file_loader(const DataConfig& cfg, Split 
     throw ConfigError(str_cat("[data] data.token_dtype = '", cfg.token_dtype, "' is not one of u16 | u32"));
   }
   if (cfg.path.empty()) throw ConfigError("[data] data.path is empty; data.kind = tokens needs a token file");
-  std::error_code ec;
-  if (!std::filesystem::exists(cfg.path, ec)) throw IoError(str_cat("[data] data.path '", cfg.path, "' does not exist"));
   std::shared_ptr<MappedFile> file;
   try {
-    file = std::make_shared<MappedFile>(MappedFile::open(cfg.path));
+    file = std::make_shared<MappedFile>(MappedFile::open(cfg.path, false, "data.path"));
   } catch (const IoError& e) {
     throw IoError(str_cat("[data] data.path: ", e.what()));
   }

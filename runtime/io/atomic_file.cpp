@@ -1,11 +1,14 @@
 #include "runtime/io/atomic_file.h"
 
 #include <fcntl.h>
+#include <signal.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
+#include <chrono>
+#include <filesystem>
 #include <cstdlib>
 #include <cstring>
 #include <utility>
@@ -155,6 +158,29 @@ void write_file_atomic(const std::string& path, std::string_view bytes) {
   AtomicFileWriter w(path);
   w.write(bytes);
   w.commit();
+}
+
+std::vector<std::string> remove_stale_temp_files(const std::string& dir, double quiet_s) {
+  std::vector<std::string> removed;
+  std::error_code ec;
+  const auto now = std::filesystem::file_time_type::clock::now();
+  for (const auto& e : std::filesystem::directory_iterator(dir, ec)) {
+    const std::string name = e.path().filename().string();
+    // "<name>.tmp.<pid>.<n>": the pid and the counter are decimal.
+    const size_t tmp = name.rfind(".tmp.");
+    if (tmp == std::string::npos || !e.is_regular_file(ec)) continue;
+    const std::string rest = name.substr(tmp + 5);
+    const size_t dot = rest.find('.');
+    if (dot == std::string::npos || dot == 0 || dot + 1 == rest.size() ||
+        rest.find_first_not_of("0123456789.") != std::string::npos || rest.find('.', dot + 1) != std::string::npos)
+      continue;
+    const long pid = std::strtol(rest.substr(0, dot).c_str(), nullptr, 10);
+    if (pid <= 0 || (::kill(static_cast<pid_t>(pid), 0) == 0 || errno == EPERM)) continue;  // its writer runs
+    const auto mtime = std::filesystem::last_write_time(e.path(), ec);
+    if (ec || std::chrono::duration<double>(now - mtime).count() < quiet_s) continue;
+    if (std::filesystem::remove(e.path(), ec)) removed.push_back(name);
+  }
+  return removed;
 }
 
 }  // namespace lintrain

@@ -9,6 +9,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace lintrain {
 
@@ -58,5 +59,11 @@ class AtomicFileWriter {
 
 // Replaces the file at `path` with `bytes`, atomically as above.
 void write_file_atomic(const std::string& path, std::string_view bytes);
+
+// Removes the temporary files that killed writers left in `dir`
+// ("<name>.tmp.<pid>.<n>" whose process no longer runs on this machine and
+// that nobody wrote to in the last `quiet_s` seconds); returns their names.
+// Never throws: a file it cannot remove stays (and is harmless).
+std::vector<std::string> remove_stale_temp_files(const std::string& dir, double quiet_s = 60);
 
 }  // namespace lintrain

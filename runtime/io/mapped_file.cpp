@@ -10,21 +10,17 @@
 #include <utility>
 
 #include "runtime/error.h"
+#include "runtime/io/input_file.h"
 
 namespace lintrain {
 
-MappedFile MappedFile::open(const std::string& path, bool populate) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) throw IoError(str_cat("[io] cannot open '", path, "': ", std::strerror(errno)));
+MappedFile MappedFile::open(const std::string& path, bool populate, const std::string& what) {
+  const int fd = open_input_file(path, what);  // never blocks; refuses FIFOs, devices, directories
   struct stat st;
   if (::fstat(fd, &st) != 0) {
     const int err = errno;
     ::close(fd);
     throw IoError(str_cat("[io] cannot stat '", path, "': ", std::strerror(err)));
-  }
-  if (!S_ISREG(st.st_mode)) {
-    ::close(fd);
-    throw IoError(str_cat("[io] '", path, "' is not a regular file"));
   }
   MappedFile f;
   f.path_ = path;

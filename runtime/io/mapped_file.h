@@ -16,7 +16,8 @@ class MappedFile {
   // missing, not a regular file or cannot be mapped. An empty file maps to
   // size() == 0 and data() == nullptr. populate: map every page now (one
   // call instead of a fault per page; for a file about to be read whole).
-  static MappedFile open(const std::string& path, bool populate = false);
+  // `what` names the file in errors ("data.path", "--init-from file"); see input_file.h.
+  static MappedFile open(const std::string& path, bool populate = false, const std::string& what = "file");
 
   MappedFile(MappedFile&& other) noexcept;
   MappedFile& operator=(MappedFile&& other) noexcept;

@@ -7,14 +7,11 @@
 // A run file that validates must also survive what every run does with it:
 // its resolved YAML (config.yaml, recorded in each checkpoint) parses back
 // as a recorded config and resolves to the same text. That check is on
-// unless LINTRAIN_FUZZ_ROUNDTRIP=0; LINTRAIN_FUZZ_ROUNDTRIP_KNOWN=TEXT skips
-// read-back errors whose message contains TEXT (a known, reported finding),
-// so fuzzing goes on to find others.
+// unless LINTRAIN_FUZZ_ROUNDTRIP=0.
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
-#include <cstring>
 #include <string>
 
 #include "runtime/config/config.h"
@@ -38,8 +35,6 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   try {
     again = lintrain::config_to_yaml(lintrain::parse_recorded_run_config(resolved, "fuzz.yaml"));
   } catch (const lintrain::Error& e) {
-    static const char* known = std::getenv("LINTRAIN_FUZZ_ROUNDTRIP_KNOWN");
-    if (known && *known && std::strstr(e.what(), known) != nullptr) return 0;
     std::fprintf(stderr, "fuzz_config: the resolved config of a valid run file does not parse back: %s\n%s\n",
                  e.what(), resolved.c_str());
     std::abort();

@@ -311,7 +311,8 @@ TEST(ConfigParse, TextDataAcceptsAFileOrADirectory) {
   EXPECT_EQ(parse("data: {path: " + file + "}\n").data.path, file);
   EXPECT_EQ(parse("data: {path: " + dir.str() + "}\n").data.path, dir.str());
   // tokens reads one file, not a directory.
-  EXPECT_CONTAINS(parse_error("data: {kind: tokens, path: " + dir.str() + "}\n"), "is not a regular file");
+  EXPECT_CONTAINS(parse_error("data: {kind: tokens, path: " + dir.str() + "}\n"),
+                  "is a directory; data.kind tokens reads one regular token file");
 }
 
 TEST(ConfigParse, RelativeDataPathsResolveFromTheWorkingDirectory) {
@@ -427,7 +428,7 @@ TEST(ConfigErrors, HeadsMustDivideHiddenSize) {
 
 TEST(ConfigErrors, DataRulesNameTheKeysAndTheFix) {
   EXPECT_EQ(parse_error("data: {kind: text, path: /nonexistent/corpus.txt}\n"),
-            "run.yaml:1: data.path '/nonexistent/corpus.txt' does not exist; fix the path or use data.kind: mqar");
+            "run.yaml:1: data.path '/nonexistent/corpus.txt' does not exist; check the path, or use data.kind: mqar");
   EXPECT_CONTAINS(parse_error("data: {kind: tokens}\n"), "data.path is empty; data.kind tokens needs a token file");
   TempDir dir;
   const std::string f = dir.write("c.txt", "x");
@@ -465,9 +466,9 @@ TEST(ConfigErrors, MissingOrUnreadableRunFile) {
   TempDir dir;
   const std::string missing = dir.str() + "/nope.yaml";
   EXPECT_EQ(error_of([&] { load_run_config(missing); }),
-            "cannot open run file '" + missing + "': No such file or directory");
+            "run file '" + missing + "' does not exist; check the path");
   EXPECT_EQ(error_of([&] { load_run_config(dir.str()); }),
-            "cannot read run file '" + dir.str() + "': Is a directory");
+            "run file '" + dir.str() + "' is a directory, not a regular file; give a regular file");
   // Errors inside a loaded file name the file.
   const std::string bad = dir.write("bad.yaml", "data: {kind: mqar}\ntrain: {steps: 0}\n");
   EXPECT_EQ(error_of([&] { load_run_config(bad); }), bad + ":2: train.steps: must be >= 1, got 0");
@@ -567,7 +568,7 @@ TEST(ConfigYaml, StringsThatLookLikeOtherTypesAreQuoted) {
   RunConfig a;
   a.data.kind = "mqar";
   a.optim.lr = 0.1 + 0.2;
-  a.optim.adamw.eps = 1e-300;
+  a.optim.adamw.eps = 1.2345678901234567e-37;  // near the bottom of f32 (smaller is refused)
   a.model.rope_theta = 1e20;
   a.optim.adamw.betas = {1.0 / 3.0, 0.999999};
   const RunConfig b = parse(config_to_yaml(a));

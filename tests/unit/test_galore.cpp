@@ -417,8 +417,8 @@ TEST(Galore, RandomizedSvdTracksExactOnGappedGradients) {
 TEST(Galore, StateLayoutMatchesRuleInfoAndIsSmallerThanAdamW) {
   ParamTable table;
   table.add("w", {64, 64});
-  table.add("tall", {24, 10});
-  table.add("wide", {10, 24});
+  table.add("tall", {24, 16});
+  table.add("wide", {16, 24});
   OptimConfig cfg = galore_config(16, 200);
   const ParamGroup group = whole_group(table, "galore", 0.0);
   Galore opt(cfg, group, table, 0);
@@ -442,8 +442,8 @@ TEST(Galore, StateLayoutMatchesRuleInfoAndIsSmallerThanAdamW) {
   };
   const std::vector<Expected> expected = {
       {"w/projector", {16, 64}}, {"w/exp_avg", {64, 16}},     {"w/exp_avg_sq", {64, 16}},
-      {"tall/projector", {10, 10}}, {"tall/exp_avg", {24, 10}}, {"tall/exp_avg_sq", {24, 10}},  // r = min(16, 24, 10)
-      {"wide/projector", {10, 10}}, {"wide/exp_avg", {10, 24}}, {"wide/exp_avg_sq", {10, 24}},
+      {"tall/projector", {16, 16}}, {"tall/exp_avg", {24, 16}}, {"tall/exp_avg_sq", {24, 16}},  // r = min(24, 16)
+      {"wide/projector", {16, 16}}, {"wide/exp_avg", {16, 24}}, {"wide/exp_avg_sq", {16, 24}},
   };
   const std::vector<StateTensor> tensors = opt.state_tensors();
   ASSERT_EQ(tensors.size(), expected.size());
@@ -572,3 +572,22 @@ TEST(Galore, RejectsATensorThatIsNotAMatrix) {
 }
 
 }  // namespace
+
+// A rank above a matrix's smaller side is no projection (it would cost more
+// than AdamW): refused, naming the tensor, its shape and the largest rank.
+TEST(Galore, RankAboveTheMatrixIsRefused) {
+  ParamTable table;
+  table.add("w", {64, 64});
+  table.add("narrow", {24, 10});
+  const OptimConfig cfg = galore_config(16, 200);
+  const ParamGroup group = whole_group(table, "galore", 0.0);
+  try {
+    Galore opt(cfg, group, table, 0);
+    FAIL() << "rank 16 on a (24, 10) matrix was accepted";
+  } catch (const ConfigError& e) {
+    const std::string msg = e.what();
+    EXPECT_NE(msg.find("optim.galore.rank 16"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("'narrow' of shape (24, 10)"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("optim.galore.rank <= 10"), std::string::npos) << msg;
+  }
+}

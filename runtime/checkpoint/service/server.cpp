@@ -382,6 +382,13 @@ struct CheckpointService::Impl final : public pb::Checkpoints::Service {
 
 CheckpointService::CheckpointService(const ServiceOptions& opts) : impl_(std::make_unique<Impl>(opts)) {
   Impl& s = *impl_;
+  // HOST:PORT with a port gRPC can bind, checked here so the error is ours.
+  const size_t colon = opts.listen.rfind(':');
+  const std::string port_text = colon == std::string::npos ? "" : opts.listen.substr(colon + 1);
+  if (port_text.empty() || port_text.size() > 5 || port_text.find_first_not_of("0123456789") != std::string::npos ||
+      std::stoi(port_text) > 65535 || host_of(opts.listen).empty())
+    throw ConfigError(str_cat("--listen '", opts.listen, "' is not HOST:PORT with a port 0..65535 (e.g. ",
+                              "127.0.0.1:7070)"));
   if (!opts.token_file.empty()) s.token = read_token_file(opts.token_file);
   else if (!is_loopback_listen(opts.listen))
     throw ConfigError(str_cat("--listen ", opts.listen, " is not a loopback address: a service reachable from other "
