@@ -26,6 +26,7 @@
 #include "launch/local_service.h"
 #include "runtime/config/config.h"
 #include "runtime/error.h"
+#include "runtime/io/input_file.h"
 
 namespace lintrain {
 namespace {
@@ -139,8 +140,11 @@ LaunchOptions parse_launch_args(int argc, char** argv, int first) {
     throw ConfigError("launch needs the number of ranks, e.g. lintrain launch --nproc 2 examples/tiny.yaml");
   if (o.run_file.empty())
     throw ConfigError("launch needs a run file, e.g. lintrain launch --nproc 2 examples/tiny.yaml");
-  if (!std::ifstream(o.run_file))
-    throw ConfigError(str_cat("cannot read run file '", o.run_file, "'"));
+  try {
+    ::close(open_input_file(o.run_file, "run file"));  // never blocks (a FIFO is refused)
+  } catch (const IoError& e) {
+    throw ConfigError(e.what());
+  }
   return o;
 }
 
@@ -192,6 +196,14 @@ int run_launch(int argc, char** argv) {
   // The ranks validate the run file too; reading it here reports a bad file
   // once instead of once per rank, and says whether to start a service.
   const RunConfig cfg = load_run_config(opts.run_file, opts.overrides);
+  // Checked here, before starting any process: --nproc 99999 must not fork
+  // 99999 ranks that each refuse the run.
+  const int world = cfg.parallel.sequence * cfg.parallel.data;
+  if (opts.nproc != world)
+    throw ConfigError(str_cat("launch --nproc ", opts.nproc, " but the run file asks for parallel.sequence x "
+                              "parallel.data = ", cfg.parallel.sequence, " x ", cfg.parallel.data, " = ", world,
+                              " ranks; use --nproc ", world, ", or set parallel.data (or parallel.sequence) so that "
+                              "their product is ", opts.nproc));
   const std::string mpirun = find_on_path("mpirun");
   if (mpirun.empty())
     throw Error("mpirun not found on PATH; lintrain launch needs Open MPI: install the Debian package "

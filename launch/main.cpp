@@ -14,7 +14,10 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
+#include <new>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -126,6 +129,26 @@ void die_with_launcher() {
   }
 }
 
+// What an error says to the user. lintrain's own errors name the key or file
+// and the fix already; the standard library's few that can escape (memory,
+// sizes, the file system) get the context they lack, never their bare text.
+std::string error_text(const std::exception& e) {
+  if (dynamic_cast<const std::bad_alloc*>(&e))
+    return "out of memory: an allocation failed (std::bad_alloc). The run's memory was estimated to fit before it "
+           "started, so this machine's free memory shrank or a size in the run is larger than estimated; lower "
+           "train.micro_batch or data.seq_len, or free memory (other processes, a cgroup or ulimit -v limit)";
+  if (dynamic_cast<const std::length_error*>(&e))
+    return lintrain::str_cat("a size in this run is too large to allocate (std::length_error: ", e.what(),
+                             "); lower the model.*, data.seq_len or train.* sizes");
+  if (const auto* fe = dynamic_cast<const std::filesystem::filesystem_error*>(&e)) {
+    std::string paths = fe->path1().empty() ? "" : lintrain::str_cat(" '", fe->path1().string(), "'");
+    if (!fe->path2().empty()) paths += lintrain::str_cat(" and '", fe->path2().string(), "'");
+    return lintrain::str_cat("file system error on", paths.empty() ? " a path" : paths, ": ", fe->code().message(),
+                             "; check that the path exists, is writable and the disk is not full");
+  }
+  return e.what();
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -159,7 +182,7 @@ int main(int argc, char** argv) {
         // Every rank's error reaches the user, then the whole job goes down
         // instead of leaving the other ranks waiting in a collective.
         std::fprintf(stderr, "lintrain: error (rank %d on %s): %s\n", mpi.rank(), mpi.host().c_str(),
-                     e.what());
+                     error_text(e).c_str());
         std::fflush(stderr);
         lintrain::MpiRuntime::abort(1);
       }
@@ -187,7 +210,7 @@ int main(int argc, char** argv) {
   } catch (const lintrain::UsageError& e) {
     usage_error(e.what());
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "lintrain: error: %s\n", e.what());
+    std::fprintf(stderr, "lintrain: error: %s\n", error_text(e).c_str());
     return 1;
   }
 }

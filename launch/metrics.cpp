@@ -1,12 +1,17 @@
 #include "launch/metrics.h"
 
+#include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cmath>
 #include <cstdlib>
+#include <cstring>
 
 #include "runtime/error.h"
+#include "runtime/io/input_file.h"
 #include "runtime/io/atomic_file.h"
 #include "runtime/io/json.h"
 
@@ -26,13 +31,14 @@ namespace {
 
 // Keeps the complete records of steps <= last_step of a metrics file.
 void truncate_metrics(const std::string& path, int64_t last_step) {
-  std::FILE* in = std::fopen(path.c_str(), "rb");
-  if (!in) return;  // nothing written yet
   std::string text, kept;
-  char buf[1 << 16];
-  size_t n;
-  while ((n = std::fread(buf, 1, sizeof buf, in)) > 0) text.append(buf, n);
-  std::fclose(in);
+  try {
+    text = read_input_file(path, "metrics file");
+  } catch (const IoError&) {
+    struct stat st;
+    if (::stat(path.c_str(), &st) != 0 && errno == ENOENT) return;  // nothing written yet
+    throw;
+  }
   size_t start = 0;
   while (start < text.size()) {
     const size_t end = text.find('\n', start);
@@ -60,26 +66,96 @@ MetricsLog::MetricsLog(const std::string& out_dir, int total_steps, int64_t resu
       tty_(isatty(STDOUT_FILENO) != 0 && !std::getenv("OMPI_COMM_WORLD_SIZE") &&
            !std::getenv("PMIX_RANK") && !std::getenv("SLURM_STEP_ID")),
       start_(std::chrono::steady_clock::now()) {
-  const std::string path = out_dir + "/metrics.jsonl";
-  if (resumed_step >= 0) truncate_metrics(path, resumed_step);
-  file_ = std::fopen(path.c_str(), resumed_step < 0 ? "w" : "a");
-  if (!file_) throw IoError(str_cat("cannot write metrics file '", path, "'; check run.out_dir"));
+  path_ = out_dir + "/metrics.jsonl";
+  if (resumed_step >= 0) truncate_metrics(path_, resumed_step);
+  // O_NONBLOCK: a FIFO in its place must not hang the run (refused below).
+  fd_ = ::open(path_.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC | O_APPEND | O_NONBLOCK, 0644);
+  if (fd_ < 0)
+    throw IoError(str_cat("cannot write metrics file '", path_, "': ", std::strerror(errno), "; check run.out_dir"));
+  struct stat st;
+  if (::fstat(fd_, &st) != 0 || !S_ISREG(st.st_mode)) {
+    ::close(fd_);
+    fd_ = -1;
+    throw IoError(str_cat("metrics file '", path_, "' is not a regular file; remove it or choose another run.out_dir"));
+  }
+  if (resumed_step < 0 && ::ftruncate(fd_, 0) != 0)
+    throw IoError(str_cat("cannot truncate metrics file '", path_, "': ", std::strerror(errno)));
+  (void)::fcntl(fd_, F_SETFL, O_APPEND);
+  good_size_ = resumed_step < 0 ? 0 : static_cast<uint64_t>(st.st_size);
 }
 
 MetricsLog::~MetricsLog() {
-  if (file_) std::fclose(file_);
+  if (fd_ >= 0) ::close(fd_);
 }
 
 void MetricsLog::write(int step, const std::vector<std::pair<std::string, double>>& values,
                        const std::string& kind) {
-  std::fprintf(file_, "{\"step\": %d", step);
-  if (!kind.empty()) std::fprintf(file_, ", \"kind\": \"%s\"", kind.c_str());
+  char num[40];
+  std::string line = str_cat("{\"step\": ", step);
+  if (!kind.empty()) line += str_cat(", \"kind\": \"", kind, "\"");
   for (const auto& [k, v] : values) {
-    if (std::isfinite(v)) std::fprintf(file_, ", \"%s\": %.9g", k.c_str(), v);
-    else std::fprintf(file_, ", \"%s\": null", k.c_str());
+    if (std::isfinite(v)) std::snprintf(num, sizeof num, "%.9g", v);
+    else std::snprintf(num, sizeof num, "null");
+    line += str_cat(", \"", k, "\": ", num);
   }
-  std::fprintf(file_, "}\n");
-  std::fflush(file_);
+  line += "}\n";
+  if (held_.size() >= kMaxHeld) {  // the oldest held record goes: counted, said at the end
+    held_.pop_front();
+    ++lost_;
+  }
+  held_.push_back(std::move(line));
+  flush_held();
+}
+
+// Writes the held records in order. A record goes to the file whole or not
+// at all: after a failed or short write the file is cut back to its last
+// complete line, so metrics.jsonl is valid JSONL after any failure. Records
+// that could not be written stay held and are tried again with the next one
+// (once a step), so a disk that fills and frees again loses nothing.
+bool MetricsLog::flush_held() {
+  while (!held_.empty()) {
+    const std::string& line = held_.front();
+    size_t done = 0;
+    int err = 0;
+    while (done < line.size()) {
+      const ssize_t n = ::write(fd_, line.data() + done, line.size() - done);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) {
+        err = n < 0 ? errno : EIO;
+        break;
+      }
+      done += static_cast<size_t>(n);
+    }
+    if (err != 0) {
+      if (done > 0 && ::ftruncate(fd_, static_cast<off_t>(good_size_)) != 0) {
+        // Cannot cut the partial line: the next record starts on a new line so
+        // that at most this one line is unreadable, and it is counted.
+        ++cut_lines_;
+      }
+      if (!failing_) {
+        failing_ = true;
+        print_line(str_cat("lintrain: warning: cannot write ", path_, ": ", std::strerror(err),
+                           "; training continues and keeps the records in memory (up to ", kMaxHeld,
+                           ") until the file can be written again\n"));
+      }
+      last_error_ = std::strerror(err);
+      return false;
+    }
+    good_size_ += line.size();
+    held_.pop_front();
+  }
+  if (failing_) {
+    failing_ = false;
+    print_line(str_cat("lintrain: ", path_, " can be written again; the held records are in it", lost_ ? str_cat(" (", lost_, " of the oldest were dropped)") : "", "\n"));
+  }
+  return true;
+}
+
+std::string MetricsLog::loss_report() const {
+  if (held_.empty() && lost_ == 0 && cut_lines_ == 0) return "";
+  return str_cat(held_.size() + lost_, " metrics records could not be written to ", path_, " (", last_error_,
+                 "): the file is valid JSONL but lacks them", cut_lines_ ? str_cat(", and ", cut_lines_, " line(s) are cut") : "",
+                 "; free space in run.out_dir");
 }
 
 double MetricsLog::eta_seconds(int step, double elapsed) const {
@@ -137,6 +213,9 @@ void MetricsLog::print_line(const std::string& text) {
 }
 
 void MetricsLog::finish() {
+  flush_held();
+  const std::string lost = loss_report();
+  if (!lost.empty()) print_line(str_cat("lintrain: warning: ", lost, "\n"));
   clear_bar();
   std::fflush(stdout);
 }

@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
+#include <deque>
 #include <string>
 #include <utility>
 #include <vector>
@@ -24,6 +25,10 @@ class MetricsLog {
   MetricsLog& operator=(const MetricsLog&) = delete;
 
   // One JSON line: {"step": s, k1: v1, ...} (+ "kind" when non-empty).
+  // Never throws and never blocks training on a failing disk: a record that
+  // cannot be written (disk full, I/O error) is held in memory and tried
+  // again with every later write, the file is cut back to its last complete
+  // line, and the console says so once per failure and again on recovery.
   void write(int step, const std::vector<std::pair<std::string, double>>& values,
              const std::string& kind = "");
   // Console: the step line, then the progress bar redrawn on a terminal.
@@ -32,13 +37,25 @@ class MetricsLog {
   void print_eval(int step, double loss, double accuracy);
   // Any other console line (checkpoints, warnings), clear of the progress bar.
   void print_line(const std::string& text);
+  // Writes what is held, then warns when some records never made it.
   void finish();
+  // "" when every record is in the file; else how many are missing and why.
+  std::string loss_report() const;
 
  private:
   void draw_bar(int step);
   double eta_seconds(int step, double elapsed) const;
   void clear_bar();
-  std::FILE* file_ = nullptr;
+  bool flush_held();
+  static constexpr size_t kMaxHeld = 100000;  // about 20 MB of records
+  std::string path_;
+  int fd_ = -1;
+  uint64_t good_size_ = 0;       // bytes of complete records in the file
+  std::deque<std::string> held_;  // records not yet written, oldest first
+  uint64_t lost_ = 0;            // held records dropped beyond kMaxHeld
+  uint64_t cut_lines_ = 0;       // partial lines that could not be cut back
+  bool failing_ = false;
+  std::string last_error_;
   int total_;
   int first_;  // steps already done when this process started
   bool tty_;

@@ -13,7 +13,9 @@
 #include <memory>
 
 #include "launch/checkpointing.h"
+#include "launch/divergence.h"
 #include "launch/metrics.h"
+#include "launch/preflight.h"
 #include "launch/train_state.h"
 #include "launch/weights.h"
 #include "runtime/io/atomic_file.h"
@@ -24,6 +26,7 @@
 #include "parallel/communicator.h"
 #include "parallel/grad_reducer.h"
 #include "parallel/process_grid.h"
+#include "parallel/watchdog.h"
 #include "runtime/cpu/gemm.h"
 #include "runtime/data/data_loader.h"
 #include "runtime/failpoint.h"
@@ -94,26 +97,6 @@ const char* signal_name(int sig) {
                                                                                : "a signal to another rank";
 }
 
-// Why a step went non-finite, from what it saw: the first sign of trouble
-// names the likely cause.
-std::string divergence_hint(double loss, double grad_norm, double lr, const RunConfig& cfg) {
-  if (!std::isfinite(loss))
-    return str_cat("the loss itself is ", loss, " (weights or activations overflowed): lower optim.lr (now ", lr, ")",
-                   cfg.train.grad_clip > 0 ? "" : ", enable train.grad_clip",
-                   cfg.precision.compute == "bf16" ? ", or try precision.compute: fp32" : "");
-  return str_cat("the loss is finite (", loss, ") but the gradient norm is ", grad_norm,
-                 ": a gradient overflowed in backward; lower optim.lr (now ", lr, ") or check the data for outliers");
-}
-
-// Threads per rank: run.threads, else OMP_NUM_THREADS, else the node's cores
-// shared among the ranks on it.
-int threads_per_rank(const RunConfig& cfg, int local_ranks) {
-  if (cfg.run.threads > 0) return cfg.run.threads;
-  const char* env = std::getenv("OMP_NUM_THREADS");
-  if (env && std::atoi(env) > 0) return std::atoi(env);
-  return std::max(1, omp_get_num_procs() / std::max(1, local_ranks));
-}
-
 // This rank's piece of a batch: SP rank j of W keeps tokens [j*C, (j+1)*C) of
 // every sequence (C = T / W); the data-parallel split is the loader's.
 void take_chunk(const Batch& full, int sp_rank, int chunk, Batch& out) {
@@ -142,29 +125,49 @@ struct Totals {
   double accuracy() const { return correct / std::max(1.0, count); }
 };
 
-Totals evaluate(LinearLlama& model, DataLoader& valid, int batches, const ProcessGrid& grid) {
-  Totals total;
+// Stops early (returns false) when a stop signal reached any rank: a
+// checkpoint and exit must not wait for a long evaluation. Every rank agrees
+// on the batch it stops at (one small reduction per batch), so the
+// collectives of the forward passes stay matched.
+bool evaluate(LinearLlama& model, DataLoader& valid, int batches, const ProcessGrid& grid, const StopSignals& signals,
+              Totals& total) {
   Batch full, mine;
   valid.reset();  // every evaluation sees the same validation windows
   for (int i = 0; i < batches; ++i) {
+    double stop = signals.received() != 0;
+    if (grid.world_size() > 1) grid.world().all_reduce_f64(&stop, 1);
+    if (stop > 0) return false;
     valid.next(full);
     take_chunk(full, grid.sp_rank(), model.seq_len(), mine);
     total.add(model.forward_loss(mine.inputs.data(), mine.targets.data()));
   }
   total.all_reduce(grid.world());
-  return total;
+  return true;
 }
 
 }  // namespace
 
 TrainResult train(const RunConfig& cfg, const TrainOptions& opts, Communicator& world) {
   check_supported(cfg);
+  watchdog::set_timeout(cfg.parallel.timeout_s);  // MPI jobs: a stalled collective aborts the job (parallel/watchdog.h)
+  watchdog::set_step(0);
+  // Before anything whose shape depends on the config (the grid's splits
+  // first): ranks started with different settings stop here, named.
+  check_ranks_agree(cfg, opts.init_from, world);
   const ProcessGrid grid(cfg.parallel, world);  // validates sequence x data == world size
   const bool lead = world.rank() == 0;
   const bool print = opts.print && lead;
   set_num_threads(threads_per_rank(cfg, opts.local_ranks));
+  check_memory_fits(cfg, grid.sp_size(), opts.local_ranks);
   if (lead) {
-    std::filesystem::create_directories(cfg.run.out_dir);
+    std::error_code ec;
+    std::filesystem::create_directories(cfg.run.out_dir, ec);
+    if (ec)
+      throw IoError(str_cat("run.out_dir '", cfg.run.out_dir, "' cannot be created: ", ec.message(),
+                            "; choose a directory you can write"));
+    for (const std::string& name : remove_stale_temp_files(cfg.run.out_dir))
+      if (print) std::printf("lintrain: removed %s/%s, a temporary file left by a killed writer\n",
+                             cfg.run.out_dir.c_str(), name.c_str());
     write_file_atomic(cfg.run.out_dir + "/config.yaml", config_to_yaml(cfg));
   }
 
@@ -181,14 +184,22 @@ TrainResult train(const RunConfig& cfg, const TrainOptions& opts, Communicator& 
   const bool report_accuracy = cfg.data.kind == "mqar";
 
   TrainState state(cfg, grid, model, *optimizer, *train_data);
+  // Rank 0 may talk to the checkpoint service (up to checkpoint.timeout_s) while the others wait for it.
+  watchdog::Allowance restoring(cfg.checkpoint.timeout_s);
   RunCheckpoints checkpoints(cfg, grid);
   std::vector<std::string> resume_notes;
   const int64_t resumed = checkpoints.resume(state, resume_notes);
+  restoring.end();
   // A fresh start: every rank initialises identically from the seed (or the
-  // same file), so the replicas start equal without a broadcast. A resumed
-  // run has its weights from the checkpoint.
+  // same file), so the replicas start equal without a broadcast; a digest
+  // check below makes sure. A resumed run has its weights from the checkpoint.
+  std::vector<std::string> init_notes;
   if (resumed < 0 && opts.init_from.empty()) model.init_weights(cfg.run.seed);
-  else if (resumed < 0) import_weights(model, opts.init_from);
+  else if (resumed < 0) init_notes = import_weights(model, opts.init_from);
+  check_replicas_equal(model.params(), world,
+                       resumed >= 0          ? str_cat("after resuming from the step-", resumed, " checkpoint")
+                       : opts.init_from.empty() ? std::string("after initialisation from run.seed")
+                                                : str_cat("after loading --init-from ", opts.init_from));
   TrainCounters& counters = state.counters;
   TrainResult result;
   result.resumed_from = resumed;
@@ -213,6 +224,7 @@ TrainResult train(const RunConfig& cfg, const TrainOptions& opts, Communicator& 
     if (resumed >= 0 && !opts.init_from.empty())
       resume_notes.push_back(str_cat("--init-from ", opts.init_from, " is not used: the run continues from its checkpoint"));
     for (const std::string& n : resume_notes) std::printf("lintrain: %s\n", n.c_str());
+    for (const std::string& n : init_notes) std::printf("lintrain: %s\n", n.c_str());
   }
   if (resumed >= 0 && counters.step >= cfg.train.steps) {
     if (print)
@@ -233,9 +245,11 @@ TrainResult train(const RunConfig& cfg, const TrainOptions& opts, Communicator& 
   const int64_t step_tokens = static_cast<int64_t>(B) * T * accum * grid.dp_size();
   const int64_t first_step = counters.step;
   StopSignals signals;
+  DivergenceWatch watch(cfg, !opts.init_from.empty(), resumed >= 0);
 
   for (int step = static_cast<int>(counters.step); step < cfg.train.steps; ++step) {
     const auto t0 = Clock::now();
+    watchdog::set_step(step + 1);
     const uint64_t flops0 = gemm_flops();
     // Load the whole step first: the loss is a mean over every counted token
     // of the step on every rank, so each micro-batch's gradient is scaled by
@@ -270,6 +284,7 @@ TrainResult train(const RunConfig& cfg, const TrainOptions& opts, Communicator& 
     const double lr = learning_rate(cfg.schedule, optim_peak_lr(cfg.optim), step, cfg.train.steps);
     // Every rank sees the same loss and norm (both reduced), so all skip together.
     const bool finite = std::isfinite(loss) && std::isfinite(grad_norm);
+    const std::string blowup = watch.observe(step + 1, loss, grad_norm, lr);
     // The last checkpoint's copy of the state ran beside this step's forward
     // and backward; from here on the state changes.
     checkpoints.fence();
@@ -289,7 +304,7 @@ TrainResult train(const RunConfig& cfg, const TrainOptions& opts, Communicator& 
     double end_of_step[2] = {static_cast<double>(gemm_flops() - flops0), static_cast<double>(signals.received())};
     world.all_reduce_f64(end_of_step, 2);
     const double flops = end_of_step[0];
-    const bool stop = end_of_step[1] > 0;
+    bool stop = end_of_step[1] > 0;
     const double tok_s = step_tokens / dt, gflops = flops / dt * 1e-9;
     result.losses.push_back(loss);
     const bool last = step + 1 == cfg.train.steps;
@@ -302,9 +317,10 @@ TrainResult train(const RunConfig& cfg, const TrainOptions& opts, Communicator& 
       log->write(step + 1, row);
       if (print && (last || !finite || (step + 1) % cfg.train.log_every == 0))
         log->print_step(step, loss, lr, grad_norm, tok_s, gflops, report_accuracy ? acc : -1.0);
+      if (!blowup.empty()) log->print_line(blowup + "\n");
       if (!finite)
         log->print_line(str_cat("lintrain: warning: step ", step + 1, " not applied: ",
-                                divergence_hint(loss, grad_norm, lr, cfg), " (", counters.bad_steps_in_row,
+                                watch.hint(loss, grad_norm, lr), " (", counters.bad_steps_in_row,
                                 " in a row, ", counters.bad_steps_total, " in all; train.max_bad_steps = ",
                                 cfg.train.max_bad_steps, ")\n"));
     }
@@ -313,25 +329,33 @@ TrainResult train(const RunConfig& cfg, const TrainOptions& opts, Communicator& 
       throw Error(str_cat("training diverged: ", counters.bad_steps_in_row,
                           " steps in a row had a non-finite loss or gradient norm (train.max_bad_steps = ",
                           cfg.train.max_bad_steps, "), the last at step ", step + 1, ": ",
-                          divergence_hint(loss, grad_norm, lr, cfg), ". No update of those steps was applied; the "
+                          watch.hint(loss, grad_norm, lr), ". No update of those steps was applied; the "
                           "newest checkpoint in ", checkpoints.describe(), " holds finite weights"));
     }
 
     if (last || (cfg.train.eval_every > 0 && (step + 1) % cfg.train.eval_every == 0)) {
-      const Totals ev = evaluate(model, *valid_data, cfg.train.eval_batches, grid);
-      if (lead) {
+      Totals ev;
+      if (!evaluate(model, *valid_data, cfg.train.eval_batches, grid, signals, ev)) {
+        // A stop signal came during the evaluation: save and stop now.
+        stop = true;
+        if (print) log->print_line(str_cat("lintrain: evaluation at step ", step + 1, " cut short by a stop signal\n"));
+      } else if (lead) {
         std::vector<std::pair<std::string, double>> erow = {{"loss", ev.loss()}};
         if (report_accuracy) erow.emplace_back("accuracy", ev.accuracy());
         log->write(step + 1, erow, "eval");
         if (print) log->print_eval(step, ev.loss(), report_accuracy ? ev.accuracy() : -1.0);
       }
-      result.eval_loss = ev.loss();
-      result.eval_accuracy = ev.accuracy();
+      if (!stop) {
+        result.eval_loss = ev.loss();
+        result.eval_accuracy = ev.accuracy();
+      }
     }
     if (lead && !last && cfg.train.export_every > 0 && (step + 1) % cfg.train.export_every == 0)
       export_weights(model, cfg.data.seq_len, cfg.run.out_dir);
-    if (stop || checkpoints.due(step + 1, cfg.train.steps))
+    if (stop || checkpoints.due(step + 1, cfg.train.steps)) {
+      const watchdog::Allowance saving(cfg.checkpoint.timeout_s);  // others wait in the next collective meanwhile
       checkpoints.save(step + 1, state.snapshot(), /*wait=*/last || stop);
+    }
     checkpoints.report(log.get(), print);
     failpoint_kill("train.kill-after-step", step + 1);
     if (stop) {
@@ -340,11 +364,14 @@ TrainResult train(const RunConfig& cfg, const TrainOptions& opts, Communicator& 
       break;
     }
   }
+  // The barrier waits for rank 0's last save (up to checkpoint.timeout_s): the watchdog allows for it.
+  watchdog::Allowance finishing(cfg.checkpoint.timeout_s);
   checkpoints.finish();
   checkpoints.report(log.get(), print);
   // No rank leaves before rank 0 has published the last checkpoint: under
   // srun --kill-on-bad-exit a rank that exits with 75 first would end the rest.
   world.barrier();
+  finishing.end();
   if (log) log->finish();
   result.tokens_per_s = static_cast<double>(counters.step - first_step) * step_tokens / seconds_since(run_start);
   const bool saved_last = checkpoints.due(cfg.train.steps, cfg.train.steps) || result.stopped_by_signal;

@@ -7,8 +7,91 @@
 #include "runtime/io/atomic_file.h"
 #include "runtime/io/hf_config.h"
 #include "runtime/io/safetensors.h"
+#include "layers/linear_attention.h"
 
 namespace lintrain {
+
+namespace {
+
+// One metadata entry per property that decides what the weights mean but not
+// their shapes (shapes are checked tensor by tensor): which layers are linear
+// attention, and how those layers read their q, k and v.
+struct MetaKey {
+  const char* name;     // in the file's __metadata__
+  const char* config;   // the model.* keys that set it, for the fix
+};
+constexpr MetaKey kMetaKeys[] = {
+    {"lintrain.layer_kinds", "model.layer_pattern"},
+    {"lintrain.feature_map", "model.linear_attention.variant / feature_map"},
+    {"lintrain.key_scale", "model.linear_attention.variant"},
+    {"lintrain.decay", "model.linear_attention.variant / decay"},
+    {"lintrain.output_norm", "model.linear_attention.variant / output_norm"},
+    {"lintrain.output_gate", "model.linear_attention.variant / output_gate"},
+};
+
+}  // namespace
+
+std::map<std::string, std::string> weight_metadata(const ModelConfig& cfg) {
+  std::string kinds, feature, key_scale, decay, norm, gate;
+  for (int i = 0; i < cfg.num_hidden_layers; ++i) {
+    kinds += cfg.layer_kind(i);
+    if (cfg.layer_kind(i) != 'L') continue;
+    const LinearAttentionSpec s = make_linear_attention_spec(cfg, i);
+    // The same for every linear layer; the decays differ by layer (tnl).
+    feature = feature_map_name(s.feature_map);
+    key_scale = str_cat(s.key_scale);
+    norm = s.output_norm ? "true" : "false";
+    gate = s.output_gate ? "true" : "false";
+    decay += str_cat(decay.empty() ? "" : ";", i, ":");
+    for (size_t h = 0; h < s.decay.size(); ++h) decay += str_cat(h ? "," : "", s.decay[h]);
+  }
+  std::map<std::string, std::string> m = {{"format", "pt"}, {"producer", "lintrain"},
+                                          {"layer_pattern", cfg.layer_pattern}, {"lintrain.layer_kinds", kinds}};
+  if (!feature.empty()) {
+    m["lintrain.feature_map"] = feature;
+    m["lintrain.key_scale"] = key_scale;
+    m["lintrain.decay"] = decay;
+    m["lintrain.output_norm"] = norm;
+    m["lintrain.output_gate"] = gate;
+  }
+  return m;
+}
+
+std::vector<std::string> check_weight_metadata(const ModelConfig& cfg, const std::map<std::string, std::string>& file,
+                                               const std::string& path) {
+  const std::map<std::string, std::string> mine = weight_metadata(cfg);
+  const auto producer = file.find("producer");
+  const bool ours = producer != file.end() && producer->second == "lintrain";
+  const bool has_linear = mine.count("lintrain.feature_map") > 0;
+  if (!ours || !file.count("lintrain.layer_kinds")) {
+    // A file from elsewhere (a Hugging Face Llama) or from an older lintrain:
+    // its names and shapes fit, but nothing in it says which layers were
+    // linear attention. Loading softmax-trained weights into linear layers is
+    // a known starting point (linearising a Llama), so it is allowed, aloud.
+    if (!has_linear) return {};
+    std::string linear;
+    for (int i = 0; i < cfg.num_hidden_layers; ++i)
+      if (cfg.layer_kind(i) == 'L') linear += str_cat(linear.empty() ? "" : ",", i);
+    return {str_cat("warning: --init-from ", path, " does not say which of its layers are linear attention (",
+                    ours ? "it predates lintrain's layer metadata" : "it was not written by lintrain",
+                    "); its weights load by name, so layers ", linear,
+                    " of this model (linear attention) start from weights that may have been trained as softmax "
+                    "attention")};
+  }
+  for (const MetaKey& k : kMetaKeys) {
+    const auto want = mine.find(k.name);
+    const auto got = file.find(k.name);
+    const std::string w = want == mine.end() ? "(none: no linear-attention layer)" : want->second;
+    const std::string g = got == file.end() ? "(none: no linear-attention layer)" : got->second;
+    if (w == g) continue;
+    auto cut = [](const std::string& x) { return x.size() > 80 ? x.substr(0, 77) + "..." : x; };
+    throw IoError(str_cat("--init-from ", path, ": the file's ", k.name, " is '", cut(g), "' but this model's is '",
+                          cut(w), "'; its weights were trained for other layers (", k.config,
+                          "): set the model.* keys the file was written with (see its config.json), or "
+                          "train from scratch without --init-from"));
+  }
+  return {};
+}
 
 void export_weights(const ModelConfig& cfg, int seq_len, const ParamTable& table, const FlatBuffer& params,
                     const std::string& dir) {
@@ -20,15 +103,22 @@ void export_weights(const ModelConfig& cfg, int seq_len, const ParamTable& table
                           "; not exporting non-finite weights (the previous export in ", dir, " is kept)"));
     tensors.push_back(SafeTensor{v.name, DType::F32, v.shape, w});
   }
-  std::filesystem::create_directories(dir);
-  save_safetensors(dir + "/model.safetensors", tensors,
-                   {{"format", "pt"}, {"producer", "lintrain"}, {"layer_pattern", cfg.layer_pattern}});
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  if (ec) throw IoError(str_cat("[export] cannot create the directory '", dir, "': ", ec.message()));
+  save_safetensors(dir + "/model.safetensors", tensors, weight_metadata(cfg));
   write_file_atomic(dir + "/config.json", hf_llama_config_json(cfg, seq_len));
 }
 
-void import_weights(LinearLlama& model, const std::string& path) {
-  const SafeTensorFile file = load_safetensors(path);
+std::vector<std::string> import_weights(LinearLlama& model, const std::string& path) {
+  SafeTensorFile file;
+  try {
+    file = load_safetensors(path);
+  } catch (const IoError& e) {
+    throw IoError(str_cat("--init-from: ", e.what()));
+  }
   // Check everything before touching the model, so a bad file changes nothing.
+  std::vector<std::string> notes = check_weight_metadata(model.config(), file.metadata(), path);
   for (const TensorView& v : model.table().views()) {
     if (!file.contains(v.name))
       throw IoError(str_cat("--init-from ", path, ": tensor '", v.name,
@@ -57,6 +147,14 @@ void import_weights(LinearLlama& model, const std::string& path) {
       for (int64_t i = 0; i < v.numel; ++i) dst[i] = bf16_to_f32(src[i]);
     }
   }
+  // Non-finite starting weights would only ever train to NaN.
+  for (const TensorView& v : model.table().views()) {
+    const float* w = model.params().at(v);
+    if (const int64_t i = find_non_finite(w, v.numel); i >= 0)
+      throw IoError(str_cat("--init-from ", path, ": tensor '", v.name, "' holds ", w[i], " at index ", i,
+                            "; a model cannot start from non-finite weights"));
+  }
+  return notes;
 }
 
 }  // namespace lintrain

@@ -2,7 +2,9 @@
 // Hugging Face Llama tensor names plus a config.json, written atomically.
 #pragma once
 
+#include <map>
 #include <string>
+#include <vector>
 
 #include "layers/model.h"
 
@@ -21,7 +23,21 @@ inline void export_weights(const LinearLlama& model, int seq_len, const std::str
 
 // Loads every parameter of `model` from a safetensors file. Each tensor must be
 // present with the same shape (f32 or bf16); a missing, extra or mis-shaped
-// tensor throws IoError naming it, and the model is left unchanged.
-void import_weights(LinearLlama& model, const std::string& path);
+// tensor throws IoError naming it, and the model is left unchanged. A file
+// lintrain wrote must also match the model's layer kinds and linear-attention
+// settings (check_weight_metadata); non-finite weights are refused (the model
+// is then left partly loaded: the caller stops). Returns notes for the user
+// (a warning when the file cannot say which layers were linear attention).
+std::vector<std::string> import_weights(LinearLlama& model, const std::string& path);
+
+// What an export records beside the tensors (safetensors __metadata__): the
+// producer, the layer pattern, each layer's kind and the resolved
+// linear-attention settings (feature map, key scale, every layer's decays,
+// output norm and gate).
+std::map<std::string, std::string> weight_metadata(const ModelConfig& cfg);
+// Throws IoError naming the first property in which a lintrain-written file's
+// metadata differs from `cfg`'s; returns a warning for a file without it.
+std::vector<std::string> check_weight_metadata(const ModelConfig& cfg, const std::map<std::string, std::string>& file,
+                                               const std::string& path);
 
 }  // namespace lintrain

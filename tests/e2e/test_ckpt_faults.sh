@@ -69,8 +69,17 @@ for i in $(seq 1 50); do
   "$LINTRAIN" train "$RUN" "${BASE[@]}" --set run.out_dir="$out" --set train.steps=100000 --set checkpoint.every=1 \
     --set checkpoint.keep=2 --set resume=none >"$out.$i.log" 2>&1 &
   pid=$!
-  # 0.3 to 1.2 s: start-up takes about 0.2 s, then a save is always in flight.
-  ms=$((RANDOM % 900 + 300))
+  # Kill at a random moment (0 to 0.7 s) after the first save was reported,
+  # so every kill lands among saves (one is in flight at almost any moment)
+  # however slow start-up is on a loaded machine; a few land before it.
+  if [ $((i % 10)) -ne 0 ]; then
+    for _ in $(seq 1 1500); do
+      grep -q "^checkpoint step" "$out.$i.log" 2>/dev/null && break
+      kill -0 "$pid" 2>/dev/null || break
+      sleep 0.02
+    done
+  fi
+  ms=$((RANDOM % 700))
   sleep "$((ms / 1000)).$(printf '%03d' $((ms % 1000)))"
   kill -9 "$pid" 2>/dev/null || true
   wait "$pid" 2>/dev/null || true

@@ -41,7 +41,7 @@ if grep -q "^lintrain launch:" "$WORK/nproc0.out"; then fail "--nproc 0 started 
 
 # 4. No mpirun on PATH: the error names the Debian package.
 code=0
-PATH=/nonexistent "$LINTRAIN" launch --nproc 2 "$TINY" >"$WORK/nompirun.out" 2>&1 || code=$?
+PATH=/nonexistent "$LINTRAIN" launch --nproc 2 "$TINY" --set parallel.data=2 >"$WORK/nompirun.out" 2>&1 || code=$?
 cat "$WORK/nompirun.out"
 [ "$code" -eq 1 ] || fail "launch without mpirun exited with $code, want 1"
 grep -q "^lintrain: error: mpirun not found.*openmpi-bin" "$WORK/nompirun.out" ||

@@ -2,6 +2,8 @@
 // command actually running ranks is tested end to end by tests/e2e/test_launch.sh.
 #include <gtest/gtest.h>
 
+#include <filesystem>
+
 #include <algorithm>
 #include <string>
 #include <vector>
@@ -55,7 +57,8 @@ TEST(Launcher, RejectsBadArgumentsWithOneClearLine) {
   EXPECT_NE(parse_error({kRunFile}).find("launch needs the number of ranks"), std::string::npos);
   EXPECT_NE(parse_error({"--nproc", "2"}).find("launch needs a run file"), std::string::npos);
   EXPECT_NE(parse_error({"--nproc"}).find("--nproc needs a value"), std::string::npos);
-  EXPECT_EQ(parse_error({"--nproc", "2", "no/such/run.yaml"}), "cannot read run file 'no/such/run.yaml'");
+  EXPECT_EQ(parse_error({"--nproc", "2", "no/such/run.yaml"}), "run file 'no/such/run.yaml' does not exist (relative to the working directory " +
+                std::filesystem::current_path().string() + "); check the path");
 }
 
 TEST(Launcher, BuildsTheMpirunCommand) {

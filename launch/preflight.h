@@ -1,0 +1,57 @@
+// What a run checks before it allocates or trains, so that a run that cannot
+// be right stops at once with the reason instead of crashing, hanging or
+// training silently wrong:
+//   - every rank runs the same run (the resolved config and the --init-from
+//     file, compared by digest with rank 0's; the differing keys are named);
+//   - the replicas hold identical weights once initialised or loaded;
+//   - the threads asked for are not far above the cores;
+//   - the run's memory fits this machine (an estimate from the config,
+//     before any allocation, naming the keys that drive it).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "parallel/communicator.h"
+#include "runtime/config/config.h"
+#include "runtime/param_table.h"
+
+namespace lintrain {
+
+// Collective over `world`, before anything else that depends on the config.
+// Throws ConfigError on every rank when any rank's resolved config (or its
+// --init-from file's contents) differs from rank 0's, naming the first such
+// rank and the keys with both values.
+void check_ranks_agree(const RunConfig& cfg, const std::string& init_from, Communicator& world);
+
+// Collective over `world`: the parameters are replicated on every rank (SP and
+// DP both hold whole copies), so their digests must all be equal. Throws Error
+// naming the ranks whose weights differ from rank 0's and `when`.
+void check_replicas_equal(const FlatBuffer& params, Communicator& world, const std::string& when);
+
+// Per-rank bytes of a run, from the config alone (nothing is allocated).
+struct RunMemory {
+  // activations: what forward saves for backward, the backward workspaces and
+  // the step's loaded micro-batches.
+  double weights = 0, grads = 0, compute_copy = 0, optimizer = 0, activations = 0, staging = 0;
+  double total() const { return weights + grads + compute_copy + optimizer + activations + staging; }
+};
+RunMemory estimate_run_memory(const RunConfig& cfg, int sp_size);
+
+// Bytes this process may still allocate: the least of MemAvailable, the
+// cgroup's limit less its usage, and RLIMIT_AS / RLIMIT_DATA less what is
+// mapped; `source` says which bound it is. Negative when none is known.
+double available_memory_bytes(std::string* source);
+
+// Throws ConfigError when the estimate for one rank, times the ranks sharing
+// this node, is above what the node has; names the estimate by part, the
+// keys that size it and the fixes.
+void check_memory_fits(const RunConfig& cfg, int sp_size, int local_ranks);
+
+// Threads per rank: run.threads, else OMP_NUM_THREADS, else the node's cores
+// shared among the ranks on it. Throws ConfigError when the count asked for
+// is far above the cores (OpenBLAS and OpenMP then thrash or hang).
+int threads_per_rank(const RunConfig& cfg, int local_ranks);
+
+}  // namespace lintrain
