@@ -29,7 +29,7 @@ class DivergenceWatch {
   double start_loss() const { return start_n_ ? start_sum_ / start_n_ : 0; }
 
  private:
-  const RunConfig& cfg_;
+  RunConfig cfg_;  // a copy: callers pass temporaries
   bool init_from_, resumed_;
   std::deque<double> norms_;  // the last finite gradient norms
   int64_t finite_steps_ = 0, last_warned_ = -1000000;
