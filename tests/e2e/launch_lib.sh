@@ -85,3 +85,15 @@ stop_tree() {
 train_losses() {
   { grep -v '"kind"' "$1" || true; } | sed -n 's/.*"step": \([0-9]*\).*"loss": \([^,}]*\).*/\1 \2/p'
 }
+
+# rank_pid RANK: the pid of that rank among the children of JOB_PID (mpirun;
+# Open MPI puts OMPI_COMM_WORLD_RANK in each rank's environment), or nothing yet.
+rank_pid() {
+  local pid
+  for pid in $(pgrep -P "$JOB_PID" || true); do
+    if tr '\0' '\n' <"/proc/$pid/environ" 2>/dev/null | grep -qx "OMPI_COMM_WORLD_RANK=$1"; then
+      echo "$pid"
+      return 0
+    fi
+  done
+}

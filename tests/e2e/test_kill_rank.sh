@@ -13,17 +13,6 @@ KILL_LIMIT_S=15  # measured about 1 s on 2 cores; generous for a loaded CI machi
 JOB_PID=""
 trap '[ -n "$JOB_PID" ] && stop_tree "$JOB_PID"' EXIT
 
-# rank_pid RANK: the pid of that rank among mpirun's children (Open MPI puts
-# OMPI_COMM_WORLD_RANK in each rank's environment), or nothing yet.
-rank_pid() {
-  local pid
-  for pid in $(pgrep -P "$JOB_PID" || true); do
-    if tr '\0' '\n' <"/proc/$pid/environ" 2>/dev/null | grep -qx "OMPI_COMM_WORLD_RANK=$1"; then
-      echo "$pid"
-      return 0
-    fi
-  done
-}
 
 # kill_rank_1_and_check NAME OUTPUT_FILE: SIGKILLs rank 1 of the running job
 # JOB_PID and checks that mpirun ends in time, non-zero, and takes rank 0 along.

@@ -25,16 +25,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# rank_pid RANK: the pid of that rank among mpirun's children, or nothing yet.
-rank_pid() {
-  local pid
-  for pid in $(pgrep -P "$JOB_PID" || true); do
-    if tr '\0' '\n' <"/proc/$pid/environ" 2>/dev/null | grep -qx "OMPI_COMM_WORLD_RANK=$1"; then
-      echo "$pid"
-      return 0
-    fi
-  done
-}
 
 SMALL="$REPO/tests/e2e/ckpt_small.yaml"
 
