@@ -94,6 +94,25 @@ std::string time_text(double unix_s) {
   return buf;
 }
 
+// Whether `path` is `dir` or lies inside it (symbolic links resolved where
+// the paths exist).
+bool lies_within(const std::string& path, const std::string& dir) {
+  auto full = [](const std::string& p) {
+    std::error_code ec;
+    std::filesystem::path abs = std::filesystem::absolute(p, ec);
+    std::filesystem::path c = std::filesystem::weakly_canonical(abs, ec);
+    return (ec ? abs : c).lexically_normal();
+  };
+  const std::filesystem::path p = full(path), d = full(dir);
+  auto pi = p.begin();
+  for (auto di = d.begin(); di != d.end(); ++di) {
+    if (di->empty()) continue;  // a trailing slash
+    if (pi == p.end() || *pi != *di) return false;
+    ++pi;
+  }
+  return true;
+}
+
 int serve(const Flags& f) {
   if (!f.positional.empty()) throw UsageError("ckpt serve takes no positional arguments (use --dir DIR)");
   ServiceOptions o;
@@ -188,6 +207,16 @@ int export_checkpoint(const Flags& f) {
   if (out.empty()) throw UsageError("ckpt export needs --out DIR, where model.safetensors and config.json go");
   auto warn = [](const std::string& w) { std::fprintf(stderr, "lintrain: warning: %s\n", w.c_str()); };
   const OpenedCheckpoint c = open_checkpoint_path(path, warn);
+  // Its model.safetensors would replace a checkpoint's, which then no longer
+  // verifies, or sit among the files that retention and resume manage.
+  std::string area = checkpoint_area_of(out);
+  const std::string source_dir = std::filesystem::path(c.where).parent_path().string();
+  if (area.empty() && lies_within(out, source_dir)) area = source_dir;
+  if (!area.empty())
+    throw Error(str_cat("ckpt export --out ", out, " is inside the checkpoint ",
+                             lies_within(area, c.where) ? "folder " : "directory ", area,
+                             ": the exported files would replace or sit among the checkpoint's own; give --out a "
+                             "directory outside the checkpoint directory (e.g. --out exported)"));
   const auto& meta = c.part("trainer").metadata();
   const auto yaml = meta.find("config");
   if (yaml == meta.end()) throw IoError(str_cat(c.where, ": trainer.safetensors holds no run file (metadata 'config')"));

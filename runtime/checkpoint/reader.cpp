@@ -118,23 +118,27 @@ OpenedCheckpoint open_checkpoint(CheckpointSource& source, int64_t step) {
 std::optional<OpenedCheckpoint> open_newest(CheckpointSource& source,
                                             const std::function<void(const std::string&)>& warn) {
   const std::vector<CheckpointInfo> all = source.list();
-  std::string skipped;  // the newer checkpoints that failed, for the next message
+  std::vector<std::string> problems;  // the newer checkpoints that failed, newest first
   for (auto it = all.rbegin(); it != all.rend(); ++it) {
     std::string problem = it->problem;
     if (it->complete) {
       try {
         OpenedCheckpoint c = open_checkpoint(source, it->step);
-        if (!skipped.empty() && warn) warn(str_cat(skipped, "; using ", c.where, " instead"));
+        for (size_t i = 0; i < problems.size() && warn; ++i)
+          warn(str_cat("checkpoint ", problems[i], i + 1 == problems.size() ? "; using " + c.where + " instead" : ""));
         return c;
       } catch (const IoError& e) {
         problem = e.what();
       }
     }
-    if (!skipped.empty() && warn) warn(skipped);
-    skipped = str_cat("checkpoint ", source.where(it->step), " cannot be used: ", problem);
+    problems.push_back(str_cat(source.where(it->step), " cannot be used: ", problem));
   }
-  if (!skipped.empty() && warn) warn(str_cat(skipped, "; no older checkpoint is left"));
-  return std::nullopt;
+  if (problems.empty()) return std::nullopt;
+  std::string msg = str_cat("[checkpoint] ", source.describe(), " holds ", problems.size(),
+                            problems.size() == 1 ? " checkpoint and it" : " checkpoints and none of them",
+                            " can be used: ");
+  for (size_t i = 0; i < problems.size(); ++i) msg += str_cat(i ? "; " : "", problems[i]);
+  throw NoUsableCheckpointError(msg, std::move(problems));
 }
 
 OpenedCheckpoint open_checkpoint_path(const std::string& path,
@@ -155,7 +159,7 @@ OpenedCheckpoint open_checkpoint_path(const std::string& path,
   }
   auto source = directory_source(p.string());
   std::optional<OpenedCheckpoint> c = open_newest(*source, warn);
-  if (!c) throw IoError(str_cat("[checkpoint] '", path, "' holds no complete checkpoint"));
+  if (!c) throw IoError(str_cat("[checkpoint] '", path, "' holds no checkpoint (no step-<N> folder)"));
   return std::move(*c);
 }
 

@@ -57,9 +57,24 @@ struct OpenedCheckpoint {
 // Opens checkpoint `step` of `source`, verifying everything. Throws IoError.
 OpenedCheckpoint open_checkpoint(CheckpointSource& source, int64_t step);
 
-// The newest complete checkpoint that opens, or nothing when there is none.
-// Each damaged one is reported through `warn` ("... step-00000200: file
-// 'trainer.safetensors' checksum ...; using step-00000100") and skipped.
+// The source holds checkpoints but not one of them opens: `problems` has one
+// line per checkpoint ("<where>: <what is wrong>"), newest first.
+class NoUsableCheckpointError : public IoError {
+ public:
+  NoUsableCheckpointError(const std::string& what, std::vector<std::string> problems)
+      : IoError(what), problems_(std::move(problems)) {}
+  const std::vector<std::string>& problems() const { return problems_; }
+
+ private:
+  std::vector<std::string> problems_;
+};
+
+// The newest complete checkpoint that opens, or nothing when the source
+// holds no checkpoint at all. Each damaged one newer than it is reported
+// through `warn` ("... step-00000200: file 'trainer.safetensors' checksum
+// ...; using step-00000100") and skipped. When there are checkpoints but none
+// opens, throws NoUsableCheckpointError naming each and what is wrong with
+// it: starting fresh would silently overwrite them.
 std::optional<OpenedCheckpoint> open_newest(CheckpointSource& source,
                                             const std::function<void(const std::string&)>& warn);
 

@@ -132,12 +132,16 @@ ReadLock::~ReadLock() {
 
 CheckpointStore::CheckpointStore(std::string dir, bool create) : dir_(std::move(dir)) {
   while (dir_.size() > 1 && dir_.back() == '/') dir_.pop_back();
-  std::error_code ec;
-  if (create) fs::create_directories(dir_, ec);
-  if (!fs::is_directory(dir_, ec))
-    throw IoError(str_cat("[checkpoint] '", dir_, "' is not a directory",
-                          create ? str_cat(" and cannot be created: ", ec ? ec.message() : "a file is in the way")
-                                 : std::string(" (check checkpoint.dir)")));
+  if (create) {
+    create_output_dir(dir_, "checkpoint directory");
+    return;
+  }
+  struct stat st;
+  if (::stat(dir_.c_str(), &st) != 0)
+    throw IoError(str_cat("[checkpoint] ", input_error_text(dir_, "checkpoint directory", errno)));
+  if (!S_ISDIR(st.st_mode))
+    throw IoError(str_cat("[checkpoint] '", dir_, "' is ", non_regular_kind(st.st_mode).empty() ? "a file" :
+                          non_regular_kind(st.st_mode), ", not a checkpoint directory"));
 }
 
 CheckpointStore::~CheckpointStore() {
@@ -336,8 +340,15 @@ void CheckpointStore::apply_retention(int keep) {
   LT_CHECK(keep >= 1, "[checkpoint] retention must keep at least one checkpoint");
   const std::vector<CheckpointInfo> all = list();
   const std::string latest_name = latest();
+  // Checkpoints after the one `latest` names are of another history: a run
+  // that went back (resume: none, resume: PATH, or past checkpoints that did
+  // not verify). They may be the only copy of that run, so they are neither
+  // counted nor deleted here; a save of the same step replaces one.
+  int64_t latest_step = -1;
+  if (!latest_name.empty()) parse_step_dir_name(latest_name, &latest_step);
   int complete_seen = 0;
   for (auto it = all.rbegin(); it != all.rend(); ++it) {
+    if (latest_step >= 0 && it->step > latest_step) continue;
     if (!it->complete) continue;
     if (++complete_seen <= keep) continue;
     if (fs::path(it->path).filename().string() == latest_name) continue;
@@ -372,6 +383,24 @@ std::string CheckpointStore::latest() const {
     return parse_step_dir_name(s, &step) ? s : "";
   } catch (const IoError&) {
     return "";
+  }
+}
+
+std::string checkpoint_area_of(const std::string& path) {
+  std::error_code ec;
+  fs::path p = fs::weakly_canonical(fs::absolute(path, ec), ec);
+  if (ec) return "";
+  while (true) {
+    int64_t step;
+    if (parse_step_dir_name(p.filename().string(), &step) && fs::exists(p / kManifestName, ec)) return p.string();
+    if (fs::exists(p / kWriterLock, ec)) return p.string();
+    if (fs::is_regular_file(p / kLatestName, ec)) {
+      const CheckpointStore store(p.string());
+      const std::string latest = store.latest();
+      if (!latest.empty() && fs::is_directory(p / latest, ec)) return p.string();
+    }
+    if (!p.has_relative_path()) return "";
+    p = p.parent_path();
   }
 }
 

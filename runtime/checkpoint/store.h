@@ -147,6 +147,12 @@ class CheckpointStore {
 // exists with its size; `info.problem` says what is wrong otherwise.
 CheckpointInfo inspect_checkpoint(const std::string& path);
 
+// The checkpoint folder (…/step-<N> with a manifest) or checkpoint
+// directory (one a writer has locked, or whose `latest` names a checkpoint
+// in it) that `path` is or lies inside, or "" when there is none: writing
+// there (`ckpt export --out`) would change or hide a checkpoint's files.
+std::string checkpoint_area_of(const std::string& path);
+
 // Small-file helpers shared by the checkpoint code.
 std::string read_small_file(const std::string& path, size_t max_bytes = 1 << 20);
 void fsync_directory(const std::string& path);

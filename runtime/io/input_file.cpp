@@ -5,8 +5,10 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <climits>
 #include <cstring>
 #include <filesystem>
+#include <vector>
 
 #include "runtime/error.h"
 
@@ -46,6 +48,75 @@ std::string input_error_text(const std::string& path, const std::string& what, i
     default:
       return str_cat("cannot open ", quoted, ": ", std::strerror(err));
   }
+}
+
+namespace {
+
+// "run.out_dir 'runs/x'", or "'runs' (on the path of run.out_dir 'runs/x')".
+std::string output_dir_name(const std::string& dir, const std::string& path, const std::string& what) {
+  return dir == path ? str_cat(what, " '", path, "'") : str_cat("'", dir, "' (on the path of ", what, " '", path, "')");
+}
+
+// Why `dir` (a part of an output path) cannot be made (`creating`) or
+// written in, from errno.
+std::string output_error_text(const std::string& dir, const std::string& path, const std::string& what, int err,
+                              bool creating) {
+  const std::string where = output_dir_name(dir, path, what);
+  const char* doing = creating ? "create" : "write in";
+  switch (err) {
+    case EACCES:
+    case EPERM:
+      return str_cat("cannot ", doing, " ", where, ": permission denied (",
+                     creating ? "this user may not write in its parent directory, or a directory on its path is not "
+                                "searchable"
+                              : "it is not writable by this user",
+                     "); choose a directory you can write, or fix the permissions (chmod/chown)");
+    case EROFS:
+      return str_cat("cannot ", doing, " ", where, ": the file system is read-only; choose a writable directory");
+    case ENOSPC:
+    case EDQUOT:
+      return str_cat("cannot ", doing, " ", where, ": no space left on the device (or the quota is used up); free "
+                     "space or choose another directory");
+    case ELOOP:
+      return str_cat(where, " is a loop of symbolic links; give a real directory");
+    case ENAMETOOLONG:
+      return str_cat(where, ": the path is too long");
+    default:
+      return str_cat("cannot ", doing, " ", where, ": ", std::strerror(err));
+  }
+}
+
+}  // namespace
+
+void create_output_dir(const std::string& path, const std::string& what) {
+  if (path.empty()) throw IoError(str_cat(what, " is an empty path; give a directory"));
+  std::filesystem::path at;
+  for (const std::filesystem::path& part : std::filesystem::path(path)) {
+    if (part.empty()) continue;  // a trailing slash
+    at /= part;
+    const std::string dir = at.string();
+    struct stat st;
+    if (::stat(dir.c_str(), &st) == 0) {
+      if (S_ISDIR(st.st_mode)) continue;
+      const std::string kind = non_regular_kind(st.st_mode);
+      throw IoError(str_cat(output_dir_name(dir, path, what), " is ", kind.empty() ? "a file" : kind,
+                            ", not a directory; remove it or choose another path"));
+    }
+    if (errno != ENOENT) throw IoError(output_error_text(dir, path, what, errno, /*creating=*/true));
+    // stat follows links: a link whose target is missing is not "absent".
+    if (::lstat(dir.c_str(), &st) == 0 && S_ISLNK(st.st_mode)) {
+      std::vector<char> target(PATH_MAX + 1, '\0');
+      const ssize_t n = ::readlink(dir.c_str(), target.data(), target.size() - 1);
+      throw IoError(str_cat(output_dir_name(dir, path, what), " is a symbolic link to '",
+                            n > 0 ? std::string(target.data(), static_cast<size_t>(n)) : std::string("?"),
+                            "', which does not exist; create the directory it points to, remove the link, or "
+                            "choose another path"));
+    }
+    if (::mkdir(dir.c_str(), 0755) != 0 && errno != EEXIST)
+      throw IoError(output_error_text(dir, path, what, errno, /*creating=*/true));
+  }
+  if (::access(path.c_str(), W_OK | X_OK) != 0)
+    throw IoError(output_error_text(path, path, what, errno, /*creating=*/false));
 }
 
 int open_input_file(const std::string& path, const std::string& what) {

@@ -1,5 +1,5 @@
 // Opening the files a user names: run files, data, --init-from weights,
-// checkpoint parts, token files. One function does it for every reader, so
+// checkpoint parts, token files (and creating the directories output goes to). One function does it for every reader, so
 // every one of them
 //   - never blocks: a FIFO, a device or a socket given as an input is refused
 //     before anything could wait on it (the open itself is non-blocking), and
@@ -29,5 +29,13 @@ std::string input_error_text(const std::string& path, const std::string& what, i
 // "a FIFO", "a directory", "a character device", ... for st_mode, or "" for
 // a regular file.
 std::string non_regular_kind(unsigned mode);
+
+// Creates the directory `path` (with its parents, like mkdir -p) for writing
+// output into, and checks that this user may write in it. `what` names it in
+// errors ("run.out_dir", "checkpoint directory"). Throws IoError naming the
+// part of the path at fault and the fix: permission denied (and where), a
+// part that is a file, a symbolic link whose target does not exist, a
+// read-only file system, no space.
+void create_output_dir(const std::string& path, const std::string& what);
 
 }  // namespace lintrain

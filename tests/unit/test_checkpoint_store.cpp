@@ -4,6 +4,8 @@
 // next to readers, stale pending saves, a second writer). Expected values are
 // computed here from the format's definition, not read back from the code.
 #include <gtest/gtest.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cmath>
@@ -24,6 +26,7 @@
 #include "runtime/checkpoint/saver.h"
 #include "runtime/checkpoint/store.h"
 #include "runtime/error.h"
+#include "runtime/io/input_file.h"
 #include "runtime/io/safetensors.h"
 #include "temp_dir.h"
 
@@ -456,12 +459,144 @@ TEST(CheckpointStore, RetentionSparesLatestAndReadLocked) {
       std::optional<ReadLock> lock;
       if (!by_latest) lock.emplace(store.path_of(1));
       store.apply_retention(1);
-      EXPECT_EQ(steps_of(store), (std::vector<int64_t>{1, 3})) << by_latest;
+      // By latest: steps 2 and 3 are of the history the run went back from,
+      // neither counted nor deleted.
+      EXPECT_EQ(steps_of(store), (by_latest ? std::vector<int64_t>{1, 2, 3} : std::vector<int64_t>{1, 3})) << by_latest;
     }
     store.apply_retention(1);  // the lock is gone: step 1 goes too, unless latest names it
-    EXPECT_EQ(steps_of(store), (by_latest ? std::vector<int64_t>{1, 3} : std::vector<int64_t>{3})) << by_latest;
+    EXPECT_EQ(steps_of(store), (by_latest ? std::vector<int64_t>{1, 2, 3} : std::vector<int64_t>{3})) << by_latest;
   }
 }
+
+// A run resumed from step 2 because steps 3 and 4 did not verify (or one
+// started over with resume: none) must not delete them while its own saves
+// are older: they may be the only copy of a longer run, repairable. They are
+// not counted against checkpoint.keep either.
+TEST(CheckpointStore, RetentionKeepsCheckpointsAfterLatestAndCountsOnlyUpToIt) {
+  TempDir tmp("ckpt");
+  save_steps(tmp.str(), 1, 5);
+  write_all(tmp.file("latest"), "step-00000003\n");
+  CheckpointStore store(tmp.str());
+  store.apply_retention(2);
+  EXPECT_EQ(steps_of(store), (std::vector<int64_t>{2, 3, 4, 5}));
+}
+
+TEST(CheckpointReader, EveryCheckpointDamagedIsRefusedNamingEach) {
+  TempDir tmp("ckpt");
+  save_steps(tmp.str(), 1, 2);
+  for (const char* step : {"step-00000001", "step-00000002"}) {
+    const std::string path = tmp.file(std::string(step) + "/trainer.safetensors");
+    std::string bytes = read_all(path);
+    bytes[bytes.size() - 10] = static_cast<char>(bytes[bytes.size() - 10] ^ 0x01);
+    write_all(path, bytes);
+  }
+  auto source = directory_source(tmp.str());
+  Names warnings;
+  try {
+    open_newest(*source, [&](const std::string& w) { warnings.push_back(w); });
+    ADD_FAILURE() << "every checkpoint is damaged, yet open_newest did not refuse";
+  } catch (const NoUsableCheckpointError& e) {
+    const std::string msg = e.what();
+    EXPECT_HAS(msg, "holds 2 checkpoints and none of them can be used");
+    EXPECT_HAS(msg, tmp.file("step-00000002/trainer.safetensors"));
+    EXPECT_HAS(msg, tmp.file("step-00000001/trainer.safetensors"));
+    EXPECT_HAS(msg, "checksum");
+    ASSERT_EQ(e.problems().size(), 2u);
+    EXPECT_HAS(e.problems()[0], "step-00000002");  // newest first
+  }
+  EXPECT_TRUE(warnings.empty());  // the error says it all, once
+  // An empty directory is not an error: a fresh run starts.
+  TempDir empty("ckpt");
+  EXPECT_FALSE(open_newest(*directory_source(empty.str()), nullptr).has_value());
+}
+
+TEST(CheckpointStore, KnowsWhenAPathIsInsideACheckpoint) {
+  TempDir tmp("ckpt");
+  const std::string dir = tmp.file("ckpts");
+  fs::create_directory(dir);
+  save_steps(dir, 1, 1);
+  const std::string canon = fs::canonical(dir).string();
+  EXPECT_EQ(checkpoint_area_of(dir + "/step-00000001"), canon + "/step-00000001");
+  EXPECT_EQ(checkpoint_area_of(dir + "/step-00000001/sub/new"), canon + "/step-00000001");
+  EXPECT_EQ(checkpoint_area_of(dir), canon);  // `latest` names a checkpoint in it
+  EXPECT_EQ(checkpoint_area_of(dir + "/exported"), canon);
+  EXPECT_EQ(checkpoint_area_of(tmp.file("exported")), "");
+  EXPECT_EQ(checkpoint_area_of(tmp.str()), "");
+}
+
+// Runs `f` as user nobody when this process is root (root may write
+// anywhere, so permission errors need another user) and returns the message
+// of the IoError it throws ("(none)" when it throws none).
+std::string io_error_as_unprivileged(const std::function<void()>& f) {
+  auto run = [&]() -> std::string {
+    try {
+      f();
+    } catch (const IoError& e) {
+      return e.what();
+    }
+    return "(none)";
+  };
+  if (::geteuid() != 0) return run();
+  int fds[2];
+  if (::pipe(fds) != 0) return "pipe failed";
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    ::close(fds[0]);
+    const std::string msg = ::setgid(65534) == 0 && ::setuid(65534) == 0 ? run() : "setuid failed";
+    (void)!::write(fds[1], msg.data(), msg.size());
+    ::_exit(0);
+  }
+  ::close(fds[1]);
+  std::string out;
+  char buf[512];
+  ssize_t n;
+  while ((n = ::read(fds[0], buf, sizeof buf)) > 0) out.append(buf, static_cast<size_t>(n));
+  ::close(fds[0]);
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  return out;
+}
+
+TEST(CheckpointStore, PermissionDeniedIsReportedAsSuchNotAsMissing) {
+  TempDir tmp("ckpt");
+  fs::permissions(tmp.str(), fs::perms::owner_all | fs::perms::group_read | fs::perms::group_exec |
+                                 fs::perms::others_read | fs::perms::others_exec);
+  const std::string locked = tmp.file("locked");
+  fs::create_directory(locked);
+  fs::permissions(locked, fs::perms::owner_read | fs::perms::owner_exec | fs::perms::group_read |
+                              fs::perms::group_exec | fs::perms::others_read | fs::perms::others_exec);
+  const std::string msg =
+      io_error_as_unprivileged([&] { CheckpointStore store(locked + "/run/checkpoints", /*create=*/true); });
+  EXPECT_HAS(msg, "permission denied");
+  EXPECT_HAS(msg, locked + "/run");  // the part that could not be made
+  EXPECT_HAS(msg, "checkpoint directory '" + locked + "/run/checkpoints'");
+  EXPECT_EQ(msg.find("No such file"), std::string::npos) << msg;
+  // An existing directory this user may not write in.
+  const std::string msg2 = io_error_as_unprivileged([&] { create_output_dir(locked, "run.out_dir"); });
+  EXPECT_HAS(msg2, "cannot write in run.out_dir '" + locked + "': permission denied");
+}
+
+TEST(OutputDir, CreatesParentsAndNamesWhatIsInTheWay) {
+  TempDir tmp("outdir");
+  create_output_dir(tmp.file("a/b/c/"), "run.out_dir");
+  EXPECT_TRUE(fs::is_directory(tmp.file("a/b/c")));
+  create_output_dir(tmp.file("a/b/c"), "run.out_dir");  // exists: fine
+  write_all(tmp.file("file"), "x");
+  EXPECT_HAS(message_of<IoError>([&] { create_output_dir(tmp.file("file/sub"), "run.out_dir"); }),
+             "'" + tmp.file("file") + "' (on the path of run.out_dir '" + tmp.file("file/sub") +
+                 "') is a file, not a directory");
+  EXPECT_HAS(message_of<IoError>([&] { create_output_dir(tmp.file("file"), "run.out_dir"); }),
+             "run.out_dir '" + tmp.file("file") + "' is a file, not a directory");
+  // A dangling link: mkdir says "File exists", which helps nobody.
+  fs::create_symlink(tmp.file("gone"), tmp.file("link"));
+  const std::string msg = message_of<IoError>([&] { create_output_dir(tmp.file("link"), "run.out_dir"); });
+  EXPECT_HAS(msg, "run.out_dir '" + tmp.file("link") + "' is a symbolic link to '" + tmp.file("gone") +
+                      "', which does not exist");
+  EXPECT_EQ(msg.find("File exists"), std::string::npos) << msg;
+  EXPECT_HAS(message_of<IoError>([&] { create_output_dir(tmp.file("link/x"), "checkpoint.dir"); }),
+             "symbolic link to");
+}
+
 
 TEST(CheckpointStore, RemoveStale) {
   TempDir tmp("ckpt");

@@ -97,6 +97,21 @@ TEST(ResumePolicy, NamesChangesThatAlterTheContinuationAndIgnoresBookkeeping) {
   EXPECT_TRUE(check_resume_changes(config_to_yaml(saved), saved, "c").empty());
 }
 
+// Optimizer settings a checkpoint carries over but that change what the
+// continuation does are named, lists (optim.no_decay) included.
+TEST(ResumePolicy, NamesEveryOptimizerSettingThatChanges) {
+  const RunConfig saved = parse(kBase);
+  RunConfig now = saved;
+  now.optim.no_decay = {"*norm*", "*embed*"};
+  now.optim.weight_decay = 0.05;
+  now.optim.adamw.eps = 1e-6;
+  const std::vector<std::string> notes = check_resume_changes(config_to_yaml(saved), now, "c");
+  ASSERT_EQ(notes.size(), 3u);
+  EXPECT_TRUE(has(notes, R"(optim.no_decay changes from ["*norm*"] to ["*norm*", "*embed*"])"));
+  EXPECT_TRUE(has(notes, "optim.weight_decay changes from"));
+  EXPECT_TRUE(has(notes, "optim.adamw.eps changes from"));
+}
+
 TEST(ResumePolicy, LayoutChangesKeepOrChangeTheGlobalBatch) {
   // Saved: DP 1, micro_batch 4 = 4 sequences a step.
   const RunConfig saved = parse(kBase);
