@@ -49,7 +49,19 @@ std::string DivergenceWatch::observe(int64_t step, double loss, double grad_norm
 std::string DivergenceWatch::hint(double loss, double grad_norm, double lr) const {
   const bool bf16 = cfg_.precision.compute == "bf16";
   const std::string clip = cfg_.train.grad_clip > 0 ? "" : ", enable train.grad_clip (e.g. 1.0)";
-  const std::string lr_text = str_cat("lower optim.lr (now ", lr, ")");
+  // A group's lr_scale multiplies the rate: name the largest when it raises it.
+  double max_scale = 1.0;
+  std::string scaled;
+  for (const ParamGroupRule& g : cfg_.optim.groups)
+    if (g.lr_scale > max_scale) {
+      max_scale = g.lr_scale;
+      scaled.clear();
+      for (const std::string& m : g.match) scaled += (scaled.empty() ? "" : ", ") + m;
+    }
+  const std::string lr_text =
+      max_scale > 1.0 ? str_cat("lower optim.lr (now ", lr, ") or the lr_scale ", max_scale, " of the optim.groups rule '",
+                                scaled, "' (its tensors train at ", lr * max_scale, ")")
+                      : str_cat("lower optim.lr (now ", lr, ")");
   // Nothing finite seen yet: the trouble is in the start, not in training.
   if (finite_steps_ == 0) {
     if (resumed_)

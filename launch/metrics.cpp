@@ -29,14 +29,16 @@ std::string format_duration(double s) {
 
 namespace {
 
-// Keeps the complete records of steps <= last_step of a metrics file.
-void truncate_metrics(const std::string& path, int64_t last_step) {
+// Keeps the complete records of steps <= last_step of a metrics file;
+// returns whether they include an evaluation of last_step.
+bool truncate_metrics(const std::string& path, int64_t last_step) {
   std::string text, kept;
+  bool eval_at_last = false;
   try {
     text = read_input_file(path, "metrics file");
   } catch (const IoError&) {
     struct stat st;
-    if (::stat(path.c_str(), &st) != 0 && errno == ENOENT) return;  // nothing written yet
+    if (::stat(path.c_str(), &st) != 0 && errno == ENOENT) return false;  // nothing written yet
     throw;
   }
   size_t start = 0;
@@ -48,12 +50,19 @@ void truncate_metrics(const std::string& path, int64_t last_step) {
     try {
       const JsonValue record = parse_json(line);
       const JsonValue* step = record.find("step");
-      if (step && step->as_uint64() <= static_cast<uint64_t>(last_step)) kept += line + "\n";
+      if (step && step->as_uint64() <= static_cast<uint64_t>(last_step)) {
+        kept += line + "\n";
+        const JsonValue* kind = record.find("kind");
+        if (kind && kind->is_string() && kind->as_string() == "eval" &&
+            step->as_uint64() == static_cast<uint64_t>(last_step))
+          eval_at_last = true;
+      }
     } catch (const Error&) {
       // Not a record of ours: dropped.
     }
   }
   write_file_atomic(path, kept);
+  return eval_at_last;
 }
 
 }  // namespace
@@ -67,8 +76,14 @@ MetricsLog::MetricsLog(const std::string& out_dir, int total_steps, int64_t resu
            !std::getenv("PMIX_RANK") && !std::getenv("SLURM_STEP_ID")),
       start_(std::chrono::steady_clock::now()) {
   path_ = out_dir + "/metrics.jsonl";
-  if (resumed_step >= 0) truncate_metrics(path_, resumed_step);
-  // O_NONBLOCK: a FIFO in its place must not hang the run (refused below).
+  // A FIFO, directory or device in its place is refused by name (opening a
+  // FIFO without a reader would otherwise fail with a puzzling ENXIO).
+  struct stat pre;
+  if (::lstat(path_.c_str(), &pre) == 0 && !S_ISREG(pre.st_mode))
+    throw IoError(str_cat("metrics file '", path_, "' is ", non_regular_kind(pre.st_mode),
+                          ", not a regular file; remove it or choose another run.out_dir"));
+  if (resumed_step >= 0) resumed_eval_done_ = truncate_metrics(path_, resumed_step);
+  // O_NONBLOCK: a FIFO put in its place since the check must not hang the run (refused below).
   fd_ = ::open(path_.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC | O_APPEND | O_NONBLOCK, 0644);
   if (fd_ < 0)
     throw IoError(str_cat("cannot write metrics file '", path_, "': ", std::strerror(errno), "; check run.out_dir"));

@@ -41,6 +41,9 @@ class MetricsLog {
   void finish();
   // "" when every record is in the file; else how many are missing and why.
   std::string loss_report() const;
+  // Whether the records kept from the file resumed include an evaluation of
+  // the step resumed from (a run stopped during its final evaluation has none).
+  bool resumed_eval_done() const { return resumed_eval_done_; }
 
  private:
   void draw_bar(int step);
@@ -55,6 +58,7 @@ class MetricsLog {
   uint64_t lost_ = 0;            // held records dropped beyond kMaxHeld
   uint64_t cut_lines_ = 0;       // partial lines that could not be cut back
   bool failing_ = false;
+  bool resumed_eval_done_ = false;
   std::string last_error_;
   int total_;
   int first_;  // steps already done when this process started

@@ -1,7 +1,10 @@
 #include "launch/trainer.h"
 
 #include <omp.h>
+#include <sys/stat.h>
 #include <unistd.h>
+
+#include <cerrno>
 
 #include <chrono>
 #include <cmath>
@@ -19,6 +22,8 @@
 #include "launch/train_state.h"
 #include "launch/weights.h"
 #include "runtime/io/atomic_file.h"
+#include "runtime/io/file_lock.h"
+#include "runtime/io/input_file.h"
 #include "layers/model.h"
 #include "optim/optimizer.h"
 #include "optim/param_groups.h"
@@ -50,8 +55,10 @@ void check_supported(const RunConfig& cfg) {
 
 // SIGTERM and SIGUSR1 (what Slurm sends before a time limit or preemption)
 // ask the run to stop after the current step with a checkpoint, and so does
-// a first Ctrl-C (SIGINT); a second Ctrl-C stops at once. Installed for the
-// life of one train() call.
+// a first Ctrl-C (SIGINT); a second Ctrl-C stops at once. The handler is
+// installed once for the life of the process (install_stop_signals) and never
+// taken away: a signal during start-up is answered at the first step, and a
+// second SIGTERM while the run is already saving and exiting changes nothing.
 volatile sig_atomic_t g_stop_signal = 0;
 void on_stop_signal(int sig) {
   if (sig == SIGINT) {
@@ -65,32 +72,10 @@ void on_stop_signal(int sig) {
       // Nothing to do about a closed stderr in a signal handler.
     }
   }
-  g_stop_signal = sig;
+  if (g_stop_signal == 0 || sig == SIGINT) g_stop_signal = sig;
 }
 
-class StopSignals {
- public:
-  StopSignals() {
-    g_stop_signal = 0;
-    struct sigaction sa;
-    std::memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_stop_signal;
-    sa.sa_flags = SA_RESTART;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGTERM, &sa, &old_term_);
-    sigaction(SIGUSR1, &sa, &old_usr1_);
-    sigaction(SIGINT, &sa, &old_int_);
-  }
-  ~StopSignals() {
-    sigaction(SIGTERM, &old_term_, nullptr);
-    sigaction(SIGUSR1, &old_usr1_, nullptr);
-    sigaction(SIGINT, &old_int_, nullptr);
-  }
-  int received() const { return g_stop_signal; }
-
- private:
-  struct sigaction old_term_, old_usr1_, old_int_;
-};
+int stop_signal_received() { return g_stop_signal; }
 
 const char* signal_name(int sig) {
   return sig == SIGTERM ? "SIGTERM" : sig == SIGUSR1 ? "SIGUSR1" : sig == SIGINT ? "Ctrl-C (SIGINT)"
@@ -129,12 +114,11 @@ struct Totals {
 // checkpoint and exit must not wait for a long evaluation. Every rank agrees
 // on the batch it stops at (one small reduction per batch), so the
 // collectives of the forward passes stay matched.
-bool evaluate(LinearLlama& model, DataLoader& valid, int batches, const ProcessGrid& grid, const StopSignals& signals,
-              Totals& total) {
+bool evaluate(LinearLlama& model, DataLoader& valid, int batches, const ProcessGrid& grid, Totals& total) {
   Batch full, mine;
   valid.reset();  // every evaluation sees the same validation windows
   for (int i = 0; i < batches; ++i) {
-    double stop = signals.received() != 0;
+    double stop = stop_signal_received() != 0;
     if (grid.world_size() > 1) grid.world().all_reduce_f64(&stop, 1);
     if (stop > 0) return false;
     valid.next(full);
@@ -145,9 +129,84 @@ bool evaluate(LinearLlama& model, DataLoader& valid, int batches, const ProcessG
   return true;
 }
 
+// Rank 0 takes run.out_dir: creates it (saying why it cannot), locks it for
+// the run's life and checks that the files the run writes at its end can be
+// written, so that no run trains for hours and then fails at its export.
+std::unique_ptr<FileLock> claim_out_dir(const std::string& dir) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  const fs::file_status link = fs::symlink_status(dir, ec);
+  if (fs::is_symlink(link) && !fs::exists(fs::status(dir, ec)))
+    throw IoError(str_cat("run.out_dir '", dir, "' is a symbolic link to '", fs::read_symlink(dir, ec).string(),
+                          "', which does not exist; create its target or choose another run.out_dir"));
+  fs::create_directories(dir, ec);
+  if (ec)
+    throw IoError(str_cat("run.out_dir '", dir, "' cannot be created: ", ec.message(),
+                          "; choose a directory you can write"));
+  if (!fs::is_directory(dir, ec))
+    throw IoError(str_cat("run.out_dir '", dir, "' exists and is not a directory; choose another run.out_dir"));
+  if (::access(dir.c_str(), W_OK | X_OK) != 0)
+    throw IoError(str_cat("run.out_dir '", dir, "': ", std::strerror(errno), "; choose a directory you can write"));
+  std::string holder;
+  auto lock = FileLock::try_lock(dir + "/.lintrain.lock", str_cat("lintrain train, ", this_process_description()),
+                                 &holder);
+  if (!lock)
+    throw IoError(str_cat("run.out_dir '", dir, "' is in use by another run (",
+                          holder.empty() ? std::string("a lintrain process") : holder,
+                          "); two runs cannot share a run folder: wait for it, stop it, or choose another "
+                          "run.out_dir"));
+  for (const char* name : {"model.safetensors", "config.json", "config.yaml", "metrics.jsonl"}) {
+    const std::string path = dir + "/" + name;
+    struct stat st;
+    if (::lstat(path.c_str(), &st) == 0 && !S_ISREG(st.st_mode))
+      throw IoError(str_cat("'", path, "' is ", non_regular_kind(st.st_mode),
+                            ": the run writes a file there; remove it or choose another run.out_dir"));
+  }
+  return lock;
+}
+
+// An evaluation of more batches than the validation split holds repeats
+// windows: it costs time and weighs some of them twice. Refused, naming the
+// largest value that sees each window once.
+void check_eval_batches(const RunConfig& cfg, const DataLoader& valid) {
+  const uint64_t windows = valid.distinct_sequences();
+  if (windows == 0) return;
+  const uint64_t per_batch = static_cast<uint64_t>(valid.batch_size()) * static_cast<uint64_t>(valid.dp_size());
+  const uint64_t most = (windows + per_batch - 1) / per_batch;
+  if (static_cast<uint64_t>(cfg.train.eval_batches) > most)
+    throw ConfigError(str_cat("train.eval_batches = ", cfg.train.eval_batches, " is more than the validation split "
+                              "holds: ", windows, " windows of data.seq_len = ", valid.seq_len(), " tokens, ",
+                              per_batch, " per evaluation batch (train.micro_batch x parallel.data), so ", most,
+                              " batch", most == 1 ? "" : "es", " see", most == 1 ? "s" : "", " each once; set "
+                              "train.eval_batches <= ", most, " or raise data.valid_fraction"));
+}
+
+// The run's export of `step`'s weights to run.out_dir.
+void export_run_weights(const LinearLlama& model, const RunConfig& cfg, int64_t step) {
+  if (failpoint("train.export-fails", step))
+    throw IoError(str_cat("cannot write '", cfg.run.out_dir, "/model.safetensors': failpoint train.export-fails"));
+  export_weights(model, cfg.data.seq_len, cfg.run.out_dir);
+}
+
 }  // namespace
 
+void install_stop_signals() {
+  static bool installed = false;
+  if (installed) return;
+  installed = true;
+  struct sigaction sa;
+  std::memset(&sa, 0, sizeof sa);
+  sa.sa_handler = on_stop_signal;
+  sa.sa_flags = SA_RESTART;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGTERM, &sa, nullptr);
+  sigaction(SIGUSR1, &sa, nullptr);
+  sigaction(SIGINT, &sa, nullptr);
+}
+
 TrainResult train(const RunConfig& cfg, const TrainOptions& opts, Communicator& world) {
+  install_stop_signals();  // main installs them earlier; a library caller gets them here
+  if (failpoint("train.sigterm-at-start")) std::raise(SIGTERM);  // a stop signal during start-up
   check_supported(cfg);
   watchdog::set_timeout(cfg.parallel.timeout_s);  // MPI jobs: a stalled collective aborts the job (parallel/watchdog.h)
   watchdog::set_step(0);
@@ -159,16 +218,14 @@ TrainResult train(const RunConfig& cfg, const TrainOptions& opts, Communicator& 
   const bool print = opts.print && lead;
   set_num_threads(threads_per_rank(cfg, opts.local_ranks));
   check_memory_fits(cfg, grid.sp_size(), opts.local_ranks);
+  // Rank 0 owns run.out_dir for the run's life: a second run on it is
+  // refused before it writes anything there.
+  std::unique_ptr<FileLock> out_lock;
   if (lead) {
-    std::error_code ec;
-    std::filesystem::create_directories(cfg.run.out_dir, ec);
-    if (ec)
-      throw IoError(str_cat("run.out_dir '", cfg.run.out_dir, "' cannot be created: ", ec.message(),
-                            "; choose a directory you can write"));
+    out_lock = claim_out_dir(cfg.run.out_dir);
     for (const std::string& name : remove_stale_temp_files(cfg.run.out_dir))
       if (print) std::printf("lintrain: removed %s/%s, a temporary file left by a killed writer\n",
                              cfg.run.out_dir.c_str(), name.c_str());
-    write_file_atomic(cfg.run.out_dir + "/config.yaml", config_to_yaml(cfg));
   }
 
   const int B = cfg.train.micro_batch, T = cfg.data.seq_len, C = T / grid.sp_size();
@@ -179,6 +236,7 @@ TrainResult train(const RunConfig& cfg, const TrainOptions& opts, Communicator& 
                                      cfg.run.seed, grid.dp_rank(), grid.dp_size());
   auto valid_data = make_data_loader(cfg.data, Split::Valid, cfg.model.vocab_size, B, T,
                                      cfg.run.seed, grid.dp_rank(), grid.dp_size());
+  check_eval_batches(cfg, *valid_data);
   std::unique_ptr<GradReducer> reducer;
   if (world.size() > 1) reducer = std::make_unique<GradReducer>(model.table(), model.grads(), world);
   const bool report_accuracy = cfg.data.kind == "mqar";
@@ -190,6 +248,9 @@ TrainResult train(const RunConfig& cfg, const TrainOptions& opts, Communicator& 
   std::vector<std::string> resume_notes;
   const int64_t resumed = checkpoints.resume(state, resume_notes);
   restoring.end();
+  // The run file as it runs, once resuming has accepted it (a refused change
+  // leaves the previous run's copy as it was).
+  if (lead) write_file_atomic(cfg.run.out_dir + "/config.yaml", config_to_yaml(cfg));
   // A fresh start: every rank initialises identically from the seed (or the
   // same file), so the replicas start equal without a broadcast; a digest
   // check below makes sure. A resumed run has its weights from the checkpoint.
@@ -226,26 +287,81 @@ TrainResult train(const RunConfig& cfg, const TrainOptions& opts, Communicator& 
     for (const std::string& n : resume_notes) std::printf("lintrain: %s\n", n.c_str());
     for (const std::string& n : init_notes) std::printf("lintrain: %s\n", n.c_str());
   }
+  std::unique_ptr<MetricsLog> log;
+  if (lead) log = std::make_unique<MetricsLog>(cfg.run.out_dir, cfg.train.steps, resumed);
   if (resumed >= 0 && counters.step >= cfg.train.steps) {
+    // Training is over; what may be missing is the end of it: the final
+    // evaluation (cut short by a stop signal) and the export (a run killed
+    // after its final checkpoint). The export is rewritten from the
+    // checkpoint's weights either way: the same bytes the run would write.
+    double eval_done = log && log->resumed_eval_done();
+    world.all_reduce_f64(&eval_done, 1);
     if (print)
-      std::printf("lintrain: the run is complete at step %lld (train.steps = %d); nothing to train. Raise "
+      std::printf("lintrain: the run is complete at step %lld (train.steps = %d); nothing to train%s. Raise "
                   "train.steps to continue it, or set resume: none to start over\n",
-                  static_cast<long long>(counters.step), cfg.train.steps);
+                  static_cast<long long>(counters.step), cfg.train.steps,
+                  eval_done > 0 ? "" : " (its final evaluation runs now)");
+    const int64_t step = counters.step;
+    if (eval_done == 0) {
+      Totals ev;
+      if (!evaluate(model, *valid_data, cfg.train.eval_batches, grid, ev)) {
+        if (print) std::printf("lintrain: final evaluation cut short by %s; run again to finish it (exit code %d)\n",
+                               signal_name(stop_signal_received()), kExitPreempted);
+        result.stopped_by_signal = stop_signal_received() > 0 ? stop_signal_received() : -1;
+        return result;
+      }
+      result.eval_loss = ev.loss();
+      result.eval_accuracy = ev.accuracy();
+      if (lead) {
+        std::vector<std::pair<std::string, double>> erow = {{"loss", ev.loss()}};
+        if (report_accuracy) erow.emplace_back("accuracy", ev.accuracy());
+        log->write(static_cast<int>(step), erow, "eval");
+        if (print) log->print_eval(static_cast<int>(step) - 1, ev.loss(), report_accuracy ? ev.accuracy() : -1.0);
+        log->finish();
+      }
+    }
+    if (lead) {
+      try {
+        export_run_weights(model, cfg, step);
+      } catch (const Error& e) {
+        throw Error(str_cat("the export of the trained weights (step ", step, ") failed: ", e.what(),
+                            ". The checkpoint of step ", step, " still holds them: fix the problem and run the same "
+                            "command again"));
+      }
+      if (print)
+        std::printf("lintrain: weights of step %lld in %s/model.safetensors\n", static_cast<long long>(step),
+                    cfg.run.out_dir.c_str());
+    }
+    world.barrier();
     result.complete = true;
     return result;
   }
+  // A stop asked for during start-up: nothing has changed since the
+  // checkpoint this run resumed from (or since nothing), so nothing to save.
+  {
+    double stop = stop_signal_received() != 0;
+    world.all_reduce_f64(&stop, 1);
+    if (stop > 0) {
+      if (print)
+        std::printf("lintrain: stopped by %s before the first step; nothing new to save. Run the same command again "
+                    "to %s (exit code %d)\n",
+                    signal_name(stop_signal_received()), resumed >= 0 ? "continue" : "start", kExitPreempted);
+      result.stopped_by_signal = stop_signal_received() > 0 ? stop_signal_received() : -1;
+      return result;
+    }
+  }
 
   checkpoints.reserve(state.snapshot());
-  std::unique_ptr<MetricsLog> log;
-  if (lead) log = std::make_unique<MetricsLog>(cfg.run.out_dir, cfg.train.steps, resumed);
   const int accum = cfg.train.grad_accum;
   std::vector<Batch> micro(static_cast<size_t>(accum));
   Batch full;
   const auto run_start = Clock::now();
   const int64_t step_tokens = static_cast<int64_t>(B) * T * accum * grid.dp_size();
   const int64_t first_step = counters.step;
-  StopSignals signals;
+  const int64_t bad_before = counters.bad_steps_total;
   DivergenceWatch watch(cfg, !opts.init_from.empty(), resumed >= 0);
+  bool final_eval_cut = false;  // a stop signal cut the final evaluation short
+  double last_loss = 0, last_norm = 0;
 
   for (int step = static_cast<int>(counters.step); step < cfg.train.steps; ++step) {
     const auto t0 = Clock::now();
@@ -284,6 +400,7 @@ TrainResult train(const RunConfig& cfg, const TrainOptions& opts, Communicator& 
     const double lr = learning_rate(cfg.schedule, optim_peak_lr(cfg.optim), step, cfg.train.steps);
     // Every rank sees the same loss and norm (both reduced), so all skip together.
     const bool finite = std::isfinite(loss) && std::isfinite(grad_norm);
+    last_loss = loss, last_norm = grad_norm;
     const std::string blowup = watch.observe(step + 1, loss, grad_norm, lr);
     // The last checkpoint's copy of the state ran beside this step's forward
     // and backward; from here on the state changes.
@@ -301,7 +418,7 @@ TrainResult train(const RunConfig& cfg, const TrainOptions& opts, Communicator& 
 
     const double dt = seconds_since(t0);
     // One reduction carries the GEMM work and whether any rank was asked to stop.
-    double end_of_step[2] = {static_cast<double>(gemm_flops() - flops0), static_cast<double>(signals.received())};
+    double end_of_step[2] = {static_cast<double>(gemm_flops() - flops0), static_cast<double>(stop_signal_received())};
     world.all_reduce_f64(end_of_step, 2);
     const double flops = end_of_step[0];
     bool stop = end_of_step[1] > 0;
@@ -334,10 +451,12 @@ TrainResult train(const RunConfig& cfg, const TrainOptions& opts, Communicator& 
     }
 
     if (last || (cfg.train.eval_every > 0 && (step + 1) % cfg.train.eval_every == 0)) {
+      if (failpoint("train.sigterm-before-eval", step + 1)) std::raise(SIGTERM);  // a stop during the evaluation
       Totals ev;
-      if (!evaluate(model, *valid_data, cfg.train.eval_batches, grid, signals, ev)) {
+      if (!evaluate(model, *valid_data, cfg.train.eval_batches, grid, ev)) {
         // A stop signal came during the evaluation: save and stop now.
         stop = true;
+        final_eval_cut = last;
         if (print) log->print_line(str_cat("lintrain: evaluation at step ", step + 1, " cut short by a stop signal\n"));
       } else if (lead) {
         std::vector<std::pair<std::string, double>> erow = {{"loss", ev.loss()}};
@@ -345,22 +464,32 @@ TrainResult train(const RunConfig& cfg, const TrainOptions& opts, Communicator& 
         log->write(step + 1, erow, "eval");
         if (print) log->print_eval(step, ev.loss(), report_accuracy ? ev.accuracy() : -1.0);
       }
-      if (!stop) {
+      if (!stop || (last && !final_eval_cut)) {
         result.eval_loss = ev.loss();
         result.eval_accuracy = ev.accuracy();
       }
     }
-    if (lead && !last && cfg.train.export_every > 0 && (step + 1) % cfg.train.export_every == 0)
-      export_weights(model, cfg.data.seq_len, cfg.run.out_dir);
+    // A periodic export that fails (disk full, a directory in the way) costs
+    // that export only: the run warns and goes on; the next one tries again.
+    if (lead && !last && cfg.train.export_every > 0 && (step + 1) % cfg.train.export_every == 0) {
+      try {
+        export_run_weights(model, cfg, step + 1);
+      } catch (const Error& e) {
+        log->print_line(str_cat("lintrain: warning: the export of step ", step + 1, " failed: ", e.what(),
+                                "; training goes on and the next export tries again\n"));
+      }
+    }
     if (stop || checkpoints.due(step + 1, cfg.train.steps)) {
       const watchdog::Allowance saving(cfg.checkpoint.timeout_s);  // others wait in the next collective meanwhile
       checkpoints.save(step + 1, state.snapshot(), /*wait=*/last || stop);
     }
     checkpoints.report(log.get(), print);
     failpoint_kill("train.kill-after-step", step + 1);
-    if (stop) {
+    // A stop asked for during the last step (after its evaluation) ends
+    // nothing early: the run finishes, exports and is complete.
+    if (stop && (!last || final_eval_cut)) {
       // The signal this rank got, or -1 when only another rank got one.
-      result.stopped_by_signal = signals.received() > 0 ? signals.received() : -1;
+      result.stopped_by_signal = stop_signal_received() > 0 ? stop_signal_received() : -1;
       break;
     }
   }
@@ -374,28 +503,83 @@ TrainResult train(const RunConfig& cfg, const TrainOptions& opts, Communicator& 
   finishing.end();
   if (log) log->finish();
   result.tokens_per_s = static_cast<double>(counters.step - first_step) * step_tokens / seconds_since(run_start);
-  const bool saved_last = checkpoints.due(cfg.train.steps, cfg.train.steps) || result.stopped_by_signal;
+  const int64_t ran = counters.step - first_step, skipped = counters.bad_steps_total - bad_before;
+  const bool saved_last = checkpoints.due(cfg.train.steps, cfg.train.steps) || result.stopped_by_signal ||
+                          stop_signal_received() != 0;
+  const bool trained = counters.step == cfg.train.steps;
+  if (ran > 0 && counters.bad_steps_total == counters.step && !result.stopped_by_signal)
+    throw Error(str_cat("no step of this run was applied: all ", counters.step, " had a non-finite loss or gradient norm (",
+                        watch.hint(last_loss, last_norm, learning_rate(cfg.schedule, optim_peak_lr(cfg.optim), counters.step - 1,
+                                                       cfg.train.steps)),
+                        "); the weights are unchanged and not exported"));
+  // The weights go out even when the final evaluation was cut short: the
+  // training itself is done (a rerun finishes the evaluation). An export
+  // that fails loses no training: the run saves a checkpoint of the final
+  // step when it has none, and says how to write the export from it.
+  if (trained) {
+    double export_failed = 0;
+    std::string export_error;
+    if (lead) {
+      try {
+        export_run_weights(model, cfg, counters.step);
+      } catch (const Error& e) {
+        export_failed = 1;
+        export_error = e.what();
+      }
+    }
+    world.all_reduce_f64(&export_failed, 1);
+    if (export_failed > 0) {
+      if (!saved_last) {
+        const watchdog::Allowance saving(cfg.checkpoint.timeout_s);
+        checkpoints.save(counters.step, state.snapshot(), /*wait=*/true);
+        checkpoints.finish();
+        checkpoints.report(log.get(), print);
+        world.barrier();
+      }
+      if (!lead) return result;  // rank 0 reports and ends the job
+      const std::string where = checkpoints.last_where();
+      throw Error(str_cat("the export of the trained weights (step ", counters.step, ") failed: ", export_error,
+                          checkpoints.last_ok()
+                              ? str_cat(". The training is not lost: checkpoint ", where, " holds it. Fix the "
+                                        "problem, then run the same command again (it writes the export and "
+                                        "exits), or `lintrain ckpt export ", where, " --out DIR`")
+                              : str_cat(". Its checkpoint failed too (", checkpoints.last_error(),
+                                        "): the steps since the last good checkpoint are lost; free space or fix "
+                                        "checkpoint.dir and run.out_dir, then run the same command again")));
+    }
+  }
   if (result.stopped_by_signal) {
     if (print) {
+      const char* what = final_eval_cut ? "during the final evaluation" : "after step";
+      const std::string when = final_eval_cut ? str_cat("of step ", counters.step) : str_cat(counters.step);
       if (checkpoints.last_ok())
-        std::printf("lintrain: stopped by %s after step %lld; checkpoint %s saved. Run the same command again to "
-                    "continue (exit code %d)\n",
-                    signal_name(result.stopped_by_signal), static_cast<long long>(counters.step),
-                    checkpoints.last_where().c_str(), kExitPreempted);
+        std::printf("lintrain: stopped by %s %s %s; checkpoint %s saved%s. Run the same command again to "
+                    "%s (exit code %d)\n",
+                    signal_name(result.stopped_by_signal), what, when.c_str(), checkpoints.last_where().c_str(),
+                    trained ? str_cat(", weights in ", cfg.run.out_dir, "/model.safetensors").c_str() : "",
+                    final_eval_cut ? "finish the evaluation" : "continue", kExitPreempted);
       else
-        std::printf("lintrain: stopped by %s after step %lld, but its checkpoint failed: %s. Running the same "
+        std::printf("lintrain: stopped by %s %s %s, but its checkpoint failed: %s. Running the same "
                     "command again continues from the previous checkpoint (exit code %d)\n",
-                    signal_name(result.stopped_by_signal), static_cast<long long>(counters.step),
-                    checkpoints.last_error().c_str(), kExitPreempted);
+                    signal_name(result.stopped_by_signal), what, when.c_str(), checkpoints.last_error().c_str(),
+                    kExitPreempted);
       std::fflush(stdout);
     }
     return result;
   }
-  if (lead) {
-    export_weights(model, cfg.data.seq_len, cfg.run.out_dir);
-    if (print)
-      std::printf("lintrain: done in %s; weights in %s/model.safetensors\n",
-                  format_duration(seconds_since(run_start)).c_str(), cfg.run.out_dir.c_str());
+  if (print) {
+    std::printf("lintrain: done in %s; weights in %s/model.safetensors%s\n",
+                format_duration(seconds_since(run_start)).c_str(), cfg.run.out_dir.c_str(),
+                skipped > 0 ? str_cat(" (", skipped, " of ", ran, " steps skipped as non-finite",
+                                      counters.bad_steps_in_row > 0
+                                          ? str_cat(", the last ", counters.bad_steps_in_row, " in a row")
+                                          : std::string(),
+                                      ")")
+                                  .c_str()
+                            : "");
+    if (stop_signal_received() != 0)
+      std::printf("lintrain: %s arrived after the last step; the run is complete\n",
+                  signal_name(stop_signal_received()));
   }
   if (saved_last && !checkpoints.last_ok())
     throw Error(str_cat("the final checkpoint (step ", counters.step, ") could not be saved: ",

@@ -53,6 +53,9 @@ class DataLoader {
 
   // What and where, for logs: e.g. "text 'data/shakespeare.txt' [train]".
   virtual std::string name() const = 0;
+  // How many different sequences the stream holds before it repeats (the
+  // validation windows of a file), or 0 when it never repeats.
+  virtual uint64_t distinct_sequences() const { return 0; }
 
   Split split() const { return split_; }
   int batch_size() const { return B_; }

@@ -73,6 +73,10 @@ std::string WindowLoader::name() const {
   return str_cat(kind_, " '", source_, "' [", split_name(split()), ": ", count_, " tokens]");
 }
 
+uint64_t WindowLoader::distinct_sequences() const {
+  return split() == Split::Train ? 0 : (count_ - 1) / static_cast<uint64_t>(seq_len());
+}
+
 void WindowLoader::fill_sequence(uint64_t index, int32_t* inputs, int32_t* targets) const {
   const uint64_t T = static_cast<uint64_t>(seq_len());
   uint64_t start;

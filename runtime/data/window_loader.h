@@ -53,6 +53,7 @@ class WindowLoader : public DataLoader {
   std::string name() const override;
   uint64_t split_begin() const { return begin_; }  // first token of this split in the corpus
   uint64_t split_tokens() const { return count_; }
+  uint64_t distinct_sequences() const override;
 
  protected:
   void fill_sequence(uint64_t index, int32_t* inputs, int32_t* targets) const override;
