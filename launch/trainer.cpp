@@ -133,20 +133,7 @@ bool evaluate(LinearLlama& model, DataLoader& valid, int batches, const ProcessG
 // the run's life and checks that the files the run writes at its end can be
 // written, so that no run trains for hours and then fails at its export.
 std::unique_ptr<FileLock> claim_out_dir(const std::string& dir) {
-  namespace fs = std::filesystem;
-  std::error_code ec;
-  const fs::file_status link = fs::symlink_status(dir, ec);
-  if (fs::is_symlink(link) && !fs::exists(fs::status(dir, ec)))
-    throw IoError(str_cat("run.out_dir '", dir, "' is a symbolic link to '", fs::read_symlink(dir, ec).string(),
-                          "', which does not exist; create its target or choose another run.out_dir"));
-  fs::create_directories(dir, ec);
-  if (ec)
-    throw IoError(str_cat("run.out_dir '", dir, "' cannot be created: ", ec.message(),
-                          "; choose a directory you can write"));
-  if (!fs::is_directory(dir, ec))
-    throw IoError(str_cat("run.out_dir '", dir, "' exists and is not a directory; choose another run.out_dir"));
-  if (::access(dir.c_str(), W_OK | X_OK) != 0)
-    throw IoError(str_cat("run.out_dir '", dir, "': ", std::strerror(errno), "; choose a directory you can write"));
+  create_output_dir(dir, "run.out_dir");
   std::string holder;
   auto lock = FileLock::try_lock(dir + "/.lintrain.lock", str_cat("lintrain train, ", this_process_description()),
                                  &holder);
