@@ -2,16 +2,19 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <optional>
+#include <thread>
 
 #include "launch/metrics.h"
 #include "parallel/communicator.h"
 #include "parallel/process_grid.h"
 #include "runtime/checkpoint/service/client.h"
+#include "runtime/checkpoint/service/tcp_probe.h"
 #include "runtime/error.h"
 
 namespace lintrain {
@@ -43,6 +46,61 @@ std::string millis(double s) {
   return buf;
 }
 
+// How long a service that refuses connections (nothing listens on its
+// port) is waited for at start: long enough for one that is being
+// (re)started, short of checkpoint.timeout_s's minutes.
+constexpr double kRefusedGraceS = 10;
+
+// Rank 0, resume: auto: the service's directory, once it answers. Says that
+// it waits when the first attempt fails, up to timeout_s; throws Error when
+// nothing has listened on its port for kRefusedGraceS, or at the deadline,
+// and ConfigError when the service refuses this run.
+std::string wait_for_service(const ServiceEndpoint& ep, double timeout_s) {
+  using Clock = std::chrono::steady_clock;
+  const auto t0 = Clock::now();
+  auto elapsed = [&] { return std::chrono::duration<double>(Clock::now() - t0).count(); };
+  const std::string fix = "start the service (lintrain ckpt serve --dir DIR --listen " + ep.address +
+                          "), fix checkpoint.service, or set resume: none to start fresh (its saves retry until "
+                          "the service answers)";
+  std::string last;
+  double refused_since = -1;  // when connections started being refused
+  for (int attempt = 0;; ++attempt) {
+    try {
+      std::string dir = service_hello(ep, std::min(2.0, std::max(0.1, timeout_s - elapsed())));
+      if (attempt > 0) {
+        std::fprintf(stderr, "lintrain: checkpoint service %s answers (after %.1f s)\n", ep.address.c_str(), elapsed());
+        std::fflush(stderr);
+      }
+      return dir;
+    } catch (const ConfigError&) {
+      throw;
+    } catch (const Error& e) {
+      last = e.what();
+    }
+    if (attempt == 0) {
+      std::fprintf(stderr,
+                   "lintrain: waiting for the checkpoint service at %s (up to %.0f s, checkpoint.timeout_s): "
+                   "resume: auto needs it to tell whether it holds checkpoints of this run\n",
+                   ep.address.c_str(), timeout_s);
+      std::fflush(stderr);
+    }
+    const double now = elapsed();
+    if (probe_port(ep.address, 1.0) == PortState::kRefused) {
+      if (refused_since < 0) refused_since = now;
+      if (now - refused_since >= std::min(kRefusedGraceS, timeout_s))
+        throw Error(str_cat("resume: auto: checkpoint service ", ep.address, " is not running: nothing listens "
+                            "there (connections refused for ", static_cast<int>(now - refused_since), " s); ", fix));
+    } else {
+      refused_since = -1;
+    }
+    if (elapsed() >= timeout_s)
+      throw Error(str_cat("resume: auto: checkpoint service ", ep.address, " did not answer within ", timeout_s,
+                          " s (checkpoint.timeout_s): ", last, "; cannot tell whether it holds checkpoints of "
+                          "this run: ", fix));
+    std::this_thread::sleep_for(std::chrono::milliseconds(250));
+  }
+}
+
 }  // namespace
 
 RunCheckpoints::RunCheckpoints(const RunConfig& cfg, const ProcessGrid& grid) : cfg_(cfg), grid_(grid) {
@@ -66,12 +124,18 @@ RunCheckpoints::RunCheckpoints(const RunConfig& cfg, const ProcessGrid& grid) : 
     if (uses_service()) {
       // A wrong token or protocol is a setting to fix now, not after the
       // first save; a service that is not up yet is only reported.
-      try {
-        service_dir_ = service_hello(endpoint_, 5);
-      } catch (const ConfigError&) {
-        throw;
-      } catch (const Error& e) {
-        startup_warning_ = str_cat(e.what(), "; saves will retry until it answers");
+      // resume: auto cannot go on without the service's answer; a fresh run
+      // trains on and its saves retry.
+      if (cfg.resume == "auto") {
+        service_dir_ = wait_for_service(endpoint_, cfg.checkpoint.timeout_s);
+      } else {
+        try {
+          service_dir_ = service_hello(endpoint_, std::min(5.0, cfg.checkpoint.timeout_s));
+        } catch (const ConfigError&) {
+          throw;
+        } catch (const Error& e) {
+          startup_warning_ = str_cat(e.what(), "; saves will retry until it answers");
+        }
       }
     } else {
       lock_ = std::make_unique<CheckpointStore>(dir_, /*create=*/true);
@@ -136,6 +200,13 @@ int64_t RunCheckpoints::resume(TrainState& state, std::vector<std::string>& note
     } else if (src) {
       try {
         opened = open_newest(*src, warn);
+      } catch (const NoUsableCheckpointError& e) {
+        // Starting fresh would train from step 0 over a run that may only
+        // need one file restored, and its saves would replace these.
+        throw IoError(str_cat("resume: auto: ", e.what(), ". Refusing to start over them: check them with `lintrain "
+                              "ckpt verify ", !uses_service() ? dir_ : service_dir_.empty() ? std::string("DIR") : service_dir_,
+                              "`, then restore the damaged files or remove those checkpoints, or set resume: none "
+                              "(--set resume=none) to start this run from step 0"));
       } catch (const IoError&) {
         throw;
       } catch (const Error& e) {

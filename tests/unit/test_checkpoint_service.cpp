@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <cstring>
 #include <filesystem>
@@ -30,6 +31,7 @@
 #include "runtime/checkpoint/service/checkpoint.grpc.pb.h"
 #include "runtime/checkpoint/service/client.h"
 #include "runtime/checkpoint/service/server.h"
+#include "runtime/checkpoint/service/tcp_probe.h"
 #include "runtime/checkpoint/store.h"
 #include "runtime/error.h"
 #include "temp_dir.h"
@@ -332,6 +334,38 @@ TEST_F(ServiceTest, TokenIsRequiredWhenConfigured) {
   const SaveReport r = save(saver, 1, a);
   EXPECT_TRUE(r.ok) << r.error;
   EXPECT_EQ(entries("step-"), std::vector<std::string>{"step-00000001"});
+}
+
+// gRPC's SO_REUSEPORT let a second service bind the same port and the
+// kernel spread the trainers' connections over both.
+TEST_F(ServiceTest, ASecondServiceOnTheSamePortIsRefused) {
+  service = start();
+  ServiceOptions o;
+  o.dir = tmp.file("other");
+  o.listen = service->address();
+  try {
+    CheckpointService second(o);
+    ADD_FAILURE() << "a second service listens on " << o.listen;
+  } catch (const Error& e) {
+    EXPECT_EQ(std::string(e.what()), "checkpoint service: port in use: another process listens on " + o.listen +
+                                         "; stop it or choose another --listen");
+  }
+  // The first one still answers, and owns every connection.
+  EXPECT_EQ(service_hello(ep(), 5), service->dir());
+  EXPECT_EQ(probe_port(service->address(), 1), PortState::kListening);
+}
+
+TEST_F(ServiceTest, ProbeTellsARefusedPortFromAListeningOne) {
+  const std::string address = start()->address();  // a port nothing listens on now
+  EXPECT_EQ(probe_port(address, 1), PortState::kRefused);
+  EXPECT_EQ(bind_errno(address), 0);
+  service = start(address);
+  EXPECT_EQ(probe_port(address, 1), PortState::kListening);
+  EXPECT_EQ(bind_errno(address), EADDRINUSE);
+  std::string host, port;
+  ASSERT_TRUE(split_host_port("[::1]:7070", &host, &port));
+  EXPECT_EQ(host + " " + port, "::1 7070");
+  EXPECT_FALSE(split_host_port("no-port", &host, &port));
 }
 
 TEST_F(ServiceTest, NonLoopbackListenNeedsATokenFile) {

@@ -5,7 +5,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <chrono>
+#include <cstring>
 #include <deque>
 #include <cstdio>
 #include <map>
@@ -16,6 +18,7 @@
 #include "runtime/checkpoint/checksum.h"
 #include "runtime/checkpoint/manifest.h"
 #include "runtime/checkpoint/service/checkpoint.grpc.pb.h"
+#include "runtime/checkpoint/service/tcp_probe.h"
 #include "runtime/checkpoint/store.h"
 #include "runtime/error.h"
 #include "runtime/failpoint.h"
@@ -77,6 +80,19 @@ std::string host_of(const std::string& listen) {
 std::string host_name() {
   char buf[256] = {0};
   return ::gethostname(buf, sizeof buf - 1) == 0 ? buf : "?";
+}
+
+// Why the service cannot listen on `listen`, from the errno a plain bind
+// of it gets.
+[[noreturn]] void throw_listen_error(const std::string& listen, int err) {
+  if (err == EADDRINUSE)
+    throw Error(str_cat("checkpoint service: port in use: another process listens on ", listen,
+                        "; stop it or choose another --listen"));
+  if (err == EADDRNOTAVAIL)
+    throw Error(str_cat("checkpoint service: cannot listen on ", listen, ": ", host_of(listen),
+                        " is not an address of this host; choose another --listen (e.g. 127.0.0.1:7070)"));
+  throw Error(str_cat("checkpoint service: cannot listen on ", listen, ": ",
+                      err ? std::strerror(err) : "gRPC refused the address", "; choose another --listen"));
 }
 
 }  // namespace
@@ -398,16 +414,20 @@ CheckpointService::CheckpointService(const ServiceOptions& opts) : impl_(std::ma
                                    opts.listen, ")"));
   // Files that arrived whole stay, so a save in progress survives a restart.
   s.store.remove_stale(-1);
+  // Asked first, so that a port in use gets our one line, not gRPC's log.
+  if (const int err = bind_errno(opts.listen)) throw_listen_error(opts.listen, err);
   int port = 0;
   grpc::ServerBuilder builder;
+  // gRPC sets SO_REUSEPORT by default: a second service on this port would
+  // bind too, and the kernel would spread the trainers' connections over both
+  // (their checkpoints landing in two directories).
+  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   builder.AddListeningPort(opts.listen, grpc::InsecureServerCredentials(), &port);
   builder.RegisterService(&s);
   builder.SetMaxReceiveMessageSize(static_cast<int>(kCheckpointChunkBytes + (64 << 10)));
   builder.SetMaxSendMessageSize(static_cast<int>(kCheckpointChunkBytes + (64 << 10)));
   s.server = builder.BuildAndStart();
-  if (!s.server || port == 0)
-    throw Error(str_cat("checkpoint service: cannot listen on ", opts.listen,
-                        " (address in use or not an address of this host?); pick another --listen"));
+  if (!s.server || port == 0) throw_listen_error(opts.listen, bind_errno(opts.listen));
   s.address = host_of(opts.listen);
   if (s.address.find(':') != std::string::npos) s.address = "[" + s.address + "]";
   s.address += str_cat(":", port);
