@@ -4,6 +4,7 @@
 // them when the job ends.
 #include "launch/launcher.h"
 
+#include <fcntl.h>
 #include <sched.h>
 #include <sys/prctl.h>
 #include <signal.h>
@@ -93,16 +94,14 @@ std::string self_exe() {
 volatile sig_atomic_t g_child = 0;
 volatile sig_atomic_t g_terms = 0;
 
-// Passes signals on to mpirun. The first SIGTERM becomes SIGUSR1, which
-// mpirun hands to every rank as it is: the ranks finish their step, save a
-// checkpoint and exit (a SIGTERM would make mpirun kill them within a
-// second); a second SIGTERM is passed on as SIGTERM. SIGHUP, and a SIGINT
-// sent with kill(), go on unchanged. A terminal's Ctrl-C (si_code > 0: sent
-// by the kernel) already reached mpirun, which is in our process group; a
-// second SIGINT would make it skip its orderly shutdown of the ranks.
-void forward_signal(int sig, siginfo_t* info, void*) {
-  if (sig == SIGINT && info && info->si_code > 0) return;
-  if (sig == SIGTERM && g_terms++ == 0) sig = SIGUSR1;
+// Passes signals on to mpirun. The first SIGTERM or SIGINT (a Ctrl-C: mpirun
+// is in a process group of its own, so only the launcher hears the
+// terminal) becomes SIGUSR1, which mpirun hands to every rank as it is: the
+// ranks finish their step, save a checkpoint and exit with 75 (a SIGTERM or
+// SIGINT would make mpirun kill them within a second); later ones are passed
+// on as they came. SIGHUP and SIGUSR1 go on unchanged.
+void forward_signal(int sig) {
+  if ((sig == SIGTERM || sig == SIGINT) && g_terms++ == 0) sig = SIGUSR1;
   if (g_child > 0) kill(static_cast<pid_t>(g_child), sig);
 }
 
@@ -122,6 +121,8 @@ LaunchOptions parse_launch_args(int argc, char** argv, int first) {
     if (is("--nproc")) {
       o.nproc = parse_positive("--nproc", value("--nproc"));
       nproc_given = true;
+    } else if (arg == "--oversubscribe") {
+      o.oversubscribe = true;
     } else if (is("--threads-per-rank")) {
       o.threads_per_rank = parse_positive("--threads-per-rank", value("--threads-per-rank"));
     } else if ((arg == "--set" || arg == "--init-from") && i + 1 < argc) {
@@ -146,6 +147,21 @@ LaunchOptions parse_launch_args(int argc, char** argv, int first) {
     throw ConfigError(e.what());
   }
   return o;
+}
+
+std::string nproc_problem(const LaunchOptions& opts, int cores, int slurm_ntasks) {
+  if (opts.oversubscribe) return "";
+  const int slots = std::max(cores, slurm_ntasks);
+  if (opts.nproc <= static_cast<long long>(kMaxRanksPerCore) * slots) return "";
+  const std::string have = slurm_ntasks > cores
+                               ? str_cat("the ", slurm_ntasks, " tasks of this Slurm allocation (SLURM_NTASKS)")
+                               : str_cat("this machine's ", cores, " usable cores");
+  return str_cat("launch --nproc ", opts.nproc, " is far more ranks than ", have, " (more than ", kMaxRanksPerCore,
+                 " per core): each rank is a process with its own copy of the model, and mpirun would start all ",
+                 opts.nproc, " here and stall the machine. Use --nproc ", kMaxRanksPerCore * slots,
+                 " or fewer (and parallel.data / parallel.sequence to match), run across machines with mpirun "
+                 "--hostfile or srun (see the README's Starting the ranks), or add --oversubscribe to lintrain "
+                 "launch if you mean it");
 }
 
 std::vector<std::string> mpirun_command(const LaunchOptions& opts, const std::string& mpirun,
@@ -204,6 +220,10 @@ int run_launch(int argc, char** argv) {
                               "parallel.data = ", cfg.parallel.sequence, " x ", cfg.parallel.data, " = ", world,
                               " ranks; use --nproc ", world, ", or set parallel.data (or parallel.sequence) so that "
                               "their product is ", opts.nproc));
+  const char* ntasks = std::getenv("SLURM_NTASKS");
+  const std::string too_many =
+      nproc_problem(opts, usable_cores(), ntasks && std::getenv("SLURM_JOB_ID") ? std::atoi(ntasks) : 0);
+  if (!too_many.empty()) throw ConfigError(too_many);
   const std::string mpirun = find_on_path("mpirun");
   if (mpirun.empty())
     throw Error("mpirun not found on PATH; lintrain launch needs Open MPI: install the Debian package "
@@ -237,20 +257,27 @@ int run_launch(int argc, char** argv) {
     // mpirun gets SIGTERM and ends the ranks (its orderly kill: SIGTERM, then
     // SIGKILL). The next link is in the ranks (launch/main.cpp): each rank
     // dies with its parent, so mpirun itself dying (SIGKILL, OOM) leaves no
-    // orphan either. No process group of our own: a terminal's Ctrl-C must
-    // still reach mpirun directly (see forward_signal).
+    // orphan either. A process group of its own: a terminal's Ctrl-C goes
+    // to the launcher alone, which turns it into a checkpoint and exit 75
+    // (see forward_signal). Its stdin is /dev/null: mpirun would forward the
+    // terminal to rank 0, and reading it from outside the terminal's
+    // foreground group would stop it (SIGTTIN).
     prctl(PR_SET_PDEATHSIG, SIGTERM);
     if (getppid() != parent) _exit(1);
+    setpgid(0, 0);
+    const int null_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    if (null_fd >= 0) dup2(null_fd, STDIN_FILENO);
     execv(child_argv[0], child_argv.data());
     std::fprintf(stderr, "lintrain: error: cannot run %s: %s\n", child_argv[0], std::strerror(errno));
     _exit(127);
   }
+  setpgid(pid, pid);  // as the child does: whichever runs first, no Ctrl-C reaches mpirun
   g_child = pid;
   g_terms = 0;
   struct sigaction sa;
   std::memset(&sa, 0, sizeof sa);
-  sa.sa_sigaction = forward_signal;
-  sa.sa_flags = SA_SIGINFO | SA_RESTART;
+  sa.sa_handler = forward_signal;
+  sa.sa_flags = SA_RESTART;
   sigemptyset(&sa.sa_mask);
   struct sigaction old_int, old_term, old_hup, old_usr1;
   sigaction(SIGINT, &sa, &old_int);

@@ -1,7 +1,7 @@
 // `lintrain launch`: runs one training job as N ranks on this machine under
 // Open MPI's mpirun, so trying a multi-rank run file on a laptop is one command:
 //
-//   lintrain launch --nproc N [--threads-per-rank K] RUN.yaml [--set KEY=VALUE]... [--init-from FILE]
+//   lintrain launch --nproc N [--threads-per-rank K] [--oversubscribe] RUN.yaml [--set KEY=VALUE]... [--init-from FILE]
 //
 // It starts, as a child process, and prints first as one line that can be
 // pasted into a shell:
@@ -13,10 +13,11 @@
 // waits for it, and returns its exit status (128 + signal when mpirun itself
 // was killed by a signal), so a dead rank, which makes mpirun end the whole
 // job, makes `lintrain launch` fail too. The first SIGTERM sent to the
-// launcher reaches the ranks as SIGUSR1 (they save a checkpoint and exit
-// with 75), a second one as SIGTERM; SIGHUP and SIGUSR1 are passed on; a
-// Ctrl-C at the terminal reaches mpirun directly, as it is in the same
-// process group. mpirun gets SIGTERM when the launcher dies, even by SIGKILL,
+// launcher, or SIGINT (a Ctrl-C at the terminal), reaches the ranks as
+// SIGUSR1 (they save a checkpoint and exit with 75), a second one as it
+// came; SIGHUP and SIGUSR1 are passed on. mpirun runs in its own process
+// group with stdin from /dev/null, so a Ctrl-C reaches the launcher alone
+// (mpirun would kill the ranks on it). mpirun gets SIGTERM when the launcher dies, even by SIGKILL,
 // and each rank gets SIGKILL when mpirun dies: no process of the job outlives
 // the launcher (tests/e2e/test_orphans.sh).
 //
@@ -39,6 +40,7 @@ namespace lintrain {
 struct LaunchOptions {
   int nproc = 0;                        // ranks to start (--nproc), >= 1
   int threads_per_rank = 0;             // OMP_NUM_THREADS per rank; 0 = max(1, cores / nproc)
+  bool oversubscribe = false;           // --oversubscribe: allow nproc far above the cores
   std::string run_file;                 // the first argument that is not an option
   std::vector<std::string> train_args;  // everything for `train`, in order, run file included
   std::vector<std::string> overrides;   // the --set values among them (KEY=VALUE), in order
@@ -48,6 +50,17 @@ struct LaunchOptions {
 // with a one-line message on a missing/invalid --nproc or --threads-per-rank,
 // or a missing or unreadable run file.
 LaunchOptions parse_launch_args(int argc, char** argv, int first);
+
+// Ranks per core (or per allocated slot) above which launch refuses --nproc
+// unless given --oversubscribe: each rank is a process holding the whole
+// model, and thousands of them on a few cores stall the machine.
+constexpr int kMaxRanksPerCore = 4;
+
+// Why `nproc` ranks should not be started here, or "" when they may: more
+// than kMaxRanksPerCore per usable core, or per slot of a Slurm allocation
+// (`slurm_ntasks`, 0 when not in one, mpirun spreads the ranks over its
+// nodes), without --oversubscribe. Pure, for tests.
+std::string nproc_problem(const LaunchOptions& opts, int usable_cores, int slurm_ntasks);
 
 // The mpirun command line (argv[0] is `mpirun`) for `opts`: pure, for tests.
 // `self` is the lintrain binary the ranks run; `as_root` adds

@@ -99,6 +99,32 @@ TEST(Launcher, ThreadsPerRankDefaultsToCoresOverRanksAtLeastOne) {
   EXPECT_EQ(threads(4, 3, 2), 3);  // an explicit --threads-per-rank wins
 }
 
+// --nproc 100000 on 2 cores made mpirun fork 100000 ranks and the machine stall.
+TEST(Launcher, RefusesRanksFarAboveTheCoresUnlessOversubscribing) {
+  auto problem = [](int nproc, int cores, int slurm_ntasks, bool oversubscribe = false) {
+    lintrain::LaunchOptions o;
+    o.nproc = nproc;
+    o.oversubscribe = oversubscribe;
+    return lintrain::nproc_problem(o, cores, slurm_ntasks);
+  };
+  EXPECT_EQ(problem(2, 2, 0), "");
+  EXPECT_EQ(problem(8, 2, 0), "");  // a laptop trying 4 ranks a core still may
+  const std::string msg = problem(100000, 2, 0);
+  EXPECT_NE(msg.find("launch --nproc 100000"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("this machine's 2 usable cores"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("Use --nproc 8 or fewer"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("--oversubscribe"), std::string::npos) << msg;
+  EXPECT_NE(problem(9, 2, 0), "");
+  EXPECT_EQ(problem(100000, 2, 0, /*oversubscribe=*/true), "");
+  // Inside a Slurm allocation mpirun spreads the ranks over its tasks' nodes.
+  EXPECT_EQ(problem(64, 2, 64), "");
+  EXPECT_NE(problem(1000, 2, 64).find("the 64 tasks of this Slurm allocation"), std::string::npos);
+  EXPECT_TRUE(parse({"--nproc", "2", "--oversubscribe", kRunFile}).oversubscribe);
+  EXPECT_FALSE(parse({"--nproc", "2", kRunFile}).oversubscribe);
+  const auto o = parse({"--nproc", "2", "--oversubscribe", kRunFile});
+  EXPECT_EQ(o.train_args, std::vector<std::string>{kRunFile});  // a launch option, not train's
+}
+
 TEST(Launcher, QuotesForAShellOnlyWhereNeeded) {
   EXPECT_EQ(lintrain::shell_join({"mpirun", "-x", "OMP_NUM_THREADS=1", "/a/b.yaml", "train.steps=3"}),
             "mpirun -x OMP_NUM_THREADS=1 /a/b.yaml train.steps=3");
