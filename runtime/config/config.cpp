@@ -8,7 +8,6 @@
 #include <cstdio>
 #include <cstring>
 #include <memory>
-#include <set>
 #include <sstream>
 
 #include <yaml-cpp/eventhandler.h>
@@ -118,19 +117,26 @@ std::string unknown_key_message(const std::string& name, bool looks_like_section
 }
 
 // ---- KeyOrigins ---------------------------------------------------------------------
-void KeyOrigins::set(const std::string& key, const std::string& where) { set_[key] = {++count_, where}; }
+void KeyOrigins::set(const std::string& key, const std::string& where, bool by_override) {
+  set_[key] = {++count_, where, by_override};
+}
 
 std::string KeyOrigins::where(std::initializer_list<const char*> keys) const {
   int latest = 0;
   std::string out = source_;
   for (const char* k : keys) {
     const auto it = set_.find(k);
-    if (it != set_.end() && it->second.first > latest) {
-      latest = it->second.first;
-      out = it->second.second;
+    if (it != set_.end() && it->second.order > latest) {
+      latest = it->second.order;
+      out = it->second.where;
     }
   }
   return out;
+}
+
+bool KeyOrigins::overridden_after(const std::string& key, const std::string& other) const {
+  const auto k = set_.find(key), o = set_.find(other);
+  return k != set_.end() && k->second.by_override && (o == set_.end() || k->second.order > o->second.order);
 }
 
 // ---- applying YAML to a RunConfig -----------------------------------------------------
@@ -144,7 +150,7 @@ void apply_entry(const YAML::Node& key_node, const YAML::Node& value, const std:
   const std::string where = place.at(key_node);
   if (const KeySpec* key = find_key(name)) {
     key->write(cfg, parse_value(*key, value, where, place));
-    origins.set(name, where);
+    origins.set(name, where, !place.is_file);
   } else if (is_section(name)) {
     apply_mapping(value, name, cfg, origins, place);
   } else {
@@ -161,17 +167,9 @@ void apply_mapping(const YAML::Node& node, const std::string& section, RunConfig
     fail(place.at(node), str_cat(section, ": expected a mapping of its keys (",
                                  list_text(section_children(section)), "), got ", got));
   }
-  std::set<std::string> seen;
-  for (const auto& entry : node) {
-    const YAML::Node& key_node = entry.first;
-    if (!key_node.IsScalar())
-      fail(place.at(key_node), str_cat("keys are plain names like hidden_size; got a ",
-                                       key_node.IsMap() ? "mapping" : "list", " as a key in '", section, "'"));
-    const std::string name = join(section, key_node.Scalar());
-    if (!seen.insert(name).second)
-      fail(place.at(key_node), str_cat("'", name, "' is given twice in the same mapping; keep one"));
-    apply_entry(key_node, entry.second, name, cfg, origins, place);
-  }
+  // check_keys has made every key a plain name given once.
+  for (const auto& entry : node)
+    apply_entry(entry.first, entry.second, join(section, entry.first.Scalar()), cfg, origins, place);
 }
 
 std::string trim(const std::string& s) {
@@ -204,12 +202,13 @@ void apply_override(const std::string& text, RunConfig& cfg, KeyOrigins& origins
     try {
       value = YAML::Load(raw);
     } catch (const YAML::Exception& e) {
-      fail(place.source, str_cat("the value is not valid YAML: ", e.msg));
+      fail(place.source, str_cat("the value is not valid YAML: ", yaml_error_text(e)));
     }
+    check_keys(value, name, place, raw.size());
   }
   if (key) {
     key->write(cfg, parse_value(*key, value, place.source, place));
-    origins.set(name, place.source);
+    origins.set(name, place.source, true);
   } else {
     apply_mapping(value, name, cfg, origins, place);  // --set 'model.linear_attention={variant: basic}'
   }
@@ -287,6 +286,7 @@ RunConfig parse_config(const std::string& yaml_text, const std::vector<std::stri
   cfg.source = source;
   KeyOrigins origins(source);
   YAML::Node document;
+  check_yaml_text(yaml_text, source);
   try {
     const DocumentShape shape = document_shape(yaml_text);
     if (shape.documents >= 1 && shape.empty_root && has_content(yaml_text))
@@ -298,9 +298,10 @@ RunConfig parse_config(const std::string& yaml_text, const std::vector<std::stri
   } catch (const YAML::Exception& e) {
     const std::string where =
         e.mark.is_null() ? source : str_cat(source, ":", e.mark.line + 1, ":", e.mark.column + 1);
-    throw ConfigError(str_cat(where, ": YAML syntax error: ", e.msg));
+    throw ConfigError(str_cat(where, ": YAML syntax error: ", yaml_error_text(e)));
   }
   const Place place{source, true, &yaml_text};
+  check_keys(document, "", place, yaml_text.size());
   apply_mapping(document, "", cfg, origins, place);
   for (const std::string& o : overrides) apply_override(o, cfg, origins);
   validate_run_config(cfg, origins, check_files);
@@ -366,7 +367,7 @@ std::vector<ConfigChange> config_changes(const std::string& before_yaml, const s
     try {
       return YAML::Load(text);
     } catch (const YAML::Exception& e) {
-      throw ConfigError(str_cat("the ", which, " run file is not YAML: ", e.msg));
+      throw ConfigError(str_cat("the ", which, " run file is not YAML: ", config::yaml_error_text(e)));
     }
   };
   const YAML::Node before = load(before_yaml, "first"), after = load(after_yaml, "second");

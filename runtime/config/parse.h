@@ -34,6 +34,21 @@ struct Place {
 
 [[noreturn]] void fail(const std::string& where, const std::string& what);
 
+// ---- the YAML document (document.cpp) ----
+// Refuses text YAML cannot mean: a NUL or a control character other than tab,
+// CR and LF ("<source>:<line>:<column>: ...").
+void check_yaml_text(const std::string& text, const std::string& source);
+// What an exception of yaml-cpp says, in words where its own text says
+// little (too deep nesting is "bad file" there).
+std::string yaml_error_text(const YAML::Exception& e);
+// Every mapping key at every depth of `root` (whose full name is `root_name`,
+// "" for a run file) is a plain, non-empty name, and each full name
+// (`model.hidden_size`, `optim.groups[0].lr_scale`) is given once, however it
+// is spelled: nested, dotted, or both. The message names both lines.
+// `text_size` (the bytes parsed) bounds the values walked, so aliases cannot
+// make it take exponential time.
+void check_keys(const YAML::Node& root, const std::string& root_name, const Place& place, size_t text_size);
+
 // Reads `node` as a value of `key`'s type and checks it against the key's
 // range, choices or check. `where` prefixes errors about the value as a whole;
 // list elements name their own line through `place`.
@@ -56,15 +71,23 @@ std::string unknown_key_message(const std::string& name, bool looks_like_section
 class KeyOrigins {
  public:
   explicit KeyOrigins(std::string source) : source_(std::move(source)) {}
-  void set(const std::string& key, const std::string& where);
+  void set(const std::string& key, const std::string& where, bool by_override);
   // The place of whichever of `keys` was set last; the source when none was set.
   std::string where(std::initializer_list<const char*> keys) const;
   // Whether the run file or an override gave `key` (rather than its default).
   bool given(const std::string& key) const { return set_.count(key) > 0; }
+  // Whether `key` last got its value from a --set that came after `other`
+  // got its own (from the file, or an earlier --set).
+  bool overridden_after(const std::string& key, const std::string& other) const;
 
  private:
+  struct Origin {
+    int order;
+    std::string where;
+    bool by_override;
+  };
   std::string source_;
-  std::unordered_map<std::string, std::pair<int, std::string>> set_;  // key -> (order, where)
+  std::unordered_map<std::string, Origin> set_;
   int count_ = 0;
 };
 

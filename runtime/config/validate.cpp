@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 
 #include "runtime/config/parse.h"
@@ -78,8 +79,36 @@ void check_data_path(const DataConfig& d, const KeyOrigins& o) {
     fail(where, input_error_text(d.path, "data.path", errno));
 }
 
+// The data keys that only some kinds read. Set away from its default under
+// another kind, a key would be ignored without a word (a data.path next to
+// data.kind mqar, say), so it is refused. A value equal to the default is
+// fine: `lintrain config` writes every key.
+void check_kind_keys(const RunConfig& c, const KeyOrigins& o) {
+  struct KindKey {
+    const char* key;
+    std::vector<std::string> kinds;
+  };
+  static const std::vector<KindKey> table = {{"data.path", {"text", "tokens"}},
+                                             {"data.token_dtype", {"tokens"}},
+                                             {"data.valid_fraction", {"text", "tokens"}},
+                                             {"data.mqar_pairs", {"mqar"}},
+                                             {"data.mqar_queries", {"mqar"}}};
+  static const RunConfig defaults;
+  for (const KindKey& k : table) {
+    if (std::find(k.kinds.begin(), k.kinds.end(), c.data.kind) != k.kinds.end()) continue;
+    const KeySpec* spec = find_key(k.key);
+    if (spec->read(c) == spec->read(defaults)) continue;
+    const std::string kinds = k.kinds.size() == 1 ? k.kinds[0] : str_cat(k.kinds[0], " or ", k.kinds[1]);
+    fail(o.where({k.key, "data.kind"}),
+         str_cat(k.key, " is ", spec->format(spec->read(c)), ", but data.kind ", c.data.kind,
+                 c.data.kind == "mqar" ? " generates its sequences and" : "", " does not read it (only data.kind ",
+                 kinds, " does); remove ", k.key, " or use data.kind ", kinds));
+  }
+}
+
 void check_data(const RunConfig& c, const KeyOrigins& o, bool check_files) {
   const DataConfig& d = c.data;
+  if (check_files) check_kind_keys(c, o);
   if (d.kind == "text" && c.model.vocab_size < 256)
     fail(o.where({"model.vocab_size", "data.kind"}),
          str_cat("model.vocab_size ", c.model.vocab_size, " is too small for data.kind text, whose byte-level ",
@@ -106,6 +135,41 @@ void check_data(const RunConfig& c, const KeyOrigins& o, bool check_files) {
   }
 }
 
+// A warm-up longer than the run means the learning rate never reaches
+// optim.lr. Shortening a run file's run with --set train.steps=N (a quick try
+// of it) keeps the file's warm-up and is allowed.
+void check_schedule(const RunConfig& c, const KeyOrigins& o) {
+  const int warmup = c.schedule.warmup_steps, steps = c.train.steps;
+  if (warmup <= steps || !o.given("schedule.warmup_steps")) return;
+  if (o.overridden_after("train.steps", "schedule.warmup_steps")) return;
+  fail(o.where({"schedule.warmup_steps", "train.steps"}),
+       str_cat("schedule.warmup_steps ", warmup, " is more than train.steps ", steps,
+               ", so the learning rate would never reach optim.lr; use a warm-up of at most ", steps,
+               " steps or raise train.steps"));
+}
+
+// Above this peak learning rate (optim.lr times a rule's lr_scale) no update
+// rule here trains: Adam-type and sign updates move every weight by about
+// the lr each step, and weights start near model.initializer_range (0.02).
+// Real runs stay below 0.1; the bound leaves a wide margin.
+constexpr double kMaxPeakLr = 10.0;
+
+void check_learning_rates(const RunConfig& c, const KeyOrigins& o) {
+  const double lr = optim_peak_lr(c.optim);
+  const std::string lr_text = c.optim.lr > 0 ? str_cat("optim.lr ", c.optim.lr)
+                                             : str_cat("the default lr of ", c.optim.name, " ", lr);
+  if (lr > kMaxPeakLr)
+    fail(o.where({"optim.lr"}), str_cat("optim.lr ", c.optim.lr, " is above ", kMaxPeakLr,
+                                        ", where no optimizer trains (real runs use 1e-4 to 1e-2); lower optim.lr"));
+  for (size_t i = 0; i < c.optim.groups.size(); ++i) {
+    const double scale = c.optim.groups[i].lr_scale;
+    if (lr * scale > kMaxPeakLr)
+      fail(o.where({"optim.groups", "optim.lr"}),
+           str_cat("optim.groups[", i, "].lr_scale ", scale, " times ", lr_text, " is a learning rate of ", lr * scale,
+                   ", above ", kMaxPeakLr, " where no optimizer trains; lower the rule's lr_scale"));
+  }
+}
+
 }  // namespace
 
 }  // namespace lintrain::config
@@ -119,6 +183,10 @@ namespace lintrain::config {
 void validate_run_config(const RunConfig& c, const KeyOrigins& o, bool check_files) {
   check_model(c.model, o, check_files);
   check_data(c, o, check_files);
+  if (check_files) {  // a recorded config was checked when its run started
+    check_schedule(c, o);
+    check_learning_rates(c, o);
+  }
   if (c.data.seq_len % c.parallel.sequence != 0)
     fail(o.where({"data.seq_len", "parallel.sequence"}),
          str_cat("data.seq_len ", c.data.seq_len, " is not divisible by parallel.sequence ", c.parallel.sequence,

@@ -114,8 +114,19 @@ void expect_same(const RunConfig& a, const RunConfig& b) {
   EXPECT_EQ(a.resume, b.resume);
 }
 
-// A file that sets every key to a value other than its default.
+// A file that sets every key to a value other than its default. The keys
+// that only some data kinds read cannot all be set in one file: data_path
+// "" gives data.kind mqar with its two keys, else tokens with its three.
 std::string full_file(const std::string& data_path) {
+  const std::string data = data_path.empty() ? "  kind: mqar\n"
+                                               "  seq_len: 1024\n"
+                                               "  mqar_pairs: 16\n"
+                                               "  mqar_queries: 4\n"
+                                             : "  kind: tokens\n"
+                                               "  path: " + data_path + "\n"
+                                               "  token_dtype: u32\n"
+                                               "  seq_len: 1024\n"
+                                               "  valid_fraction: 0.1\n";
   return "# a full run file\n"
          "run:\n"
          "  name: full\n"
@@ -136,14 +147,7 @@ std::string full_file(const std::string& data_path) {
          "  rope_theta: 500000\n"
          "  tie_word_embeddings: true\n"
          "  initializer_range: 0.01\n"
-         "data:\n"
-         "  kind: tokens\n"
-         "  path: " + data_path + "\n"
-         "  token_dtype: u32\n"
-         "  seq_len: 1024\n"
-         "  valid_fraction: 0.1\n"
-         "  mqar_pairs: 16\n"
-         "  mqar_queries: 4\n"
+         "data:\n" + data +
          "train: {steps: 1000, micro_batch: 8, grad_accum: 4, grad_clip: 0.5, log_every: 10,\n"
          "        eval_every: 100, eval_batches: 8, export_every: 500, max_bad_steps: 2}\n"
          "parallel: {sequence: 4, data: 2}\n"
@@ -268,8 +272,6 @@ TEST(ConfigParse, FullFileSetsEveryKey) {
   EXPECT_EQ(c.data.token_dtype, "u32");
   EXPECT_EQ(c.data.seq_len, 1024);
   EXPECT_EQ(c.data.valid_fraction, 0.1);
-  EXPECT_EQ(c.data.mqar_pairs, 16);
-  EXPECT_EQ(c.data.mqar_queries, 4);
   EXPECT_EQ(c.train.steps, 1000);
   EXPECT_EQ(c.train.micro_batch, 8);
   EXPECT_EQ(c.train.grad_accum, 4);
@@ -303,6 +305,10 @@ TEST(ConfigParse, FullFileSetsEveryKey) {
   EXPECT_EQ(c.checkpoint.token_file, "/etc/lintrain/token");
   EXPECT_EQ(c.train.max_bad_steps, 2);
   EXPECT_EQ(c.resume, "none");
+  const RunConfig m = parse(full_file(""));
+  EXPECT_EQ(m.data.kind, "mqar");
+  EXPECT_EQ(m.data.mqar_pairs, 16);
+  EXPECT_EQ(m.data.mqar_queries, 4);
 }
 
 TEST(ConfigParse, TextDataAcceptsAFileOrADirectory) {
@@ -444,6 +450,57 @@ TEST(ConfigErrors, DataRulesNameTheKeysAndTheFix) {
             "an equal chunk); use a seq_len of 99 or 102");
 }
 
+TEST(ConfigErrors, DataKeysOfAnotherKindAreRefused) {
+  EXPECT_EQ(parse_error("data: {kind: mqar, path: /nonexistent}\n"),
+            "run.yaml:1: data.path is /nonexistent, but data.kind mqar generates its sequences and does not read it "
+            "(only data.kind text or tokens does); remove data.path or use data.kind text or tokens");
+  EXPECT_EQ(parse_error("data: {kind: text}\n", {"data.kind=mqar", "data.valid_fraction=0.2"}),
+            "--set data.valid_fraction=0.2: data.valid_fraction is 0.2, but data.kind mqar generates its sequences "
+            "and does not read it (only data.kind text or tokens does); remove data.valid_fraction or use data.kind "
+            "text or tokens");
+  TempDir dir;
+  const std::string f = dir.write("c.txt", "x");
+  EXPECT_CONTAINS(parse_error("data: {kind: text, path: " + f + ", mqar_pairs: 4}\n"),
+                  "run.yaml:1: data.mqar_pairs is 4, but data.kind text does not read it (only data.kind mqar does)");
+  EXPECT_CONTAINS(parse_error("data: {kind: text, path: " + f + ", token_dtype: u32}\n"),
+                  "data.token_dtype is u32, but data.kind text does not read it (only data.kind tokens does)");
+  // A default value is fine (`lintrain config` writes every key), and so is a
+  // recorded config, which was checked when its run started.
+  EXPECT_EQ(parse("data: {kind: mqar, path: \"\", token_dtype: u16, valid_fraction: 0.05}\n").data.kind, "mqar");
+  EXPECT_EQ(parse_recorded_run_config("data: {kind: mqar, path: /gone}\n", "config.yaml").data.path, "/gone");
+}
+
+TEST(ConfigErrors, WarmupLongerThanTheRunIsRefused) {
+  const std::string m = "data: {kind: mqar}\n";
+  EXPECT_EQ(parse_error(m + "train: {steps: 10}\nschedule: {warmup_steps: 20}\n"),
+            "run.yaml:3: schedule.warmup_steps 20 is more than train.steps 10, so the learning rate would never reach "
+            "optim.lr; use a warm-up of at most 10 steps or raise train.steps");
+  EXPECT_CONTAINS(parse_error(m + "train: {steps: 100}\n", {"schedule.warmup_steps=1000"}),
+                  "--set schedule.warmup_steps=1000: schedule.warmup_steps 1000 is more than train.steps 100");
+  EXPECT_CONTAINS(parse_error(m + "schedule: {warmup_steps: 300}\n"),  // train.steps' default is 200
+                  "schedule.warmup_steps 300 is more than train.steps 200");
+  EXPECT_EQ(parse(m + "train: {steps: 10}\nschedule: {warmup_steps: 10}\n").schedule.warmup_steps, 10);
+  // The default warm-up, and a file's run shortened for a try, are fine.
+  EXPECT_EQ(parse(m + "train: {steps: 3}\n").schedule.warmup_steps, 20);
+  EXPECT_EQ(parse(m + "schedule: {warmup_steps: 20}\n", {"train.steps=3"}).train.steps, 3);
+}
+
+TEST(ConfigErrors, AbsurdLearningRatesAreRefused) {
+  const std::string m = "data: {kind: mqar}\n";
+  EXPECT_EQ(parse_error(m + "optim:\n  lr: 1.0e-3\n  groups: [{match: \"*norm*\"}, {match: \"*\", lr_scale: 1e6}]\n"),
+            "run.yaml:4: optim.groups[1].lr_scale 1e+06 times optim.lr 0.001 is a learning rate of 1000, above 10 "
+            "where no optimizer trains; lower the rule's lr_scale");
+  EXPECT_CONTAINS(parse_error(m + "optim: {groups: [{match: \"*\", lr_scale: 20000}]}\n"),
+                  "optim.groups[0].lr_scale 20000 times the default lr of adamw 0.001 is a learning rate of 20");
+  EXPECT_EQ(parse_error(m + "optim: {lr: 100}\n"),
+            "run.yaml:2: optim.lr 100 is above 10, where no optimizer trains (real runs use 1e-4 to 1e-2); lower "
+            "optim.lr");
+  // A large scale on a small lr, and lr 1, are allowed.
+  EXPECT_EQ(parse(m + "optim: {lr: 1.0e-4, groups: [{match: \"*\", lr_scale: 1000}]}\n").optim.groups[0].lr_scale,
+            1000);
+  EXPECT_EQ(parse(m + "optim: {lr: 1}\n").optim.lr, 1.0);
+}
+
 TEST(ConfigErrors, YamlSyntaxErrorNamesTheLine) {
   const std::string e = parse_error("data: {kind: mqar}\nmodel:\n  hidden_size: [1, 2\n");
   EXPECT_EQ(e.rfind("run.yaml:4:", 0), 0u) << e;  // yaml-cpp reports where the flow should have closed
@@ -459,7 +516,76 @@ TEST(ConfigErrors, OneDocumentPerFile) {
 
 TEST(ConfigErrors, DuplicateKeyNamesTheRepeat) {
   EXPECT_EQ(parse_error("data: {kind: mqar}\nmodel:\n  hidden_size: 128\n  hidden_size: 256\n"),
-            "run.yaml:4: 'model.hidden_size' is given twice in the same mapping; keep one");
+            "run.yaml:4: 'model.hidden_size' is given twice, on lines 3 and 4; keep one");
+  EXPECT_EQ(parse_error("data: {kind: mqar}\ndata: {seq_len: 64}\n"),
+            "run.yaml:2: 'data' is given twice, on lines 1 and 2; keep one");
+}
+
+TEST(ConfigErrors, AKeyIsGivenOnceInAnySpelling) {
+  // Nested and dotted spellings of one key, in either order and at any depth.
+  EXPECT_EQ(parse_error("data: {kind: mqar}\nmodel: {hidden_size: 64}\nmodel.hidden_size: 128\n"),
+            "run.yaml:3: 'model.hidden_size' is given twice, on line 2 as 'model: hidden_size' and on line 3 as "
+            "'model.hidden_size'; keep one");
+  EXPECT_EQ(parse_error("data: {kind: mqar}\nmodel.linear_attention: {variant: basic}\n"
+                        "model:\n  linear_attention.variant: retnet\n"),
+            "run.yaml:4: 'model.linear_attention.variant' is given twice, on line 2 as 'model.linear_attention: "
+            "variant' and on line 4 as 'model: linear_attention.variant'; keep one");
+  // Inside a rule of optim.groups (yaml-cpp keeps both; the last used to win).
+  EXPECT_EQ(parse_error("data: {kind: mqar}\noptim:\n  groups: [{match: \"*\", lr_scale: 1, lr_scale: 100}]\n"),
+            "run.yaml:3: 'optim.groups[0].lr_scale' is given twice on line 3; keep one");
+  EXPECT_EQ(parse_error("data: {kind: mqar}\n", {"optim.groups=[{match: '*', lr_scale: 1, lr_scale: 100}]"}),
+            "--set optim.groups=[{match: '*', lr_scale: 1, lr_scale: 100}]: 'optim.groups[0].lr_scale' is given "
+            "twice in this value; keep one");
+  EXPECT_CONTAINS(parse_error("data: {kind: mqar}\n", {"model={hidden_size: 64, hidden_size: 128}"}),
+                  "'model.hidden_size' is given twice in this value");
+  // Different keys of one section in two spellings merge; --set overrides the file.
+  const RunConfig c = parse("data: {kind: mqar}\nmodel: {hidden_size: 64}\nmodel.linear_attention: {variant: basic}\n",
+                            {"model.hidden_size=128", "model={hidden_size: 256}"});
+  EXPECT_EQ(c.model.hidden_size, 256);
+  EXPECT_EQ(c.model.linear_attention.variant, "basic");
+}
+
+TEST(ConfigErrors, KeysAreNonEmptyNames) {
+  EXPECT_EQ(parse_error("data: {kind: mqar}\n~: 3\n"),
+            "run.yaml:2: a key at the top level is empty (~, null or nothing before ':'); keys are plain names like "
+            "hidden_size");
+  EXPECT_EQ(parse_error("data: {kind: mqar}\nmodel:\n  null: 3\n"),
+            "run.yaml:3: a key in 'model' is empty (~, null or nothing before ':'); keys are plain names like "
+            "hidden_size");
+  EXPECT_CONTAINS(parse_error("data: {kind: mqar}\noptim: {groups: [{match: '*', ~: 1}]}\n"),
+                  "run.yaml:2: a key in 'optim.groups[0]' is empty");
+  EXPECT_EQ(parse_error("data: {kind: mqar}\nmodel: {[a]: 3}\n"),
+            "run.yaml:2: keys are plain names like hidden_size; got a list as a key in 'model'");
+}
+
+TEST(ConfigErrors, TextThatIsNotTextNamesTheLineAndColumn) {
+  EXPECT_EQ(parse_error(std::string("data: {kind: mqar}\nrun: {name: a") + '\0' + "b}\n"),
+            "run.yaml:2:14: the file holds a NUL byte; a run file is UTF-8 text (is this a binary file, or one saved "
+            "as UTF-16?)");
+  EXPECT_EQ(parse_error("data: {kind: mqar}\ntrain:\n  steps: 5\x07\n"),
+            "run.yaml:3:11: the file holds the control character code 7, which YAML does not allow in text; remove it");
+  EXPECT_EQ(parse("data: {kind: mqar}\r\ntrain: {steps:\t5}\r\n").train.steps, 5);  // CRLF and tabs are text
+}
+
+TEST(ConfigErrors, TooDeepNestingSaysSo) {
+  const std::string deep = "data: {kind: mqar}\nmodel: " + std::string(3000, '[') + std::string(3000, ']') + "\n";
+  const std::string e = parse_error(deep);
+  EXPECT_EQ(e.rfind("run.yaml:2:", 0), 0u) << e;
+  EXPECT_CONTAINS(e, "YAML syntax error: lists and mappings nest too deeply (yaml-cpp stops at 2000 levels)");
+  EXPECT_CONTAINS(parse_error("data: {kind: mqar}\n", {"optim.no_decay=" + std::string(3000, '[')}),
+                  "the value is not valid YAML: lists and mappings nest too deeply");
+}
+
+TEST(ConfigErrors, AliasesCannotMultiplyTheWork) {
+  // Each level repeats the one before ten times: 10^9 values from 400 bytes.
+  std::string yaml = "data: {kind: mqar}\nl0: &l0 [1, 1, 1, 1, 1, 1, 1, 1, 1, 1]\n";
+  for (int i = 1; i <= 9; ++i) {
+    yaml += str_cat("l", i, ": &l", i, " [");
+    for (int j = 0; j < 10; ++j) yaml += str_cat(j ? ", " : "", "*l", i - 1);
+    yaml += "]\n";
+  }
+  EXPECT_EQ(parse_error(yaml), "run.yaml: YAML aliases (*name) repeat more values than a run file holds; write the "
+                               "values out");
 }
 
 TEST(ConfigErrors, MissingOrUnreadableRunFile) {
@@ -537,6 +663,8 @@ TEST(ConfigOverrides, MissingEqualsSaysHowToWriteIt) {
 TEST(ConfigYaml, RoundTripsAFullConfig) {
   TempDir dir;
   const std::string tokens = dir.write("train.bin", std::string(64, '\0'));
+  const RunConfig mqar = parse(full_file(""));
+  expect_same(mqar, parse_run_config(config_to_yaml(mqar), {}, "config.yaml"));
   const RunConfig a = load_run_config(dir.write("run.yaml", full_file(tokens)));
   const std::string yaml = config_to_yaml(a);
   const RunConfig b = parse_run_config(yaml, {}, "config.yaml");
