@@ -1,5 +1,7 @@
 #include "optim/param_groups.h"
 
+#include <algorithm>
+#include <cctype>
 #include <cstdio>
 
 #include "runtime/error.h"
@@ -40,6 +42,73 @@ bool rule_fits(const ParamGroupRule& rule, const TensorView& v) {
   return matches_any(rule.match, v.name);
 }
 
+// `name` with each run of digits as '*': model.layers.*.mlp.up_proj.weight.
+std::string name_shape(const std::string& name) {
+  std::string out;
+  for (size_t i = 0; i < name.size(); ++i) {
+    if (!std::isdigit(static_cast<unsigned char>(name[i]))) {
+      out += name[i];
+    } else if (i == 0 || !std::isdigit(static_cast<unsigned char>(name[i - 1]))) {
+      out += '*';
+    }
+  }
+  return out;
+}
+
+// A few of the model's tensor names (layer numbers as '*'), those sharing the
+// longest start with `pattern` first: what the user could have meant.
+std::string some_tensor_names(const std::string& pattern, const ParamTable& table) {
+  std::vector<std::string> shapes;
+  for (int i = 0; i < static_cast<int>(table.size()); ++i) {
+    const std::string s = name_shape(table.view(i).name);
+    if (std::find(shapes.begin(), shapes.end(), s) == shapes.end()) shapes.push_back(s);
+  }
+  auto common = [&](const std::string& s) {
+    size_t n = 0;
+    while (n < s.size() && n < pattern.size() && s[n] == pattern[n]) ++n;
+    return n;
+  };
+  std::stable_sort(shapes.begin(), shapes.end(),
+                   [&](const std::string& a, const std::string& b) { return common(a) > common(b); });
+  const size_t shown = std::min<size_t>(shapes.size(), 4);
+  std::string out;
+  for (size_t i = 0; i < shown; ++i) out += str_cat(i == 0 ? "" : ", ", shapes[i]);
+  return shapes.size() > shown ? out + ", ..." : out;
+}
+
+// Every rule of optim.groups must take at least one tensor, and every glob
+// of its match must name one: a rule that takes nothing (a typo in a glob, a
+// wrong ndim, an earlier rule that takes its tensors) would be ignored
+// without a word.
+void check_user_rules(const std::vector<ParamGroupRule>& rules, const std::vector<std::vector<int>>& members,
+                      const ParamTable& table) {
+  for (size_t r = 0; r < rules.size(); ++r) {
+    const std::string rule = str_cat("optim.groups[", r, "]");
+    for (const std::string& pattern : rules[r].match) {
+      bool found = false;
+      for (int i = 0; i < static_cast<int>(table.size()) && !found; ++i) found = glob_match(pattern, table.view(i).name);
+      if (!found)
+        throw ConfigError(str_cat(rule, ".match: '", pattern, "' matches no tensor of this model, so it would be "
+                                  "ignored; the names are like ", some_tensor_names(pattern, table),
+                                  " ('*' any run of characters, '?' one); fix the glob or remove it"));
+    }
+    if (!members[2 * r].empty() || !members[2 * r + 1].empty()) continue;
+    int fits = 0, earlier = -1;
+    for (int i = 0; i < static_cast<int>(table.size()); ++i) {
+      if (!rule_fits(rules[r], table.view(i))) continue;
+      ++fits;
+      for (size_t o = 0; o < r && earlier < 0; ++o)
+        if (rule_fits(rules[o], table.view(i))) earlier = static_cast<int>(o);
+    }
+    if (fits == 0)
+      throw ConfigError(str_cat(rule, ": no tensor its match names has ndim ", rules[r].ndim,
+                                ", so the rule takes none; fix ndim (0 = any rank) or the globs"));
+    throw ConfigError(str_cat(rule, ": every tensor it matches is taken by optim.groups[", earlier,
+                              "] (a tensor takes the first rule that fits), so the rule takes none; move it before "
+                              "optim.groups[", earlier, "] or remove it"));
+  }
+}
+
 }  // namespace
 
 std::vector<ParamGroupRule> effective_group_rules(const OptimConfig& cfg) {
@@ -74,6 +143,7 @@ std::vector<ParamGroup> resolve_param_groups(const OptimConfig& cfg, const Param
     while (!rule_fits(rules[r], v)) ++r;  // the fallback fits everything
     members[2 * r + (matches_any(cfg.no_decay, v.name) ? 1 : 0)].push_back(i);
   }
+  check_user_rules(cfg.groups, members, table);
 
   // Group names: the rule's optimizer, with the rule's number when two rules
   // share an optimizer, and ".no_decay" for the exempt half.

@@ -26,7 +26,9 @@ std::vector<ParamGroupRule> effective_group_rules(const OptimConfig& cfg);
 
 // The non-empty groups of `table` under cfg, in the order of the rules (each
 // rule's decaying group before its ".no_decay" group). Every tensor is in
-// exactly one group.
+// exactly one group. Throws ConfigError when a rule of cfg.groups would be
+// ignored: a glob of its match names no tensor, or the rule takes none (its
+// ndim, or earlier rules that take its tensors); the message names the rule.
 std::vector<ParamGroup> resolve_param_groups(const OptimConfig& cfg, const ParamTable& table);
 
 // The optimizer of a run: one update rule instance per group. Its state names

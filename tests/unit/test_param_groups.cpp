@@ -287,3 +287,49 @@ TEST(OptimizerState, MismatchedCheckpointIsRefusedAndChangesNothing) {
   TempDir empty("optstate_empty");
   EXPECT_THROW(load_state(*adamw, empty.str()), IoError);
 }
+
+// A rule of optim.groups that would take no tensor is refused, naming the
+// rule and what the model has, instead of being ignored.
+TEST(ParamGroups, ARuleThatTakesNoTensorIsRefused) {
+  const ParamTable t = make_param_table(small_model());
+  auto error_of = [&](std::vector<ParamGroupRule> rules) -> std::string {
+    OptimConfig c;
+    c.groups = std::move(rules);
+    try {
+      resolve_param_groups(c, t);
+    } catch (const ConfigError& e) {
+      return e.what();
+    }
+    ADD_FAILURE() << "expected a ConfigError";
+    return "";
+  };
+  ParamGroupRule typo;
+  typo.match = {"*.mlp.*", "model.layer.*"};  // "layers"; the first glob alone would hide it
+  EXPECT_EQ(error_of({typo}),
+            "optim.groups[0].match: 'model.layer.*' matches no tensor of this model, so it would be ignored; the "
+            "names are like model.layers.*.input_layernorm.weight, model.layers.*.self_attn.q_proj.weight, "
+            "model.layers.*.self_attn.k_proj.weight, model.layers.*.self_attn.v_proj.weight, ... ('*' any run of "
+            "characters, '?' one); fix the glob or remove it");
+  ParamGroupRule norms_2d;
+  norms_2d.match = {"*norm*"};
+  norms_2d.ndim = 2;
+  EXPECT_EQ(error_of({norms_2d}), "optim.groups[0]: no tensor its match names has ndim 2, so the rule takes none; fix "
+                                  "ndim (0 = any rank) or the globs");
+  ParamGroupRule all, norms;
+  norms.match = {"*norm*"};
+  norms.optimizer = "lion";
+  EXPECT_EQ(error_of({all, norms}),
+            "optim.groups[1]: every tensor it matches is taken by optim.groups[0] (a tensor takes the first rule that "
+            "fits), so the rule takes none; move it before optim.groups[0] or remove it");
+  // The defaults of optim.name are not the user's rules: galore's on a model
+  // without projections (all tensors 1-D here) is not an error.
+  ParamTable vectors;
+  vectors.add("model.norm.weight", {16});
+  OptimConfig galore;
+  galore.name = "galore";
+  EXPECT_EQ(resolve_param_groups(galore, vectors).size(), 1u);
+  // The memory plan, which runs before anything is allocated, refuses the same.
+  OptimConfig c;
+  c.groups = {typo};
+  EXPECT_THROW(plan_optimizer_memory(c, t), ConfigError);
+}
