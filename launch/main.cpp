@@ -72,23 +72,59 @@ struct Args {
   std::exit(2);
 }
 
-Args parse_args(int argc, char** argv, int first) {
+// What each of train, config and memory takes: an option it does not take
+// would be ignored, so it is a usage error naming the option and the command.
+const char* command_takes(const std::string& cmd) {
+  if (cmd == "train") return "RUN.yaml [--set KEY=VALUE]... [--init-from FILE]";
+  if (cmd == "config") return "RUN.yaml [--set KEY=VALUE]..., or --doc";
+  return "RUN.yaml [--set KEY=VALUE]..., or --table";
+}
+
+bool command_takes_option(const std::string& cmd, const std::string& option) {
+  return option == "--set" || (option == "--init-from" && cmd == "train") || (option == "--doc" && cmd == "config") ||
+         (option == "--table" && cmd == "memory");
+}
+
+// The command line of train, config and memory. Options take their value as
+// the next argument or after '=' (--set=KEY=VALUE); a value that is empty or
+// is itself an option (`--init-from --set ...`) is refused, not swallowed.
+Args parse_args(const std::string& cmd, int argc, char** argv, int first) {
   Args a;
   for (int i = first; i < argc; ++i) {
     const std::string arg = argv[i];
-    auto value = [&](const char* flag) -> std::string {
-      if (i + 1 >= argc) usage_error(std::string(flag) + " needs a value");
-      return argv[++i];
-    };
-    if (arg == "--set") a.overrides.push_back(value("--set"));
-    else if (arg.rfind("--set=", 0) == 0) a.overrides.push_back(arg.substr(6));
-    else if (arg == "--init-from") a.init_from = value("--init-from");
-    else if (arg == "--doc") a.doc = true;
-    else if (arg == "--table") a.table = true;
-    else if (!arg.empty() && arg[0] == '-') usage_error("unknown option '" + arg + "'");
-    else if (a.file.empty()) a.file = arg;
-    else usage_error("unexpected argument '" + arg + "' (one run file only)");
+    if (arg.empty() || arg[0] != '-') {
+      if (!a.file.empty()) usage_error("unexpected argument '" + arg + "' (one run file only)");
+      a.file = arg;
+      continue;
+    }
+    const size_t eq = arg.rfind("--", 0) == 0 ? arg.find('=') : std::string::npos;
+    const std::string option = arg.substr(0, eq);
+    if (option != "--set" && option != "--init-from" && option != "--doc" && option != "--table")
+      usage_error("unknown option '" + arg + "'; " + cmd + " takes " + command_takes(cmd));
+    if (!command_takes_option(cmd, option))
+      usage_error(cmd + " does not take " + option + "; it takes " + command_takes(cmd));
+    if (option == "--doc" || option == "--table") {
+      if (eq != std::string::npos) usage_error(option + " takes no value; got '" + arg + "'");
+      (option == "--doc" ? a.doc : a.table) = true;
+      continue;
+    }
+    const char* want = option == "--set" ? "KEY=VALUE" : "a file";
+    if (eq == std::string::npos && i + 1 >= argc) usage_error(option + " needs " + want);
+    const std::string value = eq != std::string::npos ? arg.substr(eq + 1) : argv[++i];
+    if (value.empty()) usage_error(option + " needs " + want + "; got an empty value");
+    if (value.rfind("--", 0) == 0) usage_error(option + " needs " + want + "; got the option '" + value + "'");
+    if (option == "--set") {
+      a.overrides.push_back(value);
+    } else {
+      if (!a.init_from.empty())
+        usage_error("--init-from is given twice ('" + a.init_from + "' and '" + value + "'); give one file");
+      a.init_from = value;
+    }
   }
+  if (a.doc && (!a.file.empty() || !a.overrides.empty()))
+    usage_error("config --doc prints the table of every option and takes no run file or --set");
+  if (a.table && (!a.file.empty() || !a.overrides.empty()))
+    usage_error("memory --table prints the optimizer-state table and takes no run file or --set");
   return a;
 }
 
@@ -162,7 +198,8 @@ int main(int argc, char** argv) {
   try {
     if (cmd == "launch") return lintrain::run_launch(argc, argv);
     if (cmd == "ckpt") return lintrain::run_ckpt(argc, argv);
-    const Args args = parse_args(argc, argv, 2);
+    if (cmd != "train" && cmd != "config" && cmd != "memory") usage_error("unknown command '" + cmd + "'");
+    const Args args = parse_args(cmd, argc, argv, 2);
     if (cmd == "train") {
       if (args.file.empty()) usage_error("train needs a run file, e.g. lintrain train examples/tiny.yaml");
       // MPI first: under mpirun/srun every rank joins the job; started alone,
@@ -206,7 +243,6 @@ int main(int argc, char** argv) {
       std::fputs(lintrain::run_memory_report(lintrain::load_run_config(args.file, args.overrides)).c_str(), stdout);
       return 0;
     }
-    usage_error("unknown command '" + cmd + "'");
   } catch (const lintrain::UsageError& e) {
     usage_error(e.what());
   } catch (const std::exception& e) {

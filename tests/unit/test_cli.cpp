@@ -173,6 +173,45 @@ TEST(Cli, BadConfigsFailWithOneClearLine) {
   EXPECT_EQ(run_cli("frobnicate x.yaml").code, 2);
 }
 
+// Each command takes only its own options, and an option's value is a real
+// value: nothing is swallowed or ignored. Each is a usage error (exit 2)
+// naming the option, before anything runs.
+TEST(Cli, OptionsAreCheckedPerCommand) {
+  const std::string f = example();
+  struct Case {
+    std::string args, expect;
+  };
+  const std::vector<Case> cases = {
+      {"train " + f + " --init-from \"\"", "lintrain: --init-from needs a file; got an empty value"},
+      {"train " + f + " --init-from=", "lintrain: --init-from needs a file; got an empty value"},
+      {"train " + f + " --init-from --set train.steps=1", "lintrain: --init-from needs a file; got the option '--set'"},
+      {"train " + f + " --init-from", "lintrain: --init-from needs a file"},
+      {"train " + f + " --init-from a.safetensors --init-from=b.safetensors",
+       "lintrain: --init-from is given twice ('a.safetensors' and 'b.safetensors'); give one file"},
+      {"train " + f + " --set --init-from", "lintrain: --set needs KEY=VALUE; got the option '--init-from'"},
+      {"train " + f + " --doc", "lintrain: train does not take --doc; it takes RUN.yaml [--set KEY=VALUE]... "
+                                "[--init-from FILE]"},
+      {"train " + f + " --table", "lintrain: train does not take --table"},
+      {"config " + f + " --init-from w.safetensors", "lintrain: config does not take --init-from; it takes RUN.yaml "
+                                                      "[--set KEY=VALUE]..., or --doc"},
+      {"memory " + f + " --init-from w.safetensors", "lintrain: memory does not take --init-from"},
+      {"memory " + f + " --doc", "lintrain: memory does not take --doc"},
+      {"config --doc " + f, "lintrain: config --doc prints the table of every option and takes no run file or --set"},
+      {"memory --table --set train.steps=1", "lintrain: memory --table prints the optimizer-state table and takes no"},
+      {"config --doc=1", "lintrain: --doc takes no value; got '--doc=1'"},
+      {"config " + f + " --verbose", "lintrain: unknown option '--verbose'; config takes RUN.yaml"},
+  };
+  for (const Case& c : cases) {
+    const CliRun r = run_cli(c.args);
+    EXPECT_EQ(r.code, 2) << c.args << "\n" << r.out;
+    EXPECT_EQ(r.out.rfind(c.expect, 0), 0u) << c.args << "\n" << r.out;
+  }
+  // --set=KEY=VALUE and --init-from=FILE are the same as the spaced forms.
+  const CliRun ok = run_cli("config " + f + " --set=train.steps=7");
+  EXPECT_EQ(ok.code, 0) << ok.out;
+  EXPECT_NE(ok.out.find("  steps: 7\n"), std::string::npos) << ok.out;
+}
+
 // Every optimizer trains the example: the loss ends clearly below its start,
 // and the startup report names the optimizer's parameter groups. Settings
 // are each paper's relative to AdamW (see bench/optim_quality.sh), with gaps
