@@ -28,7 +28,10 @@ class RunCheckpoints {
  public:
   // Collective over the grid's world: rank 0 draws the job id and shares it.
   // Rank 0 takes the checkpoint directory's writer lock and clears what
-  // killed writers left there, before any rank can start a save.
+  // killed writers left there, before any rank can start a save. With a
+  // service and resume: auto, rank 0 waits for the service to answer (saying
+  // so) up to checkpoint.timeout_s, and throws Error within about 10 s when
+  // nothing listens on its port; other resume settings only warn.
   RunCheckpoints(const RunConfig& cfg, const ProcessGrid& grid);
   ~RunCheckpoints();
 
@@ -40,7 +43,9 @@ class RunCheckpoints {
   // complete one that verifies, for auto; warnings name what it skipped),
   // every rank opens that one and restores `state` from it. Returns the step
   // resumed from, or -1 when the run starts fresh. `notes` gets what the log
-  // should say (the checkpoint used, settings that changed).
+  // should say (the checkpoint used, settings that changed). For auto, a
+  // directory (or service) that holds checkpoints of which none verifies
+  // throws IoError naming each and the fixes: starting over would replace them.
   int64_t resume(TrainState& state, std::vector<std::string>& notes);
 
   // Whether a checkpoint is due after `step` (1-based) of `total`.
