@@ -21,6 +21,7 @@
 #include "runtime/config/config.h"
 #include "runtime/error.h"
 #include "runtime/io/atomic_file.h"
+#include "runtime/io/input_file.h"
 
 namespace lintrain {
 namespace {
@@ -226,6 +227,7 @@ int export_checkpoint(const Flags& f) {
   RunState state;
   for (const TensorView& v : table.views()) state.add("model", v.name, DType::F32, v.shape, params.at(v));
   restore_run_state(c, state);  // the model part alone: the state has no other
+  create_output_dir(out, "ckpt export --out");  // says "permission denied", "a dangling link", ...
   export_weights(cfg.model, cfg.data.seq_len, table, params, out);
   std::printf("lintrain ckpt export: %s (step %lld) -> %s/model.safetensors, %s/config.json\n", c.where.c_str(),
               static_cast<long long>(c.manifest.step), out.c_str(), out.c_str());

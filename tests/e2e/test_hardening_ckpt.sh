@@ -8,7 +8,7 @@
 #   2. a second `ckpt serve` on a port in use is refused (gRPC's SO_REUSEPORT
 #      let both listen and split the trainers between two directories);
 #   3. `ckpt export --out` inside a checkpoint folder or directory is refused
-#      and the checkpoint still verifies;
+#      and the checkpoint still verifies; a dangling link as --out is named;
 #   4. a checkpoint.dir that cannot be created says "permission denied"
 #      (run as nobody), not "No such file or directory";
 #   5. resume: auto with nothing listening at checkpoint.service says it waits
@@ -86,6 +86,9 @@ expect_error export-into-dir "is inside the checkpoint directory" -- \
   "$LINTRAIN" ckpt export "$out/checkpoints" --out "$out/checkpoints/exported"
 "$LINTRAIN" ckpt verify "$out/checkpoints" >"$out.verify" 2>&1 || { cat "$out.verify"; fail "export: the checkpoint no longer verifies"; }
 "$LINTRAIN" ckpt export "$out/checkpoints" --out "$out/exported" >/dev/null || fail "export: a plain export failed"
+ln -s "$WORK/no-such-dir" "$WORK/dangling"
+expect_error export-dangling "ckpt export --out '$WORK/dangling' is a symbolic link to '$WORK/no-such-dir', which does not exist" -- \
+  "$LINTRAIN" ckpt export "$out/checkpoints" --out "$WORK/dangling"
 
 # ---- 4. checkpoint.dir without permission --------------------------------------------------------
 if [ "$(id -u)" -eq 0 ] && id nobody >/dev/null 2>&1 && command -v runuser >/dev/null 2>&1; then
