@@ -38,8 +38,8 @@ void check_yaml_text(const std::string& text, const std::string& source) {
 
 std::string yaml_error_text(const YAML::Exception& e) {
   if (dynamic_cast<const YAML::DeepRecursion*>(&e))
-    return "lists and mappings nest too deeply (yaml-cpp stops at 2000 levels); a run file "
-           "nests a few (section, key, list of rules): look for a run of '[' or '{' that is never closed";
+    return "lists and mappings nest too deeply for the YAML parser (hundreds of levels); a run file nests a "
+           "few (section, key, list of rules): look for a run of '[' or '{' that is never closed";
   return e.msg;
 }
 

@@ -571,7 +571,7 @@ TEST(ConfigErrors, TooDeepNestingSaysSo) {
   const std::string deep = "data: {kind: mqar}\nmodel: " + std::string(3000, '[') + std::string(3000, ']') + "\n";
   const std::string e = parse_error(deep);
   EXPECT_EQ(e.rfind("run.yaml:2:", 0), 0u) << e;
-  EXPECT_CONTAINS(e, "YAML syntax error: lists and mappings nest too deeply (yaml-cpp stops at 2000 levels)");
+  EXPECT_CONTAINS(e, "YAML syntax error: lists and mappings nest too deeply for the YAML parser (hundreds of levels)");
   EXPECT_CONTAINS(parse_error("data: {kind: mqar}\n", {"optim.no_decay=" + std::string(3000, '[')}),
                   "the value is not valid YAML: lists and mappings nest too deeply");
 }
