@@ -44,8 +44,9 @@ for want in "step-00000006/trainer.safetensors has checksum" "step-00000003/trai
   grep -qF -- "$want" "$WORK/damaged-all.out" || { cat "$WORK/damaged-all.out"; fail "damaged: no '$want' in the error"; }
 done
 cmp -s "$out/metrics.jsonl" "$WORK/metrics.before" || fail "damaged: metrics.jsonl was changed by the refused run"
-[ -d "$out/checkpoints/step-00000003" ] && [ -d "$out/checkpoints/step-00000006" ] ||
-  fail "damaged: a damaged checkpoint was removed"
+for step in step-00000003 step-00000006; do
+  [ -d "$out/checkpoints/$step" ] || fail "damaged: the damaged checkpoint $step was removed"
+done
 note "every checkpoint damaged: refused naming both, metrics.jsonl and the checkpoints untouched"
 
 # One damaged: the run falls back to step 3 and trains on; the damaged step 6
