@@ -36,7 +36,7 @@ constexpr const char* kUsage =
     "usage: lintrain <command> [options]\n"
     "\n"
     "commands:\n"
-    "  launch --nproc N [--threads-per-rank K] RUN.yaml [--set KEY=VALUE]... [--init-from FILE]\n"
+    "  launch --nproc N [--threads-per-rank K] [--oversubscribe] RUN.yaml [--set KEY=VALUE]... [--init-from FILE]\n"
     "        run N ranks on this machine under mpirun (prints the mpirun command)\n"
     "  train RUN.yaml [--set KEY=VALUE]... [--init-from FILE.safetensors]\n"
     "        train the model the run file describes (one process)\n"
@@ -202,8 +202,10 @@ int main(int argc, char** argv) {
     const Args args = parse_args(cmd, argc, argv, 2);
     if (cmd == "train") {
       if (args.file.empty()) usage_error("train needs a run file, e.g. lintrain train examples/tiny.yaml");
-      // MPI first: under mpirun/srun every rank joins the job; started alone,
-      // this process is a world of one.
+      // A stop signal during start-up (MPI, the run file) is answered at the
+      // first step, not by dying. MPI first: under mpirun/srun every rank
+      // joins the job; started alone, this process is a world of one.
+      lintrain::install_stop_signals();
       die_with_launcher();
       lintrain::MpiRuntime mpi(&argc, &argv);
       try {
