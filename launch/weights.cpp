@@ -5,6 +5,7 @@
 
 #include "runtime/cpu/copy.h"
 #include "runtime/io/atomic_file.h"
+#include "runtime/io/input_file.h"
 #include "runtime/io/hf_config.h"
 #include "runtime/io/safetensors.h"
 #include "layers/linear_attention.h"
@@ -103,9 +104,7 @@ void export_weights(const ModelConfig& cfg, int seq_len, const ParamTable& table
                           "; not exporting non-finite weights (the previous export in ", dir, " is kept)"));
     tensors.push_back(SafeTensor{v.name, DType::F32, v.shape, w});
   }
-  std::error_code ec;
-  std::filesystem::create_directories(dir, ec);
-  if (ec) throw IoError(str_cat("[export] cannot create the directory '", dir, "': ", ec.message()));
+  create_output_dir(dir, "export directory");
   save_safetensors(dir + "/model.safetensors", tensors, weight_metadata(cfg));
   write_file_atomic(dir + "/config.json", hf_llama_config_json(cfg, seq_len));
 }
