@@ -4,13 +4,11 @@
 #include <algorithm>
 #include <cstring>
 
-#include "layers/embedding.h"
 #include "layers/linear.h"
 #include "layers/linear_attention.h"
-#include "layers/rmsnorm.h"
 #include "layers/softmax_attention.h"
-#include "layers/swiglu.h"
 #include "runtime/cpu/gemm.h"
+#include "runtime/ops.h"
 #include "runtime/rng.h"
 
 namespace lintrain {
@@ -107,6 +105,9 @@ LinearLlama::LinearLlama(const ModelConfig& cfg, int B, int T, bool bf16_compute
   dh_final_.resize(N * C);
   dx_.resize(N * C);
   tokens_.resize(N);
+  // The ops' scratch, reserved once for the largest of them.
+  ctx_.scratch = &scratch_;
+  scratch_.reserve(rmsnorm_backward_scratch_bytes(ctx_.device, static_cast<int>(N), static_cast<int>(C)));
   d_act_.resize(N * F);
   d_gu_.resize(N * 2 * F);
   d_h_.resize(N * C);
@@ -175,11 +176,11 @@ void LinearLlama::forward(const int32_t* tokens) {
   prepare_compute_weights();
 
   float* x = blocks_.empty() ? x_final_.data() : blocks_[0]->x_in.data();
-  embedding_forward(x, tokens, params_.at(table_.view(0)), N, C, V);  // a lookup: stays f32
+  embedding_forward(ctx_, x, tokens, params_.at(table_.view(0)), N, C, V);  // a lookup: stays f32
   for (size_t i = 0; i < blocks_.size(); ++i) {
     Block& b = *blocks_[i];
     // Attention sub-block: x_mid = x_in + o_proj(attn(norm(x_in)))
-    rmsnorm_forward(b.h1.data(), b.rstd1.data(), b.x_in.data(), P(b.ln1), N, C, eps);
+    rmsnorm_forward(ctx_, b.h1.data(), b.rstd1.data(), b.x_in.data(), P(b.ln1), N, C, eps);
     round_operand(bf16_, b.h1);
     linear_forward(b.qkv.data(), b.h1.data(), P(b.wqkv), N, C, QKV);
     if (b.linear) {
@@ -193,16 +194,16 @@ void LinearLlama::forward(const int32_t* tokens) {
     std::memcpy(b.x_mid.data(), b.x_in.data(), sizeof(float) * N * C);
     linear_forward_accumulate(b.x_mid.data(), b.attn.data(), P(b.wo), N, HD, C);
     // MLP sub-block: x_out = x_mid + down(swiglu(gate_up(norm(x_mid))))
-    rmsnorm_forward(b.h2.data(), b.rstd2.data(), b.x_mid.data(), P(b.ln2), N, C, eps);
+    rmsnorm_forward(ctx_, b.h2.data(), b.rstd2.data(), b.x_mid.data(), P(b.ln2), N, C, eps);
     round_operand(bf16_, b.h2);
     linear_forward(b.gu.data(), b.h2.data(), P(b.wgu), N, C, 2 * F);
-    swiglu_forward(b.act.data(), b.gu.data(), N, F);
+    swiglu_forward(ctx_, b.act.data(), b.gu.data(), N, F);
     round_operand(bf16_, b.act);
     float* x_out = i + 1 < blocks_.size() ? blocks_[i + 1]->x_in.data() : x_final_.data();
     std::memcpy(x_out, b.x_mid.data(), sizeof(float) * N * C);
     linear_forward_accumulate(x_out, b.act.data(), P(b.wd), N, F, C);
   }
-  rmsnorm_forward(h_final_.data(), rstd_final_.data(), x_final_.data(),
+  rmsnorm_forward(ctx_, h_final_.data(), rstd_final_.data(), x_final_.data(),
                   P(table_.find("model.norm.weight")), N, C, eps);
   round_operand(bf16_, h_final_);
 }
@@ -232,7 +233,7 @@ CrossEntropyStats LinearLlama::forward_backward(const int32_t* tokens, const int
   // dx_ is the residual stream's gradient, walked from the top down.
   std::fill(dx_.begin(), dx_.end(), 0.0f);
   const TensorView& norm_w = table_.at("model.norm.weight");
-  rmsnorm_backward(dx_.data(), grads_.at(norm_w), dh_final_.data(), x_final_.data(),
+  rmsnorm_backward(ctx_, dx_.data(), grads_.at(norm_w), dh_final_.data(), x_final_.data(),
                    P(table_.find(norm_w.name)), rstd_final_.data(), N, C);
   if (grads_ready_) {
     std::vector<int> ready = {table_.find(norm_w.name)};
@@ -244,9 +245,9 @@ CrossEntropyStats LinearLlama::forward_backward(const int32_t* tokens, const int
     Block& b = *blocks_[li];
     // MLP: x_out = x_mid + act @ Wd^T
     linear_backward(d_act_.data(), G(b.wd), dx_.data(), b.act.data(), P(b.wd), N, F, C);
-    swiglu_backward(d_gu_.data(), d_act_.data(), b.gu.data(), N, F);
+    swiglu_backward(ctx_, d_gu_.data(), d_act_.data(), b.gu.data(), N, F);
     linear_backward(d_h_.data(), G(b.wgu), d_gu_.data(), b.h2.data(), P(b.wgu), N, C, 2 * F);
-    rmsnorm_backward(dx_.data(), G(b.ln2), d_h_.data(), b.x_mid.data(), P(b.ln2), b.rstd2.data(), N, C);
+    rmsnorm_backward(ctx_, dx_.data(), G(b.ln2), d_h_.data(), b.x_mid.data(), P(b.ln2), b.rstd2.data(), N, C);
     // Attention: x_mid = x_in + attn @ Wo^T
     linear_backward(d_attn_.data(), G(b.wo), dx_.data(), b.attn.data(), P(b.wo), N, HD, C);
     if (b.linear) {
@@ -261,7 +262,7 @@ CrossEntropyStats LinearLlama::forward_backward(const int32_t* tokens, const int
       gemm(false, false, N, C, HD, 1.0f, d_g_.data(), HD, P(b.wg), C, 1.0f, d_h_.data(), C);
       linear_backward(nullptr, G(b.wg), d_g_.data(), b.h1.data(), P(b.wg), N, C, HD);
     }
-    rmsnorm_backward(dx_.data(), G(b.ln1), d_h_.data(), b.x_in.data(), P(b.ln1), b.rstd1.data(), N, C);
+    rmsnorm_backward(ctx_, dx_.data(), G(b.ln1), d_h_.data(), b.x_in.data(), P(b.ln1), b.rstd1.data(), N, C);
     if (grads_ready_) {
       // k_proj, v_proj follow q_proj and up_proj follows gate_proj (make_param_table).
       std::vector<int> ready = {b.ln1, b.wqkv, b.wqkv + 1, b.wqkv + 2, b.wo,
@@ -270,7 +271,7 @@ CrossEntropyStats LinearLlama::forward_backward(const int32_t* tokens, const int
       grads_ready_(ready);
     }
   }
-  embedding_backward(grads_.at(table_.view(0)), dx_.data(), tokens_.data(), N, C);
+  embedding_backward(ctx_, grads_.at(table_.view(0)), dx_.data(), tokens_.data(), N, C);
   if (grads_ready_) grads_ready_({0});  // the embedding (also the head when tied)
   return stats;
 }
@@ -283,7 +284,7 @@ size_t LinearLlama::activation_bytes() const {
          b->act.size();
   }
   n += x_final_.size() + h_final_.size() + rstd_final_.size();
-  size_t bytes = n * sizeof(float) + head_.workspace_bytes();
+  size_t bytes = n * sizeof(float) + head_.workspace_bytes() + scratch_.capacity();
   for (const auto& b : blocks_)
     bytes += b->linear ? b->linear->saved_bytes() : b->softmax->saved_bytes();
   return bytes;

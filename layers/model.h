@@ -15,6 +15,7 @@
 
 #include "layers/cross_entropy.h"
 #include "runtime/config/config.h"
+#include "runtime/context.h"
 #include "runtime/param_table.h"
 
 namespace lintrain {
@@ -95,6 +96,8 @@ class LinearLlama {
   std::vector<float> d_act_, d_gu_, d_h_, d_attn_, d_g_, d_qkv_;
   ChunkedCrossEntropy head_;
   GradsReadyHook grads_ready_;
+  Arena scratch_;  // the ops' temporaries, reserved at construction
+  Context ctx_;    // where the model's ops run
 };
 
 }  // namespace lintrain

@@ -22,3 +22,7 @@
       throw ::lintrain::Error(::lintrain::str_cat("[cublas] ", #call, " failed at ", __FILE__, ":", \
                                                   __LINE__, ": ", cublasGetStatusString(lt_st_))); \
   } while (0)
+
+// After a kernel launch: a bad configuration (grid, block, shared memory)
+// shows up here, named by the launcher that made it.
+#define LT_CUDA_CHECK_LAUNCH(kernel) LT_CUDA_CHECK((kernel, cudaGetLastError()))

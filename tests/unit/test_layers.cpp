@@ -8,11 +8,9 @@
 #include <vector>
 
 #include "layers/cross_entropy.h"
-#include "layers/embedding.h"
 #include "layers/linear.h"
-#include "layers/rmsnorm.h"
-#include "layers/swiglu.h"
 #include "runtime/error.h"
+#include "runtime/ops.h"
 #include "runtime/rng.h"
 
 using namespace lintrain;
@@ -26,6 +24,16 @@ std::vector<float> randn(size_t n, Rng& rng, double scale = 1.0) {
   return v;
 }
 Vec to_d(const std::vector<float>& v) { return Vec(v.begin(), v.end()); }
+
+// A CPU context whose arena holds what these small ops need.
+struct CpuContext {
+  Arena arena;
+  Context ctx;
+  CpuContext() {
+    arena.reserve(1 << 20);
+    ctx.scratch = &arena;
+  }
+};
 
 // Gradient of f (float64) at x by central differences. h = 1e-6 balances
 // truncation (~h^2 * f''' ~ 1e-12) against roundoff (~1e-16 / h ~ 1e-10).
@@ -86,6 +94,7 @@ TEST(Linear, ForwardBackwardMatchFloat64) {
 }
 
 TEST(Embedding, GathersAndScattersRows) {
+  CpuContext cpu;
   Rng rng(2);
   const int V = 9, C = 70, N = 12;  // C > 64 crosses a column-slice boundary
   auto wte = randn(V * C, rng), dy = randn(N * C, rng);
@@ -93,19 +102,20 @@ TEST(Embedding, GathersAndScattersRows) {
   for (auto& t : tok) t = static_cast<int32_t>(rng.below(V));
   tok[3] = tok[7];  // a repeated token must accumulate
   std::vector<float> y(N * C), dwte(V * C, 0.0f);
-  embedding_forward(y.data(), tok.data(), wte.data(), N, C, V);
+  embedding_forward(cpu.ctx, y.data(), tok.data(), wte.data(), N, C, V);
   for (int n = 0; n < N; ++n)
     for (int c = 0; c < C; ++c) ASSERT_EQ(y[n * C + c], wte[tok[n] * C + c]);
-  embedding_backward(dwte.data(), dy.data(), tok.data(), N, C);
+  embedding_backward(cpu.ctx, dwte.data(), dy.data(), tok.data(), N, C);
   Vec want(V * C, 0.0);
   for (int n = 0; n < N; ++n)
     for (int c = 0; c < C; ++c) want[tok[n] * C + c] += dy[n * C + c];
   EXPECT_LT(rel_err(dwte, want), 1e-6);  // at most two fp32 additions per entry
   tok[0] = V;
-  EXPECT_THROW(embedding_forward(y.data(), tok.data(), wte.data(), N, C, V), Error);
+  EXPECT_THROW(embedding_forward(cpu.ctx, y.data(), tok.data(), wte.data(), N, C, V), Error);
 }
 
 TEST(RMSNorm, ForwardBackwardMatchFloat64) {
+  CpuContext cpu;
   Rng rng(3);
   const int N = 6, C = 13;
   const float eps = 1e-5f;
@@ -121,9 +131,9 @@ TEST(RMSNorm, ForwardBackwardMatchFloat64) {
     return y;
   };
   std::vector<float> y(N * C), rstd(N), dx(N * C, 0.25f), dw(C, 0.0f);
-  rmsnorm_forward(y.data(), rstd.data(), x.data(), w.data(), N, C, eps);
+  rmsnorm_forward(cpu.ctx, y.data(), rstd.data(), x.data(), w.data(), N, C, eps);
   EXPECT_LT(rel_err(y, ref(to_d(x), to_d(w))), kTol);
-  rmsnorm_backward(dx.data(), dw.data(), dy.data(), x.data(), w.data(), rstd.data(), N, C);
+  rmsnorm_backward(cpu.ctx, dx.data(), dw.data(), dy.data(), x.data(), w.data(), rstd.data(), N, C);
   const Vec dyd = to_d(dy);
   Vec gx = fd_grad([&](const Vec& xd) { return dot(ref(xd, to_d(w)), dyd); }, to_d(x));
   for (auto& g : gx) g += 0.25;  // dinp accumulates into the residual gradient
@@ -132,6 +142,7 @@ TEST(RMSNorm, ForwardBackwardMatchFloat64) {
 }
 
 TEST(SwiGLU, ForwardBackwardMatchFloat64) {
+  CpuContext cpu;
   Rng rng(4);
   const int N = 5, F = 9;
   auto gu = randn(N * 2 * F, rng, 3.0), dh = randn(N * F, rng);
@@ -145,9 +156,9 @@ TEST(SwiGLU, ForwardBackwardMatchFloat64) {
     return h;
   };
   std::vector<float> h(N * F), dgu(N * 2 * F);
-  swiglu_forward(h.data(), gu.data(), N, F);
+  swiglu_forward(cpu.ctx, h.data(), gu.data(), N, F);
   EXPECT_LT(rel_err(h, ref(to_d(gu))), kTol);
-  swiglu_backward(dgu.data(), dh.data(), gu.data(), N, F);
+  swiglu_backward(cpu.ctx, dgu.data(), dh.data(), gu.data(), N, F);
   EXPECT_LT(rel_err(dgu, fd_grad([&](const Vec& g) { return dot(ref(g), to_d(dh)); }, to_d(gu))), kTol);
 }
 

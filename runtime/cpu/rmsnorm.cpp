@@ -1,9 +1,22 @@
-#include "layers/rmsnorm.h"
-
+// RMSNorm on the CPU (the op: runtime/ops.h). Statistics accumulate in
+// double; the weight gradient sums fixed row chunks in order, so results do
+// not depend on the thread count.
 #include <cmath>
-#include <vector>
+#include <cstdint>
 
-namespace lintrain {
+#include "runtime/arena.h"
+#include "runtime/backend.h"
+
+namespace lintrain::cpu {
+
+namespace {
+constexpr int kRowsPerChunk = 256;  // rows whose dweight partial one thread sums
+int row_chunks(int N) { return (N + kRowsPerChunk - 1) / kRowsPerChunk; }
+}  // namespace
+
+size_t rmsnorm_backward_scratch_bytes(int N, int C) {
+  return arena_round(static_cast<size_t>(row_chunks(N)) * C * sizeof(float));
+}
 
 void rmsnorm_forward(float* out, float* rstd, const float* inp, const float* weight, int N, int C,
                      float eps) {
@@ -23,7 +36,7 @@ void rmsnorm_forward(float* out, float* rstd, const float* inp, const float* wei
   }
 }
 
-void rmsnorm_backward(float* dinp, float* dweight, const float* dout, const float* inp,
+void rmsnorm_backward(Arena& arena, float* dinp, float* dweight, const float* dout, const float* inp,
                       const float* weight, const float* rstd, int N, int C) {
   // dx_j = r * (w_j dy_j - x_j r^2 mean_i(dy_i w_i x_i))
 #pragma omp parallel for schedule(static)
@@ -38,12 +51,13 @@ void rmsnorm_backward(float* dinp, float* dweight, const float* dout, const floa
     for (int c = 0; c < C; ++c) dx[c] += r * ((weight ? weight[c] : 1.0f) * dy[c] - x[c] * k);
   }
   if (!dweight) return;
-  constexpr int kRowsPerChunk = 256;
-  const int nchunks = (N + kRowsPerChunk - 1) / kRowsPerChunk;
-  std::vector<float> partial(static_cast<size_t>(nchunks) * C, 0.0f);
+  const int nchunks = row_chunks(N);
+  ScratchScope scratch(arena);
+  float* partial = scratch.take<float>(static_cast<size_t>(nchunks) * C, "rmsnorm_backward");
 #pragma omp parallel for schedule(static)
   for (int ch = 0; ch < nchunks; ++ch) {
-    float* acc = partial.data() + static_cast<int64_t>(ch) * C;
+    float* acc = partial + static_cast<int64_t>(ch) * C;
+    for (int c = 0; c < C; ++c) acc[c] = 0.0f;
     const int n1 = (ch + 1) * kRowsPerChunk < N ? (ch + 1) * kRowsPerChunk : N;
     for (int n = ch * kRowsPerChunk; n < n1; ++n) {
       const float* x = inp + static_cast<int64_t>(n) * C;
@@ -56,4 +70,4 @@ void rmsnorm_backward(float* dinp, float* dweight, const float* dout, const floa
     for (int c = 0; c < C; ++c) dweight[c] += partial[static_cast<size_t>(ch) * C + c];
 }
 
-}  // namespace lintrain
+}  // namespace lintrain::cpu

@@ -1,9 +1,10 @@
-#include "layers/swiglu.h"
-
+// SwiGLU on the CPU (the op: runtime/ops.h).
 #include <cmath>
 #include <cstdint>
 
-namespace lintrain {
+#include "runtime/backend.h"
+
+namespace lintrain::cpu {
 
 void swiglu_forward(float* h, const float* gate_up, int N, int F) {
 #pragma omp parallel for schedule(static)
@@ -32,4 +33,4 @@ void swiglu_backward(float* dgate_up, const float* dh, const float* gate_up, int
   }
 }
 
-}  // namespace lintrain
+}  // namespace lintrain::cpu
