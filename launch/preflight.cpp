@@ -14,6 +14,7 @@
 #include "layers/model.h"
 #include "optim/param_groups.h"
 #include "runtime/checkpoint/checksum.h"
+#include "runtime/data/data_loader.h"
 #include "runtime/error.h"
 #include "runtime/io/mapped_file.h"
 
@@ -148,6 +149,21 @@ void check_ranks_agree(const RunConfig& cfg, const std::string& init_from, Commu
   throw ConfigError(str_cat("the ranks were started with different settings: rank", differ.size() > 1 ? "s " : " ",
                             ranks, differ.size() > 1 ? " differ" : " differs", " from rank 0 (", what, "). Every rank of a job must run the same run "
                             "file with the same --set overrides and --init-from file; start them with one command"));
+}
+
+void check_data_agrees(const DataLoader& train, const std::string& path, Communicator& world) {
+  if (world.size() == 1) return;
+  const std::string mine = train.fingerprint();
+  const std::vector<uint64_t> digests = gather_digests(xxh3_of(mine.data(), mine.size()), world);
+  int other = -1;
+  for (int r = 1; r < world.size() && other < 0; ++r)
+    if (digests[static_cast<size_t>(r)] != digests[0]) other = r;
+  if (other < 0) return;
+  const std::string first = broadcast_text(mine, 0, world), theirs = broadcast_text(mine, other, world);
+  throw ConfigError(str_cat("the ranks loaded different training data: data.path '", path, "' holds ", first,
+                            " on rank 0 but ", theirs, " on rank ", other, ". The same path names different files "
+                            "on these ranks (another node's copy, another working directory); give every rank the "
+                            "same data"));
 }
 
 void check_replicas_equal(const FlatBuffer& params, Communicator& world, const std::string& when) {

@@ -19,11 +19,18 @@
 
 namespace lintrain {
 
+class DataLoader;
+
 // Collective over `world`, before anything else that depends on the config.
 // Throws ConfigError on every rank when any rank's resolved config (or its
 // --init-from file's contents) differs from rank 0's, naming the first such
 // rank and the keys with both values.
 void check_ranks_agree(const RunConfig& cfg, const std::string& init_from, Communicator& world);
+
+// Collective: the training data every rank loaded must be the same (one path
+// may name different files on different nodes). Throws ConfigError on every
+// rank naming data.path and both fingerprints (DataLoader::fingerprint).
+void check_data_agrees(const DataLoader& train, const std::string& path, Communicator& world);
 
 // Collective over `world`: the parameters are replicated on every rank (SP and
 // DP both hold whole copies), so their digests must all be equal. Throws Error

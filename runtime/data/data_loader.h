@@ -56,6 +56,10 @@ class DataLoader {
   // How many different sequences the stream holds before it repeats (the
   // validation windows of a file), or 0 when it never repeats.
   virtual uint64_t distinct_sequences() const { return 0; }
+  // What the stream is made of, for comparing ranks: "N tokens, xxh3 H" for
+  // file data (sampled, see WindowLoader), "" for data generated from the
+  // config alone.
+  virtual std::string fingerprint() const { return ""; }
 
   Split split() const { return split_; }
   int batch_size() const { return B_; }

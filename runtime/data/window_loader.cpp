@@ -2,7 +2,9 @@
 
 #include <algorithm>
 #include <cmath>
+#include <vector>
 
+#include "runtime/checkpoint/checksum.h"
 #include "runtime/error.h"
 
 namespace lintrain {
@@ -71,6 +73,20 @@ WindowLoader::WindowLoader(const std::string& kind, uint64_t kind_id, std::strin
 
 std::string WindowLoader::name() const {
   return str_cat(kind_, " '", source_, "' [", split_name(split()), ": ", count_, " tokens]");
+}
+
+std::string WindowLoader::fingerprint() const {
+  constexpr uint64_t kPieces = 64, kPiece = 64 * 1024;
+  const uint64_t bytes = tokens_.count * static_cast<uint64_t>(tokens_.width);
+  std::vector<uint64_t> digests;
+  if (bytes <= kPieces * kPiece) {
+    digests.push_back(xxh3_of(tokens_.data, bytes));
+  } else {
+    for (uint64_t i = 0; i < kPieces; ++i)
+      digests.push_back(xxh3_of(tokens_.data + (bytes - kPiece) / (kPieces - 1) * i, kPiece));
+  }
+  return str_cat(tokens_.count, " tokens, xxh3 ",
+                 xxh3_hex(xxh3_of(digests.data(), digests.size() * sizeof(uint64_t))));
 }
 
 uint64_t WindowLoader::distinct_sequences() const {

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Issue 12 end to end, through the CLI as a user meets it:
 #   1. ranks started with different settings (an MPMD mpirun) stop at once,
-#      naming the keys, instead of crashing in MPI or training apart;
+#      naming the keys, instead of crashing in MPI or training apart, and so
+#      do ranks whose one data.path names different files;
 #   2. a FIFO given as the run file, the data or the --init-from file is
 #      refused at once (no hang), and so is a device;
 #   3. values that pass the schema but cannot be meant are refused: an
@@ -27,6 +28,14 @@ if command -v mpirun >/dev/null 2>&1; then
     "${MPIRUN[@]}" -np 1 "$LINTRAIN" train "$CFG" --set run.out_dir="$WORK/ranks" --set parallel.data=2 : \
     -np 1 "$LINTRAIN" train "$CFG" --set run.out_dir="$WORK/ranks" --set parallel.data=2 --set optim.lr=0.01 \
     --set data.seq_len=128
+  # One data.path naming different files on the two ranks (two working directories).
+  mkdir -p "$WORK/wa/data" "$WORK/wb/data"
+  cat /usr/share/common-licenses/GPL-3 >"$WORK/wa/data/x"
+  cat /usr/share/common-licenses/Apache-2.0 >"$WORK/wb/data/x"
+  expect_error ranks-data "the ranks loaded different training data: data.path 'data/x' holds" -- \
+    "${MPIRUN[@]}" -np 1 -wdir "$WORK/wa" "$LINTRAIN" train "$CFG" --set run.out_dir="$WORK/ranks" --set parallel.data=2 \
+    --set data.path=data/x : -np 1 -wdir "$WORK/wb" "$LINTRAIN" train "$CFG" --set run.out_dir="$WORK/ranks" \
+    --set parallel.data=2 --set data.path=data/x
 else
   note "SKIPPED part 1: mpirun is not installed"
 fi
