@@ -24,6 +24,7 @@
 #include "launch/ckpt_cli.h"
 #include "launch/launcher.h"
 #include "launch/memory_report.h"
+#include "launch/preflight.h"
 #include "launch/trainer.h"
 #include "parallel/mpi_communicator.h"
 #include "runtime/cpu/gemm.h"
@@ -185,6 +186,18 @@ std::string error_text(const std::exception& e) {
   return e.what();
 }
 
+void print_warnings(const lintrain::RunConfig& cfg) {
+  for (const std::string& w : cfg.warnings) std::fprintf(stderr, "lintrain: warning: %s\n", w.c_str());
+}
+
+// The run file, checked for everything config, memory and train refuse
+// before training starts (the optimizer's plan on the model's shapes too).
+lintrain::RunConfig load_checked(const Args& args) {
+  lintrain::RunConfig cfg = lintrain::load_run_config(args.file, args.overrides);
+  lintrain::check_optimizer_plan(cfg);
+  return cfg;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -207,9 +220,11 @@ int main(int argc, char** argv) {
       // joins the job; started alone, this process is a world of one.
       lintrain::install_stop_signals();
       die_with_launcher();
+      lintrain::check_tmpdir();  // MPI_Init needs it, and fails in Open MPI's words
       lintrain::MpiRuntime mpi(&argc, &argv);
       try {
         const lintrain::RunConfig cfg = lintrain::load_run_config(args.file, args.overrides);
+        if (mpi.rank() == 0) print_warnings(cfg);
         lintrain::TrainOptions opts;
         opts.init_from = args.init_from;
         opts.local_ranks = mpi.local_size();
@@ -232,8 +247,9 @@ int main(int argc, char** argv) {
         return 0;
       }
       if (args.file.empty()) usage_error("config needs a run file or --doc");
-      std::fputs(lintrain::config_to_yaml(lintrain::load_run_config(args.file, args.overrides)).c_str(),
-                 stdout);
+      const lintrain::RunConfig cfg = load_checked(args);
+      print_warnings(cfg);
+      std::fputs(lintrain::config_to_yaml(cfg).c_str(), stdout);
       return 0;
     }
     if (cmd == "memory") {
@@ -242,7 +258,9 @@ int main(int argc, char** argv) {
         return 0;
       }
       if (args.file.empty()) usage_error("memory needs a run file or --table");
-      std::fputs(lintrain::run_memory_report(lintrain::load_run_config(args.file, args.overrides)).c_str(), stdout);
+      const lintrain::RunConfig cfg = load_checked(args);
+      print_warnings(cfg);
+      std::fputs(lintrain::run_memory_report(cfg).c_str(), stdout);
       return 0;
     }
   } catch (const lintrain::UsageError& e) {

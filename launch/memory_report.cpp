@@ -15,6 +15,8 @@ std::string run_memory_report(const RunConfig& cfg) {
                  format_optimizer_report(cfg.optim, plan_optimizer_memory(cfg.optim, table)));
 }
 
+void check_optimizer_plan(const RunConfig& cfg) { plan_optimizer_memory(cfg.optim, make_param_table(cfg.model)); }
+
 namespace {
 
 struct PaperShape {

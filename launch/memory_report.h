@@ -13,6 +13,12 @@ namespace lintrain {
 // The run's parameter groups and optimizer state (as printed at startup).
 std::string run_memory_report(const RunConfig& cfg);
 
+// Plans the run's optimizer on its model's parameter table without
+// allocating anything, throwing what the trainer's optimizer would (a GaLore
+// rank above a matrix's smaller side, a group rule that takes no tensor), so
+// `lintrain config` refuses what `train` refuses.
+void check_optimizer_plan(const RunConfig& cfg);
+
 // The README's Markdown table: optimizer state of every optimizer at its
 // paper settings on the four LLaMA shapes, with bytes per parameter and the
 // fraction of AdamW's state.

@@ -304,7 +304,7 @@ RunConfig parse_config(const std::string& yaml_text, const std::vector<std::stri
   check_keys(document, "", place, yaml_text.size());
   apply_mapping(document, "", cfg, origins, place);
   for (const std::string& o : overrides) apply_override(o, cfg, origins);
-  validate_run_config(cfg, origins, check_files);
+  cfg.warnings = validate_run_config(cfg, origins, check_files);
   return cfg;
 }
 

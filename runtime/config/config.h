@@ -200,6 +200,10 @@ struct RunConfig {
   CheckpointConfig checkpoint;
   std::string resume = "auto";  // auto | none | PATH
   std::string source = "";      // where it was loaded from, for messages
+  // One line each, for keys given in a section this run does not use
+  // ("run.yaml:7: optim.galore.rank = 4 is set but optim.name is adamw (...):
+  // it has no effect"); the commands print them as "lintrain: warning: ...".
+  std::vector<std::string> warnings;
 };
 
 // Parses a YAML run file, applies `--set section.key=value` overrides in order,

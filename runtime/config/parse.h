@@ -94,7 +94,9 @@ class KeyOrigins {
 // The rules that involve more than one key, or the file system (unless
 // check_files is false: a recorded config, whose files may be gone and which
 // lists every key); run once after the file and all overrides are
-// applied. Throws ConfigError.
-void validate_run_config(const RunConfig& cfg, const KeyOrigins& origins, bool check_files = true);
+// applied. Throws ConfigError. Returns the warnings ("<where>: <key> = <value>
+// is set but ...: it has no effect") for keys given in sections the run does
+// not use.
+std::vector<std::string> validate_run_config(const RunConfig& cfg, const KeyOrigins& origins, bool check_files = true);
 
 }  // namespace lintrain::config

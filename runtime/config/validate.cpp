@@ -170,6 +170,56 @@ void check_learning_rates(const RunConfig& c, const KeyOrigins& o) {
   }
 }
 
+// What lintrain refuses from the config alone, whichever command reads it
+// (train, config, memory), so `lintrain config` never passes a run that
+// `train` then refuses.
+void check_supported(const RunConfig& c, const KeyOrigins& o) {
+  if (c.precision.fp8.enabled)
+    fail(o.where({"precision.fp8.enabled"}),
+         "precision.fp8.enabled: FP8 GEMMs are not available in this version of lintrain; set "
+         "precision.fp8.enabled=false");
+}
+
+// Keys the user gave (run file or --set) away from their default in a
+// section this run never reads: the sub-section of an optimizer that neither
+// optim.name nor any optim.groups rule uses, schedule.min_lr_ratio under
+// kind constant, precision.fp8.* with FP8 off. Not refused: `--set
+// optim.name=X` on a file tuned for another optimizer is a normal way to
+// compare optimizers. A value equal to the default is fine (`lintrain config`
+// writes every key). One warning line per key.
+std::vector<std::string> unused_key_warnings(const RunConfig& c, const KeyOrigins& o) {
+  const RunConfig defaults;
+  // Why the key's section is unused, "" when it is used.
+  auto unused_because = [&](const std::string& name) -> std::string {
+    for (const char* opt : {"adamw", "lion", "galore", "spam", "frugal"}) {
+      if (name.rfind(str_cat("optim.", opt, "."), 0) != 0) continue;
+      if (c.optim.name == opt) return "";
+      for (const ParamGroupRule& r : c.optim.groups)
+        if (r.optimizer == opt) return "";
+      // Without rules, galore and frugal send what they do not project to
+      // adamw (optim/param_groups.cpp effective_group_rules).
+      const bool default_rest = c.optim.groups.empty() && (c.optim.name == "galore" || c.optim.name == "frugal");
+      if (default_rest && std::string(opt) == "adamw") return "";
+      return str_cat("optim.name is ", c.optim.name, " (and no optim.groups rule uses ", opt, ")");
+    }
+    if (name == "schedule.min_lr_ratio" && c.schedule.kind == "constant") return "schedule.kind is constant";
+    if (name.rfind("precision.fp8.", 0) == 0 && name != "precision.fp8.enabled" && !c.precision.fp8.enabled)
+      return "precision.fp8.enabled is false";
+    return "";
+  };
+  std::vector<std::string> out;
+  for (const KeySpec& k : run_config_keys()) {
+    if (!o.given(k.name)) continue;
+    const std::string value = k.format(k.read(c));
+    if (value == k.format(k.read(defaults))) continue;
+    const std::string why = unused_because(k.name);
+    if (!why.empty())
+      out.push_back(str_cat(o.where({k.name.c_str()}), ": ", k.name, " = ", value, " is set but ", why,
+                            ": it has no effect"));
+  }
+  return out;
+}
+
 }  // namespace
 
 }  // namespace lintrain::config
@@ -180,7 +230,8 @@ double optim_default_lr(const std::string& name) { return name == "lion" ? 1e-4 
 
 namespace lintrain::config {
 
-void validate_run_config(const RunConfig& c, const KeyOrigins& o, bool check_files) {
+std::vector<std::string> validate_run_config(const RunConfig& c, const KeyOrigins& o, bool check_files) {
+  check_supported(c, o);
   check_model(c.model, o, check_files);
   check_data(c, o, check_files);
   if (check_files) {  // a recorded config was checked when its run started
@@ -192,6 +243,8 @@ void validate_run_config(const RunConfig& c, const KeyOrigins& o, bool check_fil
          str_cat("data.seq_len ", c.data.seq_len, " is not divisible by parallel.sequence ", c.parallel.sequence,
                  " (each sequence-parallel rank takes an equal chunk); use a seq_len of ",
                  nearby_multiples(c.data.seq_len, c.parallel.sequence)));
+  // A recorded config lists every key; its run was warned when it started.
+  return check_files ? unused_key_warnings(c, o) : std::vector<std::string>{};
 }
 
 }  // namespace lintrain::config
