@@ -25,6 +25,7 @@
 
 #include "launch/checkpointing.h"
 #include "launch/local_service.h"
+#include "launch/preflight.h"
 #include "runtime/config/config.h"
 #include "runtime/error.h"
 #include "runtime/io/input_file.h"
@@ -229,6 +230,7 @@ int run_launch(int argc, char** argv) {
     throw Error("mpirun not found on PATH; lintrain launch needs Open MPI: install the Debian package "
                 "openmpi-bin (apt-get install openmpi-bin, or run scripts/install-deps.sh)");
   check_open_mpi(mpirun);
+  check_tmpdir();  // mpirun and every rank keep session files there
   const std::string self = self_exe();
   std::unique_ptr<LocalService> service;
   std::vector<std::string> exports;

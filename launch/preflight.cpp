@@ -2,9 +2,12 @@
 
 #include <omp.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
+#include <climits>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -283,8 +286,16 @@ int threads_per_rank(const RunConfig& cfg, int local_ranks) {
   if (cfg.run.threads > 0) {
     threads = cfg.run.threads;
     from = "run.threads";
-  } else if (const char* env = std::getenv("OMP_NUM_THREADS"); env && std::atoi(env) > 0) {
-    threads = std::atoi(env);
+  } else if (const char* env = std::getenv("OMP_NUM_THREADS"); env && *env) {
+    // A count, or OpenMP's list of counts per nesting level ("4,2"): the
+    // first is this rank's. Anything else would be ignored without a word.
+    char* end = nullptr;
+    const long n = std::strtol(env, &end, 10);
+    if (end == env || n <= 0 || n > INT_MAX || (*end != '\0' && *end != ','))
+      throw ConfigError(str_cat("OMP_NUM_THREADS = '", env, "' is not a positive thread count; set it to a number ",
+                                "such as ", std::max(1, cores / std::max(1, local_ranks)),
+                                ", or unset it (or set run.threads) to let lintrain choose"));
+    threads = static_cast<int>(n);
     from = "OMP_NUM_THREADS";
   } else {
     return std::max(1, cores / std::max(1, local_ranks));
@@ -297,6 +308,21 @@ int threads_per_rank(const RunConfig& cfg, int local_ranks) {
                               limit, " is accepted); use ", std::max(1, cores / std::max(1, local_ranks)),
                               " (the cores per rank), or 0 to let lintrain choose"));
   return threads;
+}
+
+void check_tmpdir() {
+  const char* env = std::getenv("TMPDIR");
+  const std::string dir = env && *env ? env : "/tmp";
+  const std::string name = env && *env ? "TMPDIR" : "/tmp (TMPDIR is unset)";
+  const std::string fix = "; set TMPDIR to a writable directory (e.g. export TMPDIR=/tmp) before starting lintrain";
+  struct stat st;
+  if (::stat(dir.c_str(), &st) != 0)
+    throw Error(str_cat(name, " = '", dir, "': ", std::strerror(errno), "; MPI keeps its session files there", fix));
+  if (!S_ISDIR(st.st_mode))
+    throw Error(str_cat(name, " = '", dir, "' is not a directory; MPI keeps its session files there", fix));
+  if (::access(dir.c_str(), W_OK | X_OK) != 0)
+    throw Error(str_cat(name, " = '", dir, "' is not writable (", std::strerror(errno),
+                        "); MPI keeps its session files there", fix));
 }
 
 }  // namespace lintrain

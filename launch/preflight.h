@@ -61,4 +61,9 @@ void check_memory_fits(const RunConfig& cfg, int sp_size, int local_ranks);
 // is far above the cores (OpenBLAS and OpenMP then thrash or hang).
 int threads_per_rank(const RunConfig& cfg, int local_ranks);
 
+// $TMPDIR (or /tmp when unset) is an existing, writable directory. Open MPI
+// puts its session directory there and, when it cannot, aborts MPI_Init with
+// its own text and no word of TMPDIR; called before MPI starts. Throws Error.
+void check_tmpdir();
+
 }  // namespace lintrain

@@ -68,20 +68,24 @@ std::string did_you_mean(const std::string& word, const std::vector<std::string>
 // Every number of a run file reaches the kernels as an f32: one that f32
 // cannot hold (above FLT_MAX it becomes inf, below FLT_MIN a denormal or 0,
 // so an epsilon of 1e-50 silently becomes no epsilon) is refused for every key.
-void check_f32(const std::string& name, double x, const std::string& text, const std::string& where) {
+// `zero_ok`: whether the key takes 0, so the underflow advice names only
+// values the key accepts.
+void check_f32(const std::string& name, double x, const std::string& text, const std::string& where,
+               bool zero_ok = true) {
   const double a = std::fabs(x);
   if (a > FLT_MAX)
     fail(where, str_cat(name, ": ", text, " overflows f32 (largest ", FLT_MAX, "), so it would be inf in training; ",
                         "use a smaller value"));
   if (a != 0 && a < FLT_MIN)
     fail(where, str_cat(name, ": ", text, " underflows f32 (smallest normal ", FLT_MIN,
-                        "), so it would be a denormal or 0 in training; use 0 or a value >= 1.2e-38"));
+                        "), so it would be a denormal or 0 in training; use ", zero_ok ? "0 or " : "",
+                        "a value >= 1.2e-38"));
 }
 
 void check_range(const KeySpec& key, const std::string& name, double x, const std::string& text,
                  const std::string& where) {
   if (!key.range.contains(x)) fail(where, str_cat(name, ": must be ", key.range.describe(), ", got ", text));
-  check_f32(name, x, text, where);
+  check_f32(name, x, text, where, key.range.contains(0.0));
 }
 
 // A name, path or choice is one line of printable text. Control characters

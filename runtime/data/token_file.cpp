@@ -1,5 +1,6 @@
 #include "runtime/data/token_file.h"
 
+#include <algorithm>
 #include <filesystem>
 
 #include "runtime/data/window_loader.h"
@@ -54,6 +55,25 @@ TokenSpan token_span(const MappedFile& file, int width, const std::string& dtype
   return TokenSpan{file.data(), file.size() / static_cast<uint64_t>(width), width};
 }
 
+// A headerless u32 file read as u16 (the default dtype) is id, 0, id, 0, ...
+// for any vocabulary below 65536: it would train on that without a word.
+// Refused when, in a sample of at most ~1M tokens, every odd u16 is 0 while
+// some even one is not (a real u16 stream has 0 at half its places only if
+// id 0 is its most common token by far, and then not at every odd one).
+void check_not_u32_as_u16(const TokenSpan& t, const std::string& path) {
+  if (t.width != 2 || t.count < 64) return;
+  const uint64_t pairs = t.count / 2, stride = std::max<uint64_t>(1, pairs / (uint64_t{1} << 19));
+  bool even_nonzero = false;
+  for (uint64_t i = 0; i < pairs; i += stride) {
+    const uint8_t* p = t.data + 4 * i;
+    if (p[2] != 0 || p[3] != 0) return;  // an odd u16 that is not 0
+    even_nonzero = even_nonzero || p[0] != 0 || p[1] != 0;
+  }
+  if (even_nonzero)
+    throw ConfigError(str_cat("[data] data.path '", path, "' looks like u32 tokens (every second u16 is 0) but "
+                              "data.token_dtype is u16; set data.token_dtype: u32"));
+}
+
 }  // namespace
 
 std::unique_ptr<DataLoader> make_token_file_loader(const DataConfig& cfg, Split split, int vocab_size, int B, int T,
@@ -75,6 +95,7 @@ std::unique_ptr<DataLoader> make_token_file_loader(const DataConfig& cfg, Split 
   }
   const TokenSpan tokens = token_span(*file, width, cfg.token_dtype);
   if (tokens.count == 0) throw IoError(str_cat("[data] data.path '", cfg.path, "' holds no tokens"));
+  check_not_u32_as_u16(tokens, cfg.path);
   check_token_ids(tokens, vocab_size, cfg.path);
   return std::make_unique<WindowLoader>("tokens", kTokensKindId, cfg.path, std::move(file), tokens, cfg.valid_fraction,
                                         split, B, T, seed, dp_rank, dp_size);
