@@ -277,22 +277,39 @@ TrainResult train(const RunConfig& cfg, const TrainOptions& opts, Communicator& 
   }
   std::unique_ptr<MetricsLog> log;
   if (lead) log = std::make_unique<MetricsLog>(cfg.run.out_dir, cfg.train.steps, resumed);
+  // The evaluation after `step` steps, logged; false when a stop signal cut it short.
+  const auto evaluate_step = [&](int64_t step, Totals& ev) {
+    if (!evaluate(model, *valid_data, cfg.train.eval_batches, grid, ev)) return false;
+    if (lead) {
+      std::vector<std::pair<std::string, double>> erow = {{"loss", ev.loss()}};
+      if (report_accuracy) erow.emplace_back("accuracy", ev.accuracy());
+      log->write(static_cast<int>(step), erow, "eval");
+      if (print) log->print_eval(static_cast<int>(step) - 1, ev.loss(), report_accuracy ? ev.accuracy() : -1.0);
+    }
+    return true;
+  };
+  // Whether metrics.jsonl holds the evaluation of the step resumed from (one
+  // a stop signal cut short has none), the same on every rank.
+  const auto resumed_eval_done = [&]() {
+    double done = log && log->resumed_eval_done();
+    world.all_reduce_f64(&done, 1);
+    return done > 0;
+  };
   if (resumed >= 0 && counters.step >= cfg.train.steps) {
     // Training is over; what may be missing is the end of it: the final
     // evaluation (cut short by a stop signal) and the export (a run killed
     // after its final checkpoint). The export is rewritten from the
     // checkpoint's weights either way: the same bytes the run would write.
-    double eval_done = log && log->resumed_eval_done();
-    world.all_reduce_f64(&eval_done, 1);
+    const bool eval_done = resumed_eval_done();
     if (print)
       std::printf("lintrain: the run is complete at step %lld (train.steps = %d); nothing to train%s. Raise "
                   "train.steps to continue it, or set resume: none to start over\n",
                   static_cast<long long>(counters.step), cfg.train.steps,
-                  eval_done > 0 ? "" : " (its final evaluation runs now)");
+                  eval_done ? "" : " (its final evaluation runs now)");
     const int64_t step = counters.step;
-    if (eval_done == 0) {
+    if (!eval_done) {
       Totals ev;
-      if (!evaluate(model, *valid_data, cfg.train.eval_batches, grid, ev)) {
+      if (!evaluate_step(step, ev)) {
         if (print) std::printf("lintrain: final evaluation cut short by %s; run again to finish it (exit code %d)\n",
                                signal_name(stop_signal_received()), kExitPreempted);
         result.stopped_by_signal = stop_signal_received() > 0 ? stop_signal_received() : -1;
@@ -300,13 +317,7 @@ TrainResult train(const RunConfig& cfg, const TrainOptions& opts, Communicator& 
       }
       result.eval_loss = ev.loss();
       result.eval_accuracy = ev.accuracy();
-      if (lead) {
-        std::vector<std::pair<std::string, double>> erow = {{"loss", ev.loss()}};
-        if (report_accuracy) erow.emplace_back("accuracy", ev.accuracy());
-        log->write(static_cast<int>(step), erow, "eval");
-        if (print) log->print_eval(static_cast<int>(step) - 1, ev.loss(), report_accuracy ? ev.accuracy() : -1.0);
-        log->finish();
-      }
+      if (lead) log->finish();
     }
     if (lead) {
       try {
@@ -334,6 +345,21 @@ TrainResult train(const RunConfig& cfg, const TrainOptions& opts, Communicator& 
         std::printf("lintrain: stopped by %s before the first step; nothing new to save. Run the same command again "
                     "to %s (exit code %d)\n",
                     signal_name(stop_signal_received()), resumed >= 0 ? "continue" : "start", kExitPreempted);
+      result.stopped_by_signal = stop_signal_received() > 0 ? stop_signal_received() : -1;
+      return result;
+    }
+  }
+
+  // A periodic evaluation that a stop signal cut short (its checkpoint was
+  // saved right after): run it now, on the same weights, so the record of
+  // every evaluation step is complete.
+  if (resumed > 0 && cfg.train.eval_every > 0 && resumed % cfg.train.eval_every == 0 && !resumed_eval_done()) {
+    if (print) std::printf("lintrain: the evaluation of step %lld was cut short by the stop; it runs now\n",
+                           static_cast<long long>(resumed));
+    Totals ev;
+    if (!evaluate_step(resumed, ev)) {
+      if (print) std::printf("lintrain: stopped by %s during that evaluation; nothing new to save (exit code %d)\n",
+                             signal_name(stop_signal_received()), kExitPreempted);
       result.stopped_by_signal = stop_signal_received() > 0 ? stop_signal_received() : -1;
       return result;
     }
@@ -441,16 +467,12 @@ TrainResult train(const RunConfig& cfg, const TrainOptions& opts, Communicator& 
     if (last || (cfg.train.eval_every > 0 && (step + 1) % cfg.train.eval_every == 0)) {
       if (failpoint("train.sigterm-before-eval", step + 1)) std::raise(SIGTERM);  // a stop during the evaluation
       Totals ev;
-      if (!evaluate(model, *valid_data, cfg.train.eval_batches, grid, ev)) {
-        // A stop signal came during the evaluation: save and stop now.
+      if (!evaluate_step(step + 1, ev)) {
+        // A stop signal came during the evaluation: save and stop now (the
+        // resumed run evaluates these weights again first).
         stop = true;
         final_eval_cut = last;
         if (print) log->print_line(str_cat("lintrain: evaluation at step ", step + 1, " cut short by a stop signal\n"));
-      } else if (lead) {
-        std::vector<std::pair<std::string, double>> erow = {{"loss", ev.loss()}};
-        if (report_accuracy) erow.emplace_back("accuracy", ev.accuracy());
-        log->write(step + 1, erow, "eval");
-        if (print) log->print_eval(step, ev.loss(), report_accuracy ? ev.accuracy() : -1.0);
       }
       if (!stop || (last && !final_eval_cut)) {
         result.eval_loss = ev.loss();

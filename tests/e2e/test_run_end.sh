@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # How a run starts and ends when something gets in the way (issue 12):
 #   1. a stop signal during the final evaluation: the weights are exported,
-#      exit 75; the rerun finishes the evaluation (once) and exits 0;
+#      exit 75; the rerun finishes the evaluation (once) and exits 0; one cut
+#      short mid-run is run first by the resumed run;
 #   2. kill -9 between the final checkpoint and the export: the rerun writes
 #      the export, byte for byte the one an undisturbed run writes;
 #   3. the final export fails with checkpoint.every = 0: a checkpoint of the
@@ -53,6 +54,27 @@ run_rc evalcut3 "$LINTRAIN" train "$CFG" "${RUN[@]}" --set run.out_dir="$O"
 expect_rc 0 evalcut3
 [ "$(evals_at "$O" 4)" -eq 1 ] || fail "evalcut: a complete run evaluated again"
 note "ok: stop during the final evaluation -> export + 75; rerun evaluates once, exits 0"
+
+# A periodic evaluation cut short is run by the resumed run first, with the
+# loss an undisturbed run records.
+O="$WORK/periodic-eval"
+EV=(--set train.eval_every=2)
+run_rc straight-ev "$LINTRAIN" train "$CFG" "${RUN[@]}" "${EV[@]}" --set run.out_dir="$WORK/straight-ev"
+expect_rc 0 straight-ev
+LINTRAIN_FAILPOINTS=train.sigterm-before-eval@2 run_rc pevalcut1 "$LINTRAIN" train "$CFG" "${RUN[@]}" "${EV[@]}" \
+  --set run.out_dir="$O"
+expect_rc 75 pevalcut1
+[ "$(evals_at "$O" 2)" -eq 0 ] || fail "periodic eval: a record of the cut evaluation"
+run_rc pevalcut2 "$LINTRAIN" train "$CFG" "${RUN[@]}" "${EV[@]}" --set run.out_dir="$O"
+expect_rc 0 pevalcut2
+expect_out pevalcut2 "the evaluation of step 2 was cut short by the stop; it runs now"
+for s in 2 4; do
+  [ "$(evals_at "$O" $s)" -eq 1 ] || fail "periodic eval: step $s evaluated $(evals_at "$O" $s) times"
+  want=$(grep "\"step\": $s, .*\"kind\": \"eval\"" "$WORK/straight-ev/metrics.jsonl")
+  got=$(grep "\"step\": $s, .*\"kind\": \"eval\"" "$O/metrics.jsonl")
+  [ "$want" = "$got" ] || fail "periodic eval: step $s record '$got', undisturbed '$want'"
+done
+note "ok: a periodic evaluation cut short runs first on resume, with the undisturbed loss"
 
 # ---- 2. kill -9 after the final checkpoint, before the export --------------------------------
 O="$WORK/killed"
