@@ -153,7 +153,7 @@ std::string full_file(const std::string& data_path) {
          "parallel: {sequence: 4, data: 2}\n"
          "precision:\n"
          "  compute: bf16\n"
-         "  fp8: {enabled: true, recipe: blockwise, format: e4m3, amax_history_len: 16, margin: 1}\n"
+         "  fp8: {enabled: false, recipe: blockwise, format: e4m3, amax_history_len: 16, margin: 1}\n"
          "optim: {name: adamw, lr: 3.0e-4, weight_decay: 0.1, adamw: {betas: [0.9, 0.95], eps: 1e-10}}\n"
          "schedule: {kind: linear, warmup_steps: 100, min_lr_ratio: 0}\n"
          "checkpoint: {every: 100, keep: 5, async: false, service: 'ckpt-host:50051', dir: /ckpt/full,\n"
@@ -283,7 +283,7 @@ TEST(ConfigParse, FullFileSetsEveryKey) {
   EXPECT_EQ(c.parallel.sequence, 4);
   EXPECT_EQ(c.parallel.data, 2);
   EXPECT_EQ(c.precision.compute, "bf16");
-  EXPECT_TRUE(c.precision.fp8.enabled);
+  EXPECT_FALSE(c.precision.fp8.enabled);
   EXPECT_EQ(c.precision.fp8.recipe, "blockwise");
   EXPECT_EQ(c.precision.fp8.format, "e4m3");
   EXPECT_EQ(c.precision.fp8.amax_history_len, 16);
@@ -776,3 +776,54 @@ TEST(ConfigOptim, BadGroupRulesNameTheRuleAndTheFix) {
   EXPECT_EQ(parse_error("data: {kind: mqar}\noptim: {no_decay: [[a]]}\n"),
             "run.yaml:2: optim.no_decay[0]: expected a string, got a list");
 }
+
+// ---- what the config alone refuses, and keys that do nothing in this run -------------
+
+// FP8 is refused by the config checks (train, config and memory alike), not
+// only when training starts.
+TEST(ConfigSupported, Fp8IsRefusedAtLoad) {
+  EXPECT_CONTAINS(parse_error("data: {kind: mqar}\n", {"precision.fp8.enabled=true"}),
+                  "--set precision.fp8.enabled=true: precision.fp8.enabled: FP8 GEMMs are not available");
+}
+
+TEST(ConfigWarnings, KeysOfUnusedSectionsWarnOncePerKey) {
+  const std::string mqar = "data: {kind: mqar}\n";
+  EXPECT_TRUE(parse(mqar).warnings.empty());
+  // An optimizer's sub-section that neither optim.name nor a rule uses.
+  const RunConfig g = parse(mqar, {"optim.galore.rank=4"});
+  ASSERT_EQ(g.warnings.size(), 1u);
+  EXPECT_EQ(g.warnings[0],
+            "--set optim.galore.rank=4: optim.galore.rank = 4 is set but optim.name is adamw (and no optim.groups "
+            "rule uses galore): it has no effect");
+  // Used by name, by a rule, or (adamw) as galore's default rest: no warning.
+  EXPECT_TRUE(parse(mqar, {"optim.name=galore", "optim.galore.rank=4"}).warnings.empty());
+  EXPECT_TRUE(parse(mqar + "optim:\n  galore: {rank: 4}\n  groups: [{match: ['*'], ndim: 2, optimizer: galore}, "
+                           "{match: ['*']}]\n").warnings.empty());
+  EXPECT_TRUE(parse(mqar, {"optim.name=galore", "optim.adamw.eps=1e-7"}).warnings.empty());
+  // `--set optim.name=X` on a file tuned for adamw: warned, not refused.
+  const RunConfig l = parse(mqar + "optim: {adamw: {eps: 1.0e-7, betas: [0.9, 0.95]}}\n", {"optim.name=lion"});
+  ASSERT_EQ(l.warnings.size(), 2u);
+  EXPECT_CONTAINS(l.warnings[0], "run.yaml:");
+  EXPECT_CONTAINS(l.warnings[0], "optim.adamw.betas = [0.9, 0.95] is set but optim.name is lion");
+  // The schedule and fp8.
+  const RunConfig s = parse(mqar, {"schedule.kind=constant", "schedule.min_lr_ratio=0.5"});
+  ASSERT_EQ(s.warnings.size(), 1u);
+  EXPECT_CONTAINS(s.warnings[0], "schedule.min_lr_ratio = 0.5 is set but schedule.kind is constant");
+  EXPECT_TRUE(parse(mqar, {"schedule.kind=linear", "schedule.min_lr_ratio=0.5"}).warnings.empty());
+  const RunConfig f = parse(mqar, {"precision.fp8.recipe=current"});
+  ASSERT_EQ(f.warnings.size(), 1u);
+  EXPECT_CONTAINS(f.warnings[0], "precision.fp8.recipe = current is set but precision.fp8.enabled is false");
+  // A value equal to the default (what `lintrain config` writes) is not a setting.
+  EXPECT_TRUE(parse(mqar, {"optim.galore.rank=128", "precision.fp8.recipe=delayed"}).warnings.empty());
+  // The resolved YAML of a run loads back without warnings.
+  EXPECT_TRUE(parse(config_to_yaml(parse(mqar))).warnings.empty());
+}
+
+// The f32-underflow advice names only values the key accepts.
+TEST(ConfigValues, UnderflowAdviceFitsTheKey) {
+  const std::string eps = parse_error("data: {kind: mqar}\n", {"model.rms_norm_eps=1e-40"});
+  EXPECT_CONTAINS(eps, "underflows f32");
+  EXPECT_EQ(eps.find("use 0"), std::string::npos) << eps;
+  EXPECT_CONTAINS(eps, "a value >= 1.2e-38");
+}
+

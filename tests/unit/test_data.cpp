@@ -332,6 +332,24 @@ TEST(TokenData, RawU16AndU32Files) {
   check_position_tokens<uint32_t>(tokens_config(dir.file("t32.bin"), "u32", 64, 0.2), 5000, 100000);
 }
 
+// A headerless u32 file under the default u16 reads as id, 0, id, 0, ...:
+// refused, naming the fix. u16 ids with many zeros (not at every odd place) load.
+TEST(TokenData, U32FileReadAsU16IsRefused) {
+  TempDir dir;
+  std::vector<uint32_t> ids32(5000);
+  for (size_t i = 0; i < ids32.size(); ++i) ids32[i] = static_cast<uint32_t>(1 + i % 200);
+  write_tokens(dir.file("t32.bin"), ids32);
+  expect_error<ConfigError>(
+      [&] { make_data_loader(tokens_config(dir.file("t32.bin"), "u16", 16), Split::Train, 256, 1, 16, 1); },
+      {"t32.bin", "looks like u32 tokens", "every second u16 is 0", "data.token_dtype: u32"});
+  EXPECT_NO_THROW(make_data_loader(tokens_config(dir.file("t32.bin"), "u32", 16), Split::Train, 256, 1, 16, 1));
+  std::vector<uint16_t> zeros(4000, 0);
+  for (size_t i = 0; i < zeros.size(); i += 2) zeros[i] = 5;
+  zeros[1001] = 9;  // one odd id that is not 0 in the sample
+  write_tokens(dir.file("z16.bin"), zeros);
+  EXPECT_NO_THROW(make_data_loader(tokens_config(dir.file("z16.bin"), "u16", 16), Split::Train, 256, 1, 16, 1));
+}
+
 TEST(TokenData, LlmcHeaderedShards) {
   TempDir dir;
   std::vector<uint16_t> ids16(2000);
