@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# The probe's config findings, through the CLI as a user meets them:
+#   F9  a key of a section the run does not use is warned about, once, by
+#       config, memory and train (not refused: --set optim.name=X on a file
+#       tuned for another optimizer is a normal comparison);
+#   F10 config and memory refuse what train refuses from the config alone
+#       (FP8, a GaLore rank above a matrix's smaller side);
+#   F11 a u32 token file read as u16 is refused;
+#   F13 a TMPDIR that is not a writable directory is named before MPI starts;
+#   F15 OMP_NUM_THREADS that is not a count is refused; the f32-underflow
+#       advice names a value the key takes.
+set -euo pipefail
+# shellcheck source=tests/e2e/launch_lib.sh
+source "$(dirname "$0")/launch_lib.sh"
+setup_test "$@"
+CFG="$REPO/tests/e2e/ckpt_small.yaml"
+export OMP_NUM_THREADS=1
+RUN=(--set train.steps=1 --set checkpoint.every=0 --set run.out_dir="$WORK/out")
+
+# F9: one warning line per key, on each command; the run still goes.
+WARN="warning: --set optim.galore.rank=4: optim.galore.rank = 4 is set but optim.name is adamw (and no optim.groups rule uses galore): it has no effect"
+for cmd in config memory train; do
+  extra=()
+  [ "$cmd" = train ] && extra=("${RUN[@]}")
+  "$LINTRAIN" "$cmd" "$CFG" --set optim.galore.rank=4 "${extra[@]}" >"$WORK/w_$cmd.out" 2>"$WORK/w_$cmd.err" ||
+    { cat "$WORK/w_$cmd.err"; fail "$cmd with an unused key failed"; }
+  [ "$(grep -cF -- "$WARN" "$WORK/w_$cmd.err")" -eq 1 ] || { cat "$WORK/w_$cmd.err"; fail "$cmd: no single warning"; }
+  rm -rf "$WORK/out"
+done
+"$LINTRAIN" config "$CFG" --set schedule.kind=constant --set schedule.min_lr_ratio=0.5 2>&1 >/dev/null |
+  grep -q "schedule.min_lr_ratio = 0.5 is set but schedule.kind is constant" || fail "min_lr_ratio: no warning"
+"$LINTRAIN" config "$CFG" --set precision.fp8.recipe=current 2>&1 >/dev/null |
+  grep -q "precision.fp8.recipe = current is set but precision.fp8.enabled is false" || fail "fp8.recipe: no warning"
+[ -z "$("$LINTRAIN" config "$CFG" 2>&1 >/dev/null)" ] || fail "ckpt_small.yaml warns"
+note "ok: unused keys warned"
+
+# F10: config and memory refuse before train would.
+for cmd in config memory; do
+  expect_error "fp8_$cmd" "precision.fp8.enabled: FP8 GEMMs are not available" -- \
+    "$LINTRAIN" "$cmd" "$CFG" --set precision.fp8.enabled=true
+  expect_error "galore_$cmd" "optim.galore.rank 65 is above the smaller side" -- \
+    "$LINTRAIN" "$cmd" "$CFG" --set optim.name=galore --set optim.galore.rank=65
+done
+
+# F11: u32 ids under the default u16.
+python3 -c "import struct;open('$WORK/t32.bin','wb').write(b''.join(struct.pack('<I',1+i%200) for i in range(20000)))"
+expect_error u32_as_u16 "looks like u32 tokens (every second u16 is 0).*set data.token_dtype: u32" -- \
+  "$LINTRAIN" train "$CFG" "${RUN[@]}" --set data.kind=tokens --set data.path="$WORK/t32.bin"
+rm -rf "$WORK/out"
+
+# F13: TMPDIR before MPI.
+expect_error tmpdir_file "TMPDIR = '/dev/null' is not a directory" -- \
+  env TMPDIR=/dev/null "$LINTRAIN" train "$CFG" "${RUN[@]}"
+expect_error tmpdir_missing "TMPDIR = '$WORK/none'" -- env TMPDIR="$WORK/none" "$LINTRAIN" train "$CFG" "${RUN[@]}"
+
+# F15: OMP_NUM_THREADS and the underflow advice.
+expect_error omp_garbage "OMP_NUM_THREADS = 'abc' is not a positive thread count" -- \
+  env OMP_NUM_THREADS=abc "$LINTRAIN" train "$CFG" "${RUN[@]}" --set run.threads=0
+rm -rf "$WORK/out"
+expect_error eps_tiny "underflows f32.*use a value >= 1.2e-38" -- "$LINTRAIN" config "$CFG" --set model.rms_norm_eps=1e-40
+if grep -q "use 0" "$WORK/eps_tiny.out"; then fail "rms_norm_eps advice names 0, which the key refuses"; fi
+note "passed"
