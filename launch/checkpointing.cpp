@@ -1,5 +1,6 @@
 #include "launch/checkpointing.h"
 
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -101,6 +102,36 @@ std::string wait_for_service(const ServiceEndpoint& ep, double timeout_s) {
   }
 }
 
+// `latest` must be a regular file (or absent): a directory there makes
+// every save's pointer update fail after the checkpoint is published.
+void check_latest_pointer(const std::string& dir) {
+  const std::string path = dir + "/" + kLatestName;
+  struct stat st;
+  if (::lstat(path.c_str(), &st) != 0 || S_ISREG(st.st_mode)) return;
+  const char* kind = S_ISDIR(st.st_mode) ? "a directory" : S_ISLNK(st.st_mode) ? "a symbolic link" : "not a regular file";
+  throw ConfigError(str_cat("checkpoint.dir: '", path, "' is ", kind, ", but it must be the file naming the newest "
+                            "checkpoint (lintrain writes it after each save): remove it (rm -r ", path,
+                            ") or set another checkpoint.dir"));
+}
+
+// resume: none into a directory that holds another run's checkpoints would
+// replace some of them, keep others and mix the two histories.
+void refuse_fresh_over(const CheckpointStore& store) {
+  int complete = 0;
+  int64_t newest = -1;
+  for (const CheckpointInfo& c : store.list())
+    if (c.complete) {
+      ++complete;
+      newest = std::max(newest, c.step);
+    }
+  if (complete == 0) return;
+  throw ConfigError(str_cat("resume: none, but ", store.dir(), " already holds ", complete, " checkpoint",
+                            complete == 1 ? "" : "s", " of an earlier run (newest ", store.path_of(newest),
+                            "); starting fresh there would replace and mix them: set another run.out_dir or "
+                            "checkpoint.dir, remove them (rm -r ", store.dir(), "), or set resume: auto to "
+                            "continue that run"));
+}
+
 }  // namespace
 
 RunCheckpoints::RunCheckpoints(const RunConfig& cfg, const ProcessGrid& grid) : cfg_(cfg), grid_(grid) {
@@ -141,6 +172,8 @@ RunCheckpoints::RunCheckpoints(const RunConfig& cfg, const ProcessGrid& grid) : 
       lock_ = std::make_unique<CheckpointStore>(dir_, /*create=*/true);
       lock_->lock_for_writing(str_cat("job ", job_, " (pid ", ::getpid(), " on ", host_name(), ")"));
       lock_->remove_stale(0);
+      check_latest_pointer(dir_);
+      if (cfg.resume == "none") refuse_fresh_over(*lock_);
     }
   }
   // No rank writes into the directory before rank 0 has cleared it.

@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Checkpoint findings of the second hostile probe, through the CLI:
+#   F1/F2. resume: none into a checkpoint.dir that already holds a run's
+#      checkpoints is refused at start, naming the newest and the fixes; the
+#      old checkpoints, `latest` and metrics.jsonl stay untouched (before: B's
+#      saves replaced some of A's, a later resume: auto took A's newer step
+#      and metrics.jsonl mixed the two runs);
+#   F6. checkpoint.dir/latest being a directory is refused at start (before:
+#      every save "failed" with a raw "rename failed: Is a directory").
+#   usage: test_probe_ckpt.sh LINTRAIN_BIN WORK_DIR
+set -euo pipefail
+# shellcheck source=tests/e2e/launch_lib.sh
+source "$(dirname "$0")/launch_lib.sh"
+setup_test "$@"
+export OMP_NUM_THREADS=1
+RUN="$REPO/tests/e2e/ckpt_small.yaml"
+BASE=(--set train.eval_every=0 --set train.log_every=1 --set checkpoint.every=3)
+
+# ---- F1/F2. resume: none over an earlier run's checkpoints ------------------------------
+out="$WORK/a"
+"$LINTRAIN" train "$RUN" "${BASE[@]}" --set run.out_dir="$out" --set train.steps=9 >"$out.log" 2>&1 ||
+  { cat "$out.log"; fail "F1: the first run failed"; }
+cp "$out/metrics.jsonl" "$WORK/metrics.before"
+cp "$out/checkpoints/latest" "$WORK/latest.before"
+expect_error resume-none-over "resume: none, but .* already holds" -- \
+  "$LINTRAIN" train "$RUN" "${BASE[@]}" --set run.out_dir="$out" --set train.steps=4 --set resume=none
+for want in "step-00000009" "run.out_dir" "rm -r $out/checkpoints" "resume: auto"; do
+  grep -qF -- "$want" "$WORK/resume-none-over.out" || fail "F1: no '$want' in the error"
+done
+cmp -s "$out/metrics.jsonl" "$WORK/metrics.before" || fail "F1: metrics.jsonl was changed by the refused run"
+cmp -s "$out/checkpoints/latest" "$WORK/latest.before" || fail "F1: latest was changed by the refused run"
+# The fixes the message names work: another out_dir, or the old checkpoints removed.
+"$LINTRAIN" train "$RUN" "${BASE[@]}" --set run.out_dir="$WORK/b" --set train.steps=4 --set resume=none \
+  >"$WORK/b.log" 2>&1 || { cat "$WORK/b.log"; fail "F1: resume: none into a fresh out_dir failed"; }
+rm -r "$out/checkpoints"
+"$LINTRAIN" train "$RUN" "${BASE[@]}" --set run.out_dir="$out" --set train.steps=4 --set resume=none \
+  >"$out.2.log" 2>&1 || { cat "$out.2.log"; fail "F1: resume: none after rm -r failed"; }
+note "F1: resume: none over an earlier run's checkpoints refused naming step-00000009 and the fixes; nothing touched"
+
+# ---- F6. latest is a directory --------------------------------------------------------
+out="$WORK/latestdir"
+mkdir -p "$out/checkpoints/latest"
+expect_error latest-is-dir "checkpoints/latest' is a directory, but it must be the file" -- \
+  "$LINTRAIN" train "$RUN" "${BASE[@]}" --set run.out_dir="$out" --set train.steps=6
+grep -qF "rm -r $out/checkpoints/latest" "$WORK/latest-is-dir.out" || fail "F6: no fix in the error"
+ls "$out/checkpoints" | grep -q '^step-' && fail "F6: a checkpoint was written before the refusal"
+note "F6: checkpoint.dir/latest as a directory refused at start with the fix"
+note "PASSED"
