@@ -46,12 +46,6 @@ double seconds_since(Clock::time_point t0) {
   return std::chrono::duration<double>(Clock::now() - t0).count();
 }
 
-// Refuse what this version cannot do rather than silently ignore it.
-void check_supported(const RunConfig& cfg) {
-  if (cfg.precision.fp8.enabled)
-    throw ConfigError("precision.fp8.enabled: FP8 GEMMs are not available in this version of "
-                      "lintrain; set precision.fp8.enabled=false");
-}
 
 // SIGTERM and SIGUSR1 (what Slurm sends before a time limit or preemption)
 // ask the run to stop after the current step with a checkpoint, and so does
@@ -194,7 +188,6 @@ void install_stop_signals() {
 TrainResult train(const RunConfig& cfg, const TrainOptions& opts, Communicator& world) {
   install_stop_signals();  // main installs them earlier; a library caller gets them here
   if (failpoint("train.sigterm-at-start")) std::raise(SIGTERM);  // a stop signal during start-up
-  check_supported(cfg);
   watchdog::set_timeout(cfg.parallel.timeout_s);  // MPI jobs: a stalled collective aborts the job (parallel/watchdog.h)
   watchdog::set_step(0);
   // Before anything whose shape depends on the config (the grid's splits
