@@ -144,8 +144,10 @@ RunCheckpoints::RunCheckpoints(const RunConfig& cfg, const ProcessGrid& grid) : 
                                 "starts for the run, but this process was not started by it (", kServiceEnv,
                                 " is unset); run it with lintrain launch, or start `lintrain ckpt serve --dir DIR` "
                                 "yourself and set checkpoint.service: HOST:PORT"));
+    check_service_address(env, str_cat(kServiceEnv, " (set by lintrain launch for checkpoint.service: local)"));
     endpoint_ = service_endpoint(env, cfg.checkpoint.token_file);
   } else if (service != "none") {
+    check_service_address(service, "checkpoint.service");
     endpoint_ = service_endpoint(service, cfg.checkpoint.token_file);
   }
   Communicator& world = grid.world();

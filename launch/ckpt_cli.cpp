@@ -19,6 +19,7 @@
 #include "runtime/checkpoint/service/server.h"
 #include "runtime/checkpoint/store.h"
 #include "runtime/config/config.h"
+#include "runtime/checkpoint/service/tcp_probe.h"
 #include "runtime/error.h"
 #include "runtime/io/atomic_file.h"
 #include "runtime/io/input_file.h"
@@ -156,6 +157,7 @@ int list(const Flags& f) {
     all = store.list();
     latest = store.latest();
   } else if (where.find(':') != std::string::npos) {
+    check_service_address(where, "ckpt ls");
     auto source = service_source(service_endpoint(where, f.get("--token-file")), 10);
     all = source->list();
   } else {

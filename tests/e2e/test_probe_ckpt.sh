@@ -6,7 +6,10 @@
 #      saves replaced some of A's, a later resume: auto took A's newer step
 #      and metrics.jsonl mixed the two runs);
 #   F6. checkpoint.dir/latest being a directory is refused at start (before:
-#      every save "failed" with a raw "rename failed: Is a directory").
+#      every save "failed" with a raw "rename failed: Is a directory");
+#   F8. a service address that is not HOST:PORT (LINTRAIN_CKPT_SERVICE for
+#      checkpoint.service: local, `ckpt ls HOST:PORT`) is refused at once,
+#      naming where it came from (before: a wait, then raw DEADLINE_EXCEEDED).
 #   usage: test_probe_ckpt.sh LINTRAIN_BIN WORK_DIR
 set -euo pipefail
 # shellcheck source=tests/e2e/launch_lib.sh
@@ -45,4 +48,11 @@ expect_error latest-is-dir "checkpoints/latest' is a directory, but it must be t
 grep -qF "rm -r $out/checkpoints/latest" "$WORK/latest-is-dir.out" || fail "F6: no fix in the error"
 ls "$out/checkpoints" | grep -q '^step-' && fail "F6: a checkpoint was written before the refusal"
 note "F6: checkpoint.dir/latest as a directory refused at start with the fix"
+
+# ---- F8. service addresses validated, naming their origin -------------------------------
+LINTRAIN_CKPT_SERVICE=garbage expect_error env-garbage "LINTRAIN_CKPT_SERVICE (set by lintrain launch.*'garbage' is not a checkpoint service address: want HOST:PORT" -- \
+  "$LINTRAIN" train "$RUN" "${BASE[@]}" --set run.out_dir="$WORK/f8" --set checkpoint.service=local
+expect_error ls-port-range "ckpt ls: 'localhost:99999' is not a checkpoint service address: its port must be a number from 1 to 65535" -- \
+  "$LINTRAIN" ckpt ls localhost:99999
+note "F8: LINTRAIN_CKPT_SERVICE=garbage and ckpt ls localhost:99999 refused at once, naming the origin"
 note "PASSED"

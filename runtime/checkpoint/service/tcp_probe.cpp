@@ -9,6 +9,9 @@
 #include <algorithm>
 #include <cerrno>
 #include <cmath>
+#include <string>
+
+#include "runtime/error.h"
 
 namespace lintrain {
 namespace {
@@ -95,6 +98,26 @@ int bind_errno(const std::string& address) {
   const int err = ::bind(fd, a->ai_addr, a->ai_addrlen) == 0 ? 0 : errno;
   ::close(fd);
   return err;
+}
+
+}  // namespace lintrain
+
+namespace lintrain {
+
+void check_service_address(const std::string& address, const std::string& origin) {
+  std::string host, port;
+  const bool split = split_host_port(address, &host, &port);
+  bool port_ok = split && !port.empty() && port.size() <= 5 &&
+                 port.find_first_not_of("0123456789") == std::string::npos;
+  if (port_ok) {
+    const long n = std::stol(port);
+    port_ok = n >= 1 && n <= 65535;
+  }
+  if (split && !host.empty() && port_ok) return;
+  throw ConfigError(str_cat(origin, ": '", address, "' is not a checkpoint service address: ",
+                            !split || host.empty() ? "want HOST:PORT (or [V6]:PORT), e.g. 127.0.0.1:7070"
+                                                   : "its port must be a number from 1 to 65535",
+                            "; give the address `lintrain ckpt serve --listen` was started with"));
 }
 
 }  // namespace lintrain

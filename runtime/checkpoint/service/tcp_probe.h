@@ -26,4 +26,9 @@ int bind_errno(const std::string& address);
 // it has no port.
 bool split_host_port(const std::string& address, std::string* host, std::string* port);
 
+// Throws ConfigError unless `address` is HOST:PORT (or [V6]:PORT) with a
+// port in 1..65535; the message names `origin` (where the value came from:
+// "checkpoint.service", "LINTRAIN_CKPT_SERVICE", "ckpt ls").
+void check_service_address(const std::string& address, const std::string& origin);
+
 }  // namespace lintrain
