@@ -74,6 +74,12 @@ class DirectorySource : public CheckpointSource {
     return load_safetensors(path, /*populate=*/true);
   }
   std::shared_ptr<void> hold(int64_t step) override { return std::make_shared<ReadLock>(store_.path_of(step)); }
+  int64_t latest_step() override {
+    int64_t step = -1;
+    const std::string name = store_.latest();
+    if (name.empty() || !parse_step_dir_name(name, &step)) return -1;
+    return step;
+  }
 
  private:
   CheckpointStore store_;
@@ -118,9 +124,36 @@ OpenedCheckpoint open_checkpoint(CheckpointSource& source, int64_t step) {
 std::optional<OpenedCheckpoint> open_newest(CheckpointSource& source,
                                             const std::function<void(const std::string&)>& warn) {
   const std::vector<CheckpointInfo> all = source.list();
+  // The job that wrote the checkpoint `latest` names: a newer one by another
+  // job is not this history's next step (a kill between publish and the
+  // pointer update leaves one by the same job).
+  const int64_t latest = source.latest_step();
+  std::string latest_job;
+  if (latest >= 0) {
+    try {
+      latest_job = parse_manifest(source.read_manifest(latest), source.where(latest)).job;
+    } catch (const IoError&) {
+      latest_job.clear();  // latest's checkpoint is damaged or gone: newest first, as without it
+    }
+  }
   std::vector<std::string> problems;  // the newer checkpoints that failed, newest first
   for (auto it = all.rbegin(); it != all.rend(); ++it) {
     std::string problem = it->problem;
+    if (it->complete && !latest_job.empty() && it->step > latest) {
+      try {
+        const Manifest m = parse_manifest(source.read_manifest(it->step), source.where(it->step));
+        if (m.job != latest_job) {
+          if (warn)
+            warn(str_cat("checkpoint ", source.where(it->step), " is newer than ", source.where(latest),
+                         ", which `latest` names, but was written by another job (", m.job, ", not ", latest_job,
+                         "): it belongs to another history of this directory; following `latest`. To continue "
+                         "that one instead set resume: ", source.where(it->step)));
+          continue;
+        }
+      } catch (const IoError&) {
+        // Reported below when it is opened.
+      }
+    }
     if (it->complete) {
       try {
         OpenedCheckpoint c = open_checkpoint(source, it->step);

@@ -40,6 +40,8 @@ class CheckpointSource {
   // Keeps the checkpoint from being deleted by retention while the result
   // lives (null where the source cannot).
   virtual std::shared_ptr<void> hold(int64_t step) = 0;
+  // The step `latest` names, or -1 where the source has no such pointer.
+  virtual int64_t latest_step() { return -1; }
 };
 
 std::unique_ptr<CheckpointSource> directory_source(const std::string& dir);
@@ -74,7 +76,9 @@ class NoUsableCheckpointError : public IoError {
 // through `warn` ("... step-00000200: file 'trainer.safetensors' checksum
 // ...; using step-00000100") and skipped. When there are checkpoints but none
 // opens, throws NoUsableCheckpointError naming each and what is wrong with
-// it: starting fresh would silently overwrite them.
+// it: starting fresh would silently overwrite them. A checkpoint newer than
+// the one `latest` names that another job wrote (a run that went back with
+// resume: PATH) is another history: skipped with a warning naming it.
 std::optional<OpenedCheckpoint> open_newest(CheckpointSource& source,
                                             const std::function<void(const std::string&)>& warn);
 

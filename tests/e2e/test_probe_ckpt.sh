@@ -5,6 +5,9 @@
 #      old checkpoints, `latest` and metrics.jsonl stay untouched (before: B's
 #      saves replaced some of A's, a later resume: auto took A's newer step
 #      and metrics.jsonl mixed the two runs);
+#   F2. resume: auto follows `latest`: a newer checkpoint another job wrote
+#      (left by a run that went back with resume: PATH) is skipped with a
+#      warning naming it and how to continue it (before: silently taken);
 #   F6. checkpoint.dir/latest being a directory is refused at start (before:
 #      every save "failed" with a raw "rename failed: Is a directory");
 #   F8. a service address that is not HOST:PORT (LINTRAIN_CKPT_SERVICE for
@@ -39,6 +42,21 @@ rm -r "$out/checkpoints"
 "$LINTRAIN" train "$RUN" "${BASE[@]}" --set run.out_dir="$out" --set train.steps=4 --set resume=none \
   >"$out.2.log" 2>&1 || { cat "$out.2.log"; fail "F1: resume: none after rm -r failed"; }
 note "F1: resume: none over an earlier run's checkpoints refused naming step-00000009 and the fixes; nothing touched"
+
+# ---- F2. resume: auto follows latest over a newer checkpoint of another history -----------
+out="$WORK/back"
+"$LINTRAIN" train "$RUN" "${BASE[@]}" --set run.out_dir="$out" --set train.steps=9 --set checkpoint.keep=5 >"$out.log" 2>&1 ||
+  { cat "$out.log"; fail "F2: the first run failed"; }
+"$LINTRAIN" train "$RUN" "${BASE[@]}" --set run.out_dir="$out" --set train.steps=5 \
+  --set resume="$out/checkpoints/step-00000003" >"$out.2.log" 2>&1 || { cat "$out.2.log"; fail "F2: resume: PATH failed"; }
+grep -qx "step-00000005" "$out/checkpoints/latest" || fail "F2: latest does not name step 5"
+[ -d "$out/checkpoints/step-00000009" ] || fail "F2: the other history's step 9 was removed"
+"$LINTRAIN" train "$RUN" "${BASE[@]}" --set run.out_dir="$out" --set train.steps=7 >"$out.3.log" 2>&1 ||
+  { cat "$out.3.log"; fail "F2: resume: auto failed"; }
+grep -q "resumed from $out/checkpoints/step-00000005 at step 5" "$out.3.log" || { cat "$out.3.log"; fail "F2: auto did not follow latest"; }
+grep -q "warning: checkpoint $out/checkpoints/step-00000009 is newer than .*step-00000005, which .latest. names, but was written by another job.*set resume: $out/checkpoints/step-00000009" "$out.3.log" ||
+  { cat "$out.3.log"; fail "F2: no warning naming the skipped newer checkpoint"; }
+note "F2: resume: auto followed latest (step 5) and named the other history's step 9 it skipped"
 
 # ---- F6. latest is a directory --------------------------------------------------------
 out="$WORK/latestdir"
