@@ -12,7 +12,9 @@
 #      every save "failed" with a raw "rename failed: Is a directory");
 #   F8. a service address that is not HOST:PORT (LINTRAIN_CKPT_SERVICE for
 #      checkpoint.service: local, `ckpt ls HOST:PORT`) is refused at once,
-#      naming where it came from (before: a wait, then raw DEADLINE_EXCEEDED).
+#      naming where it came from (before: a wait, then raw DEADLINE_EXCEEDED);
+#   F15. `ckpt serve --token-file /nonexist` names a token file, not a
+#      "checkpoint file".
 #   usage: test_probe_ckpt.sh LINTRAIN_BIN WORK_DIR
 set -euo pipefail
 # shellcheck source=tests/e2e/launch_lib.sh
@@ -73,4 +75,8 @@ LINTRAIN_CKPT_SERVICE=garbage expect_error env-garbage "LINTRAIN_CKPT_SERVICE (s
 expect_error ls-port-range "ckpt ls: 'localhost:99999' is not a checkpoint service address: its port must be a number from 1 to 65535" -- \
   "$LINTRAIN" ckpt ls localhost:99999
 note "F8: LINTRAIN_CKPT_SERVICE=garbage and ckpt ls localhost:99999 refused at once, naming the origin"
+
+expect_error token-missing "token file '$WORK/no-such-token' does not exist" -- \
+  "$LINTRAIN" ckpt serve --dir "$WORK/svc" --token-file "$WORK/no-such-token"
+note "F15: a missing --token-file is named as the token file"
 note "PASSED"

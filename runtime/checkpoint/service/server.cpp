@@ -21,6 +21,7 @@
 #include "runtime/checkpoint/service/tcp_probe.h"
 #include "runtime/checkpoint/store.h"
 #include "runtime/error.h"
+#include "runtime/io/input_file.h"
 #include "runtime/failpoint.h"
 #include "runtime/io/mapped_file.h"
 
@@ -105,12 +106,7 @@ bool is_loopback_listen(const std::string& listen) {
 }
 
 std::string read_token_file(const std::string& path) {
-  std::string token;
-  try {
-    token = read_small_file(path, 4096);
-  } catch (const IoError& e) {
-    throw IoError(str_cat("token file: ", e.what()));
-  }
+  std::string token = read_input_file(path, "token file", 4096);
   while (!token.empty() && (token.back() == '\n' || token.back() == '\r' || token.back() == ' ' || token.back() == '\t'))
     token.pop_back();
   if (token.empty()) throw IoError(str_cat("token file '", path, "' is empty; put a shared secret in it"));
