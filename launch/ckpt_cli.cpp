@@ -60,6 +60,9 @@ Flags parse_flags(int argc, char** argv, int first, const std::vector<std::strin
     bool ok = false;
     for (const std::string& k : known) ok |= k == arg;
     if (!ok) throw UsageError(str_cat("unknown option '", arg, "'"));
+    for (const auto& [seen, earlier] : f.values)
+      if (seen == arg)
+        throw UsageError(str_cat(arg, " is given twice ('", earlier, "' and '", value, "'); give it once"));
     f.values.emplace_back(arg, value);
   }
   return f;

@@ -13,6 +13,8 @@
 #   F8. a service address that is not HOST:PORT (LINTRAIN_CKPT_SERVICE for
 #      checkpoint.service: local, `ckpt ls HOST:PORT`) is refused at once,
 #      naming where it came from (before: a wait, then raw DEADLINE_EXCEEDED);
+#   F12. a flag given twice to `lintrain ckpt` (export --out e1 --out e2) is
+#      refused (before: one was silently dropped);
 #   F15. `ckpt serve --token-file /nonexist` names a token file, not a
 #      "checkpoint file".
 #   usage: test_probe_ckpt.sh LINTRAIN_BIN WORK_DIR
@@ -79,4 +81,9 @@ note "F8: LINTRAIN_CKPT_SERVICE=garbage and ckpt ls localhost:99999 refused at o
 expect_error token-missing "token file '$WORK/no-such-token' does not exist" -- \
   "$LINTRAIN" ckpt serve --dir "$WORK/svc" --token-file "$WORK/no-such-token"
 note "F15: a missing --token-file is named as the token file"
+
+expect_error export-out-twice "\-\-out is given twice ('$WORK/e1' and '$WORK/e2'); give it once" -- \
+  "$LINTRAIN" ckpt export "$WORK/b/checkpoints" --out "$WORK/e1" --out "$WORK/e2"
+[ ! -e "$WORK/e1" ] && [ ! -e "$WORK/e2" ] || fail "F12: the refused export wrote something"
+note "F12: ckpt export --out twice refused"
 note "PASSED"
