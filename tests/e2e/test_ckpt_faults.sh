@@ -64,6 +64,9 @@ done
 out="$WORK/random"
 corrupt=0
 for i in $(seq 1 50); do
+  # Each run starts fresh (resume: none), which is refused over complete
+  # checkpoints: the last kill's go, its pending folders stay for this start.
+  rm -rf "$out"/checkpoints/step-* "$out/checkpoints/latest"
   # Not through train(): a backgrounded function is a subshell, and kill -9
   # must reach lintrain itself.
   "$LINTRAIN" train "$RUN" "${BASE[@]}" --set run.out_dir="$out" --set train.steps=100000 --set checkpoint.every=1 \
@@ -99,6 +102,7 @@ saving=$(grep -l "^checkpoint step" "$out".[0-9]*.log | wc -l)
 left=$(find "$out/checkpoints" -maxdepth 1 -name '.pending-*' | wc -l)
 note "random kill -9 x50 ($saving of them among saves, one every step): 0 corrupt loads ($left pending folder(s) of the last kill left for the next start to clear)"
 # The next start clears them.
+rm -rf "$out"/checkpoints/step-* "$out/checkpoints/latest"
 train --set run.out_dir="$out" --set train.steps=2 --set resume=none >"$out.clean.log" 2>&1 || fail "restart after the kills failed"
 [ "$(find "$out/checkpoints" -maxdepth 1 -name '.pending-*' | wc -l)" -eq 0 ] || fail "stale pending folders were not removed"
 
