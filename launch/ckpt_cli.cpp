@@ -161,6 +161,9 @@ int list(const Flags& f) {
     latest = store.latest();
   } else if (where.find(':') != std::string::npos) {
     check_service_address(where, "ckpt ls");
+    if (probe_port(where, 2.0) == PortState::kRefused)
+      throw Error(str_cat("ckpt ls: nothing listens on ", where, " (connection refused); start `lintrain ckpt serve "
+                          "--dir DIR --listen ", where, "` or give the address it listens on"));
     auto source = service_source(service_endpoint(where, f.get("--token-file")), 10);
     all = source->list();
   } else {

@@ -15,6 +15,8 @@
 #      naming where it came from (before: a wait, then raw DEADLINE_EXCEEDED);
 #   F12. a flag given twice to `lintrain ckpt` (export --out e1 --out e2) is
 #      refused (before: one was silently dropped);
+#   F14. `ckpt ls 127.0.0.1:1` (nothing listens) says so at once, naming
+#      ckpt serve (before: 10 s, then raw DEADLINE_EXCEEDED);
 #   F15. `ckpt serve --token-file /nonexist` names a token file, not a
 #      "checkpoint file".
 #   usage: test_probe_ckpt.sh LINTRAIN_BIN WORK_DIR
@@ -86,4 +88,8 @@ expect_error export-out-twice "\-\-out is given twice ('$WORK/e1' and '$WORK/e2'
   "$LINTRAIN" ckpt export "$WORK/b/checkpoints" --out "$WORK/e1" --out "$WORK/e2"
 [ ! -e "$WORK/e1" ] && [ ! -e "$WORK/e2" ] || fail "F12: the refused export wrote something"
 note "F12: ckpt export --out twice refused"
+
+expect_error ls-nothing-listens "ckpt ls: nothing listens on 127.0.0.1:1 (connection refused); start .lintrain ckpt serve" -- \
+  "$LINTRAIN" ckpt ls 127.0.0.1:1
+note "F14: ckpt ls to a port where nothing listens says so"
 note "PASSED"
