@@ -116,20 +116,21 @@ void check_latest_pointer(const std::string& dir) {
 
 // resume: none into a directory that holds another run's checkpoints would
 // replace some of them, keep others and mix the two histories.
-void refuse_fresh_over(const CheckpointStore& store) {
+// `dir` is the directory to name in the fix (the service's, as it said).
+void refuse_fresh_over(CheckpointSource& source, const std::string& dir) {
   int complete = 0;
   int64_t newest = -1;
-  for (const CheckpointInfo& c : store.list())
+  for (const CheckpointInfo& c : source.list())
     if (c.complete) {
       ++complete;
       newest = std::max(newest, c.step);
     }
   if (complete == 0) return;
-  throw ConfigError(str_cat("resume: none, but ", store.dir(), " already holds ", complete, " checkpoint",
-                            complete == 1 ? "" : "s", " of an earlier run (newest ", store.path_of(newest),
+  throw ConfigError(str_cat("resume: none, but ", source.describe(), " already holds ", complete, " checkpoint",
+                            complete == 1 ? "" : "s", " of an earlier run (newest ", source.where(newest),
                             "); starting fresh there would replace and mix them: set another run.out_dir or "
-                            "checkpoint.dir, remove them (rm -r ", store.dir(), "), or set resume: auto to "
-                            "continue that run"));
+                            "checkpoint.dir (or serve another directory), remove them (rm -r ",
+                            dir.empty() ? std::string("DIR") : dir, "), or set resume: auto to continue that run"));
 }
 
 }  // namespace
@@ -164,6 +165,8 @@ RunCheckpoints::RunCheckpoints(const RunConfig& cfg, const ProcessGrid& grid) : 
       } else {
         try {
           service_dir_ = service_hello(endpoint_, std::min(5.0, cfg.checkpoint.timeout_s));
+          if (cfg.resume == "none") refuse_fresh_over(*service_source(endpoint_, cfg.checkpoint.timeout_s),
+                                                      service_dir_);
         } catch (const ConfigError&) {
           throw;
         } catch (const Error& e) {
@@ -175,7 +178,7 @@ RunCheckpoints::RunCheckpoints(const RunConfig& cfg, const ProcessGrid& grid) : 
       lock_->lock_for_writing(str_cat("job ", job_, " (pid ", ::getpid(), " on ", host_name(), ")"));
       lock_->remove_stale(0);
       check_latest_pointer(dir_);
-      if (cfg.resume == "none") refuse_fresh_over(*lock_);
+      if (cfg.resume == "none") refuse_fresh_over(*directory_source(dir_), dir_);
     }
   }
   // No rank writes into the directory before rank 0 has cleared it.

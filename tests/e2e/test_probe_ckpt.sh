@@ -5,6 +5,8 @@
 #      old checkpoints, `latest` and metrics.jsonl stay untouched (before: B's
 #      saves replaced some of A's, a later resume: auto took A's newer step
 #      and metrics.jsonl mixed the two runs);
+#   F3. the same through a shared `ckpt serve`: a second run with resume:
+#      none is refused instead of replacing the first run's published steps;
 #   F2. resume: auto follows `latest`: a newer checkpoint another job wrote
 #      (left by a run that went back with resume: PATH) is skipped with a
 #      warning naming it and how to continue it (before: silently taken);
@@ -48,6 +50,23 @@ rm -r "$out/checkpoints"
 "$LINTRAIN" train "$RUN" "${BASE[@]}" --set run.out_dir="$out" --set train.steps=4 --set resume=none \
   >"$out.2.log" 2>&1 || { cat "$out.2.log"; fail "F1: resume: none after rm -r failed"; }
 note "F1: resume: none over an earlier run's checkpoints refused naming step-00000009 and the fixes; nothing touched"
+
+# ---- F3. resume: none through a service that holds another run's checkpoints ---------------
+port=$((17000 + $$ % 2000))
+"$LINTRAIN" ckpt serve --dir "$WORK/sv" --listen "127.0.0.1:$port" --ready-file "$WORK/sv.ready" >"$WORK/sv.log" 2>&1 &
+serve_pid=$!
+trap 'kill "$serve_pid" 2>/dev/null || true' EXIT
+for _ in $(seq 1 100); do [ -e "$WORK/sv.ready" ] && break; sleep 0.1; done
+[ -e "$WORK/sv.ready" ] || { cat "$WORK/sv.log"; fail "F3: ckpt serve did not start"; }
+"$LINTRAIN" train "$RUN" "${BASE[@]}" --set run.out_dir="$WORK/sa" --set train.steps=6 \
+  --set checkpoint.service="127.0.0.1:$port" >"$WORK/sa.log" 2>&1 || { cat "$WORK/sa.log"; fail "F3: run A failed"; }
+cp "$WORK/sv/step-00000006/MANIFEST.json" "$WORK/sv.manifest"
+expect_error service-none-over "resume: none, but checkpoint service 127.0.0.1:$port already holds 2 checkpoints" -- \
+  "$LINTRAIN" train "$RUN" "${BASE[@]}" --set run.out_dir="$WORK/sb" --set train.steps=6 \
+  --set checkpoint.service="127.0.0.1:$port" --set resume=none
+cmp -s "$WORK/sv/step-00000006/MANIFEST.json" "$WORK/sv.manifest" || fail "F3: run A's step 6 was replaced"
+kill "$serve_pid" 2>/dev/null || true
+note "F3: resume: none through a service holding run A's checkpoints refused; A's step 6 untouched"
 
 # ---- F2. resume: auto follows latest over a newer checkpoint of another history -----------
 out="$WORK/back"
