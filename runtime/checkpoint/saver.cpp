@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 #include <set>
+#include <thread>
 #include <utility>
 
 #include "runtime/checkpoint/store.h"
@@ -13,6 +14,7 @@ namespace lintrain {
 namespace {
 
 using Clock = std::chrono::steady_clock;
+constexpr double kPassiveGrace_s = 1.0;  // how long a due save lets the last one finish waiting on others
 
 double now_s() { return std::chrono::duration<double>(Clock::now().time_since_epoch()).count(); }
 
@@ -142,8 +144,15 @@ std::vector<SaveReport> CheckpointSaver::take_reports() {
 void CheckpointSaver::save(int64_t step, const RunState& state, bool wait) {
   const double t0 = now_s();
   // At most one save in flight: cancel the last one if it only waits on
-  // others, else wait for it to finish writing.
-  if (busy() && ctl_ && ctl_->passive()) ctl_->cancel();
+  // others, else wait for it to finish writing. A live service answers in
+  // milliseconds, so the last save first gets kPassiveGrace_s to end: only a
+  // service (or rank) that does not answer costs a save, not a due one that
+  // came a moment early.
+  if (busy() && ctl_ && ctl_->passive()) {
+    const double until = now_s() + kPassiveGrace_s;
+    while (busy() && now_s() < until) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    if (busy() && ctl_->passive()) ctl_->cancel();
+  }
   finish();
   SaveReport report;
   report.step = step;

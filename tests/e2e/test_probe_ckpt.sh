@@ -19,6 +19,7 @@
 #      refused (before: one was silently dropped);
 #   F14. `ckpt ls 127.0.0.1:1` (nothing listens) says so at once, naming
 #      ckpt serve (before: 10 s, then raw DEADLINE_EXCEEDED);
+#   F7. a save every step to a live service: none abandoned;
 #   F15. `ckpt serve --token-file /nonexist` names a token file, not a
 #      "checkpoint file".
 #   usage: test_probe_ckpt.sh LINTRAIN_BIN WORK_DIR
@@ -65,8 +66,23 @@ expect_error service-none-over "resume: none, but checkpoint service 127.0.0.1:$
   "$LINTRAIN" train "$RUN" "${BASE[@]}" --set run.out_dir="$WORK/sb" --set train.steps=6 \
   --set checkpoint.service="127.0.0.1:$port" --set resume=none
 cmp -s "$WORK/sv/step-00000006/MANIFEST.json" "$WORK/sv.manifest" || fail "F3: run A's step 6 was replaced"
-kill "$serve_pid" 2>/dev/null || true
 note "F3: resume: none through a service holding run A's checkpoints refused; A's step 6 untouched"
+
+# F7. A live service loses no save: a save every step (each due while the last
+# one still waits for its answer) is never abandoned.
+kill "$serve_pid" 2>/dev/null || true
+wait "$serve_pid" 2>/dev/null || true
+"$LINTRAIN" ckpt serve --dir "$WORK/sv7" --listen "127.0.0.1:$port" --ready-file "$WORK/sv7.ready" >"$WORK/sv7.log" 2>&1 &
+serve_pid=$!
+for _ in $(seq 1 100); do [ -e "$WORK/sv7.ready" ] && break; sleep 0.1; done
+[ -e "$WORK/sv7.ready" ] || { cat "$WORK/sv7.log"; fail "F7: ckpt serve did not start"; }
+"$LINTRAIN" train "$RUN" "${BASE[@]}" --set run.out_dir="$WORK/every1" --set train.steps=30 --set checkpoint.every=1 \
+  --set checkpoint.keep=40 --set checkpoint.service="127.0.0.1:$port" >"$WORK/every1.log" 2>&1 ||
+  { cat "$WORK/every1.log"; fail "F7: the run failed"; }
+if grep -q "abandoned\|failed" "$WORK/every1.log"; then cat "$WORK/every1.log"; fail "F7: a save to a live service was lost"; fi
+[ "$(find "$WORK/sv7" -maxdepth 1 -name 'step-*' | wc -l)" -eq 30 ] || fail "F7: not 30 checkpoints published"
+kill "$serve_pid" 2>/dev/null || true
+note "F7: 30 saves, one per step, to a live service: none abandoned"
 
 # ---- F2. resume: auto follows latest over a newer checkpoint of another history -----------
 out="$WORK/back"
