@@ -24,6 +24,7 @@
 #include "launch/ckpt_cli.h"
 #include "launch/launcher.h"
 #include "launch/memory_report.h"
+#include "launch/stop_signals.h"
 #include "launch/preflight.h"
 #include "launch/trainer.h"
 #include "parallel/mpi_communicator.h"

@@ -19,6 +19,8 @@
 #include "runtime/checkpoint/checksum.h"
 #include "runtime/data/data_loader.h"
 #include "runtime/error.h"
+#include "runtime/io/file_lock.h"
+#include "runtime/io/input_file.h"
 #include "runtime/io/mapped_file.h"
 
 namespace lintrain {
@@ -323,6 +325,45 @@ void check_tmpdir() {
   if (::access(dir.c_str(), W_OK | X_OK) != 0)
     throw Error(str_cat(name, " = '", dir, "' is not writable (", std::strerror(errno),
                         "); MPI keeps its session files there", fix));
+}
+
+// Rank 0 takes run.out_dir: creates it (saying why it cannot), locks it for
+// the run's life and checks that the files the run writes at its end can be
+// written, so that no run trains for hours and then fails at its export.
+std::unique_ptr<FileLock> claim_out_dir(const std::string& dir) {
+  create_output_dir(dir, "run.out_dir");
+  std::string holder;
+  auto lock = FileLock::try_lock(dir + "/.lintrain.lock", str_cat("lintrain train, ", this_process_description()),
+                                 &holder);
+  if (!lock)
+    throw IoError(str_cat("run.out_dir '", dir, "' is in use by another run (",
+                          holder.empty() ? std::string("a lintrain process") : holder,
+                          "); two runs cannot share a run folder: wait for it, stop it, or choose another "
+                          "run.out_dir"));
+  for (const char* name : {"model.safetensors", "config.json", "config.yaml", "metrics.jsonl"}) {
+    const std::string path = dir + "/" + name;
+    struct stat st;
+    if (::lstat(path.c_str(), &st) == 0 && !S_ISREG(st.st_mode))
+      throw IoError(str_cat("'", path, "' is ", non_regular_kind(st.st_mode),
+                            ": the run writes a file there; remove it or choose another run.out_dir"));
+  }
+  return lock;
+}
+
+// An evaluation of more batches than the validation split holds repeats
+// windows: it costs time and weighs some of them twice. Refused, naming the
+// largest value that sees each window once.
+void check_eval_batches(const RunConfig& cfg, const DataLoader& valid) {
+  const uint64_t windows = valid.distinct_sequences();
+  if (windows == 0) return;
+  const uint64_t per_batch = static_cast<uint64_t>(valid.batch_size()) * static_cast<uint64_t>(valid.dp_size());
+  const uint64_t most = (windows + per_batch - 1) / per_batch;
+  if (static_cast<uint64_t>(cfg.train.eval_batches) > most)
+    throw ConfigError(str_cat("train.eval_batches = ", cfg.train.eval_batches, " is more than the validation split "
+                              "holds: ", windows, " windows of data.seq_len = ", valid.seq_len(), " tokens, ",
+                              per_batch, " per evaluation batch (train.micro_batch x parallel.data), so ", most,
+                              " batch", most == 1 ? "" : "es", " see", most == 1 ? "s" : "", " each once; set "
+                              "train.eval_batches <= ", most, " or raise data.valid_fraction"));
 }
 
 }  // namespace lintrain

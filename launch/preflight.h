@@ -10,6 +10,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -20,6 +21,7 @@
 namespace lintrain {
 
 class DataLoader;
+class FileLock;
 
 // Collective over `world`, before anything else that depends on the config.
 // Throws ConfigError on every rank when any rank's resolved config (or its
@@ -60,6 +62,15 @@ void check_memory_fits(const RunConfig& cfg, int sp_size, int local_ranks);
 // shared among the ranks on it. Throws ConfigError when the count asked for
 // is far above the cores (OpenBLAS and OpenMP then thrash or hang).
 int threads_per_rank(const RunConfig& cfg, int local_ranks);
+
+// Rank 0 takes run.out_dir: creates it (saying why it cannot), locks it for
+// the run's life (released however the process ends) and checks that the
+// files the run writes at its end can be written there. Throws IoError.
+std::unique_ptr<FileLock> claim_out_dir(const std::string& dir);
+
+// Refuses (ConfigError) a train.eval_batches above what the validation split
+// holds (each window seen once), naming the largest value that fits.
+void check_eval_batches(const RunConfig& cfg, const DataLoader& valid);
 
 // $TMPDIR (or /tmp when unset) is an existing, writable directory. Open MPI
 // puts its session directory there and, when it cannot, aborts MPI_Init with

@@ -19,6 +19,7 @@
 #include "launch/divergence.h"
 #include "launch/metrics.h"
 #include "launch/preflight.h"
+#include "launch/stop_signals.h"
 #include "launch/train_state.h"
 #include "launch/weights.h"
 #include "runtime/io/atomic_file.h"
@@ -46,35 +47,6 @@ double seconds_since(Clock::time_point t0) {
   return std::chrono::duration<double>(Clock::now() - t0).count();
 }
 
-
-// SIGTERM and SIGUSR1 (what Slurm sends before a time limit or preemption)
-// ask the run to stop after the current step with a checkpoint, and so does
-// a first Ctrl-C (SIGINT); a second Ctrl-C stops at once. The handler is
-// installed once for the life of the process (install_stop_signals) and never
-// taken away: a signal during start-up is answered at the first step, and a
-// second SIGTERM while the run is already saving and exiting changes nothing.
-volatile sig_atomic_t g_stop_signal = 0;
-void on_stop_signal(int sig) {
-  if (sig == SIGINT) {
-    if (g_stop_signal == SIGINT) {
-      std::signal(SIGINT, SIG_DFL);
-      std::raise(SIGINT);
-      return;
-    }
-    static const char msg[] = "\nlintrain: stopping after this step with a checkpoint (Ctrl-C again to stop now)\n";
-    if (::write(STDERR_FILENO, msg, sizeof msg - 1) < 0) {
-      // Nothing to do about a closed stderr in a signal handler.
-    }
-  }
-  if (g_stop_signal == 0 || sig == SIGINT) g_stop_signal = sig;
-}
-
-int stop_signal_received() { return g_stop_signal; }
-
-const char* signal_name(int sig) {
-  return sig == SIGTERM ? "SIGTERM" : sig == SIGUSR1 ? "SIGUSR1" : sig == SIGINT ? "Ctrl-C (SIGINT)"
-                                                                               : "a signal to another rank";
-}
 
 // This rank's piece of a batch: SP rank j of W keeps tokens [j*C, (j+1)*C) of
 // every sequence (C = T / W); the data-parallel split is the loader's.
@@ -123,45 +95,6 @@ bool evaluate(LinearLlama& model, DataLoader& valid, int batches, const ProcessG
   return true;
 }
 
-// Rank 0 takes run.out_dir: creates it (saying why it cannot), locks it for
-// the run's life and checks that the files the run writes at its end can be
-// written, so that no run trains for hours and then fails at its export.
-std::unique_ptr<FileLock> claim_out_dir(const std::string& dir) {
-  create_output_dir(dir, "run.out_dir");
-  std::string holder;
-  auto lock = FileLock::try_lock(dir + "/.lintrain.lock", str_cat("lintrain train, ", this_process_description()),
-                                 &holder);
-  if (!lock)
-    throw IoError(str_cat("run.out_dir '", dir, "' is in use by another run (",
-                          holder.empty() ? std::string("a lintrain process") : holder,
-                          "); two runs cannot share a run folder: wait for it, stop it, or choose another "
-                          "run.out_dir"));
-  for (const char* name : {"model.safetensors", "config.json", "config.yaml", "metrics.jsonl"}) {
-    const std::string path = dir + "/" + name;
-    struct stat st;
-    if (::lstat(path.c_str(), &st) == 0 && !S_ISREG(st.st_mode))
-      throw IoError(str_cat("'", path, "' is ", non_regular_kind(st.st_mode),
-                            ": the run writes a file there; remove it or choose another run.out_dir"));
-  }
-  return lock;
-}
-
-// An evaluation of more batches than the validation split holds repeats
-// windows: it costs time and weighs some of them twice. Refused, naming the
-// largest value that sees each window once.
-void check_eval_batches(const RunConfig& cfg, const DataLoader& valid) {
-  const uint64_t windows = valid.distinct_sequences();
-  if (windows == 0) return;
-  const uint64_t per_batch = static_cast<uint64_t>(valid.batch_size()) * static_cast<uint64_t>(valid.dp_size());
-  const uint64_t most = (windows + per_batch - 1) / per_batch;
-  if (static_cast<uint64_t>(cfg.train.eval_batches) > most)
-    throw ConfigError(str_cat("train.eval_batches = ", cfg.train.eval_batches, " is more than the validation split "
-                              "holds: ", windows, " windows of data.seq_len = ", valid.seq_len(), " tokens, ",
-                              per_batch, " per evaluation batch (train.micro_batch x parallel.data), so ", most,
-                              " batch", most == 1 ? "" : "es", " see", most == 1 ? "s" : "", " each once; set "
-                              "train.eval_batches <= ", most, " or raise data.valid_fraction"));
-}
-
 // The run's export of `step`'s weights to run.out_dir.
 void export_run_weights(const LinearLlama& model, const RunConfig& cfg, int64_t step) {
   if (failpoint("train.export-fails", step))
@@ -170,20 +103,6 @@ void export_run_weights(const LinearLlama& model, const RunConfig& cfg, int64_t 
 }
 
 }  // namespace
-
-void install_stop_signals() {
-  static bool installed = false;
-  if (installed) return;
-  installed = true;
-  struct sigaction sa;
-  std::memset(&sa, 0, sizeof sa);
-  sa.sa_handler = on_stop_signal;
-  sa.sa_flags = SA_RESTART;
-  sigemptyset(&sa.sa_mask);
-  sigaction(SIGTERM, &sa, nullptr);
-  sigaction(SIGUSR1, &sa, nullptr);
-  sigaction(SIGINT, &sa, nullptr);
-}
 
 TrainResult train(const RunConfig& cfg, const TrainOptions& opts, Communicator& world) {
   install_stop_signals();  // main installs them earlier; a library caller gets them here
@@ -305,7 +224,7 @@ TrainResult train(const RunConfig& cfg, const TrainOptions& opts, Communicator& 
       if (!evaluate_step(step, ev)) {
         if (print) std::printf("lintrain: final evaluation cut short by %s; run again to finish it (exit code %d)\n",
                                signal_name(stop_signal_received()), kExitPreempted);
-        result.stopped_by_signal = stop_signal_received() > 0 ? stop_signal_received() : -1;
+        result.stopped_by_signal = stop_cause();
         return result;
       }
       result.eval_loss = ev.loss();
@@ -338,7 +257,7 @@ TrainResult train(const RunConfig& cfg, const TrainOptions& opts, Communicator& 
         std::printf("lintrain: stopped by %s before the first step; nothing new to save. Run the same command again "
                     "to %s (exit code %d)\n",
                     signal_name(stop_signal_received()), resumed >= 0 ? "continue" : "start", kExitPreempted);
-      result.stopped_by_signal = stop_signal_received() > 0 ? stop_signal_received() : -1;
+      result.stopped_by_signal = stop_cause();
       return result;
     }
   }
@@ -353,7 +272,7 @@ TrainResult train(const RunConfig& cfg, const TrainOptions& opts, Communicator& 
     if (!evaluate_step(resumed, ev)) {
       if (print) std::printf("lintrain: stopped by %s during that evaluation; nothing new to save (exit code %d)\n",
                              signal_name(stop_signal_received()), kExitPreempted);
-      result.stopped_by_signal = stop_signal_received() > 0 ? stop_signal_received() : -1;
+      result.stopped_by_signal = stop_cause();
       return result;
     }
   }
@@ -491,8 +410,7 @@ TrainResult train(const RunConfig& cfg, const TrainOptions& opts, Communicator& 
     // A stop asked for during the last step (after its evaluation) ends
     // nothing early: the run finishes, exports and is complete.
     if (stop && (!last || final_eval_cut)) {
-      // The signal this rank got, or -1 when only another rank got one.
-      result.stopped_by_signal = stop_signal_received() > 0 ? stop_signal_received() : -1;
+      result.stopped_by_signal = stop_cause();
       break;
     }
   }

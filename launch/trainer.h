@@ -32,12 +32,6 @@ struct TrainResult {
 
 class Communicator;
 
-// Makes SIGTERM, SIGUSR1 and a first Ctrl-C ask the run to stop after the
-// current step with a checkpoint, for the rest of the process's life (a
-// signal before train() starts is answered at its first step). train()
-// calls it; main calls it first thing so that start-up is covered too.
-void install_stop_signals();
-
 // Trains on the ranks of `world` (all of them run this with the same config):
 // parallel.sequence x parallel.data must equal world.size(). Rank 0 prints,
 // writes metrics and exports weights; every rank returns the same result.
