@@ -76,7 +76,22 @@ std::vector<std::string> TrainState::restore(const OpenedCheckpoint& ckpt) {
     throw IoError(str_cat("[checkpoint] ", ckpt.where, ": trainer.safetensors holds no run file (metadata 'config')"));
   std::vector<std::string> notes = check_resume_changes(saved->second, cfg_, ckpt.where);
   bind();
-  restore_run_state(ckpt, state_);
+  try {
+    restore_run_state(ckpt, state_);
+  } catch (const StateMismatchError& e) {
+    // The optimizer's settings decide its state's tensors (optim.no_decay
+    // its groups, whose names they carry; a rank their shapes): a changed
+    // one is the cause to name, before the tensors it moved.
+    std::string changed;
+    for (const ConfigChange& c : config_changes(saved->second, config_to_yaml(cfg_)))
+      if (starts_with(c.key, "optim."))
+        changed += str_cat(changed.empty() ? "" : ", ", c.key, " (", c.before, " -> ", c.after, ")");
+    if (changed.empty()) throw;
+    throw ConfigError(str_cat("resume: ", ckpt.where, " does not fit this run's optimizer state because this run "
+                              "changes ", changed, ", which decides the state's tensors: resume with the "
+                              "checkpoint's values (its config.yaml), or start fresh with resume: none (the state "
+                              "differs in: ", e.differences(), ")"));
+  }
   train_data_.restore(data_);  // checks the stream belongs to this data and seed
   return notes;
 }

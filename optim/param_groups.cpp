@@ -109,6 +109,24 @@ void check_user_rules(const std::vector<ParamGroupRule>& rules, const std::vecto
   }
 }
 
+// Every glob of optim.no_decay must name a tensor, as a rule's match must: a
+// typo would leave the tensors it meant decaying without a word. The default
+// list is left alone: it is written for lintrain's models, and a table
+// without norm tensors (a test's) has nothing it should exempt.
+void check_no_decay(const OptimConfig& cfg, const ParamTable& table) {
+  if (cfg.no_decay == OptimConfig().no_decay) return;
+  for (size_t g = 0; g < cfg.no_decay.size(); ++g) {
+    const std::string& pattern = cfg.no_decay[g];
+    bool found = false;
+    for (int i = 0; i < static_cast<int>(table.size()) && !found; ++i) found = glob_match(pattern, table.view(i).name);
+    if (!found)
+      throw ConfigError(str_cat("optim.no_decay[", g, "]: '", pattern, "' matches no tensor of this model, so it "
+                                "would exempt nothing from weight decay; the names are like ",
+                                some_tensor_names(pattern, table), " ('*' any run of characters, '?' one); fix the "
+                                "glob or remove it"));
+  }
+}
+
 }  // namespace
 
 std::vector<ParamGroupRule> effective_group_rules(const OptimConfig& cfg) {
@@ -144,6 +162,7 @@ std::vector<ParamGroup> resolve_param_groups(const OptimConfig& cfg, const Param
     members[2 * r + (matches_any(cfg.no_decay, v.name) ? 1 : 0)].push_back(i);
   }
   check_user_rules(cfg.groups, members, table);
+  check_no_decay(cfg, table);
 
   // Group names: the rule's optimizer, with the rule's number when two rules
   // share an optimizer, and ".no_decay" for the exempt half.

@@ -29,6 +29,7 @@ std::vector<ParamGroupRule> effective_group_rules(const OptimConfig& cfg);
 // exactly one group. Throws ConfigError when a rule of cfg.groups would be
 // ignored: a glob of its match names no tensor, or the rule takes none (its
 // ndim, or earlier rules that take its tensors); the message names the rule.
+// A glob of a user-given optim.no_decay that names no tensor is refused too.
 std::vector<ParamGroup> resolve_param_groups(const OptimConfig& cfg, const ParamTable& table);
 
 // The optimizer of a run: one update rule instance per group. Its state names

@@ -227,13 +227,15 @@ void restore_run_state(const OpenedCheckpoint& ckpt, RunState& state) {
   for (const Kind* k : {&missing, &reshaped, &foreign}) {
     if (k->items.empty()) continue;
     msg += str_cat(msg.empty() ? "" : "; ", k->items.size(), " ", k->what, " (");
-    for (size_t i = 0; i < k->items.size() && i < 3; ++i) msg += str_cat(i ? ", " : "", k->items[i]);
-    msg += k->items.size() > 3 ? ", ...)" : ")";
+    constexpr size_t kShown = 2;
+    for (size_t i = 0; i < k->items.size() && i < kShown; ++i) msg += str_cat(i ? ", " : "", k->items[i]);
+    msg += k->items.size() > kShown ? str_cat(" and ", k->items.size() - kShown, " more)") : ")";
   }
   if (!msg.empty())
-    throw IoError(str_cat("[checkpoint] ", ckpt.where, " does not fit this run: ", msg,
-                          ". It was written by a run with other model or optimizer settings: resume with the same "
-                          "model.* and optim.* keys, or start fresh with resume: none"));
+    throw StateMismatchError(str_cat("[checkpoint] ", ckpt.where, " does not fit this run: ", msg,
+                                     ". It was written by a run with other model or optimizer settings: resume "
+                                     "with the same model.* and optim.* keys, or start fresh with resume: none"),
+                             msg);
   for (const StateEntry& e : state.entries())
     parallel_copy(e.data, ckpt.parts.at(e.part).get(e.name).data, e.nbytes());
 }

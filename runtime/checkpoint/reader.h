@@ -82,6 +82,19 @@ class NoUsableCheckpointError : public IoError {
 std::optional<OpenedCheckpoint> open_newest(CheckpointSource& source,
                                             const std::function<void(const std::string&)>& warn);
 
+// The checkpoint's tensors are not the state's: `differences` says how, by
+// kind, with the first few names of each ("34 missing from the checkpoint
+// (trainer tensor 'a', ... and 31 more); ...").
+class StateMismatchError : public IoError {
+ public:
+  StateMismatchError(const std::string& what, std::string differences)
+      : IoError(what), differences_(std::move(differences)) {}
+  const std::string& differences() const { return differences_; }
+
+ private:
+  std::string differences_;
+};
+
 // A user-given path (resume: PATH, `lintrain ckpt verify/export PATH`): a
 // checkpoint folder (…/step-00000100) or a checkpoint directory, which means
 // its newest complete checkpoint. Throws IoError saying what the path is not.
@@ -91,8 +104,8 @@ OpenedCheckpoint open_checkpoint_path(const std::string& path,
 // Copies the checkpoint's tensors into `state`'s live memory. First checks,
 // for the parts `state` has, that every entry is in the checkpoint with the
 // same dtype and shape and that the checkpoint's part holds no tensor the
-// state lacks; on any difference throws IoError listing them (by kind, the
-// first few of each) and changes nothing. Parts the state does not have are
+// state lacks; on any difference throws StateMismatchError listing them (by
+// kind, the first few of each) and changes nothing. Parts the state does not have are
 // not read (`ckpt export` restores the model part alone).
 void restore_run_state(const OpenedCheckpoint& ckpt, RunState& state);
 

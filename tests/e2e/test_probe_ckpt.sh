@@ -21,7 +21,8 @@
 #      ckpt serve (before: 10 s, then raw DEADLINE_EXCEEDED);
 #   F7. a save every step to a live service: none abandoned;
 #   F15. `ckpt serve --token-file /nonexist` names a token file, not a
-#      "checkpoint file".
+#      "checkpoint file"; a resume that changes optim.no_decay names that key
+#      first, then a few of the tensors it moved (before: ~69 tensor names).
 #   usage: test_probe_ckpt.sh LINTRAIN_BIN WORK_DIR
 set -euo pipefail
 # shellcheck source=tests/e2e/launch_lib.sh
@@ -51,6 +52,14 @@ rm -r "$out/checkpoints"
 "$LINTRAIN" train "$RUN" "${BASE[@]}" --set run.out_dir="$out" --set train.steps=4 --set resume=none \
   >"$out.2.log" 2>&1 || { cat "$out.2.log"; fail "F1: resume: none after rm -r failed"; }
 note "F1: resume: none over an earlier run's checkpoints refused naming step-00000009 and the fixes; nothing touched"
+
+# ---- F15. a resume that changes optim.no_decay ------------------------------------------
+expect_error no-decay-changed "step-00000004 does not fit this run's optimizer state because this run changes optim.no_decay" -- \
+  "$LINTRAIN" train "$RUN" "${BASE[@]}" --set run.out_dir="$WORK/b" --set train.steps=6 --set 'optim.no_decay=["*"]'
+grep -qF '(["*norm*"] -> ["*"])' "$WORK/no-decay-changed.out" || fail "F15: the change is not shown"
+grep -q "and [0-9]* more" "$WORK/no-decay-changed.out" || fail "F15: no 'and N more'"
+[ "$(grep -o "tensor '" "$WORK/no-decay-changed.out" | wc -l)" -le 4 ] || fail "F15: more than 4 tensor names"
+note "F15: a resume changing optim.no_decay names the key first, four tensors at most"
 
 # ---- F3. resume: none through a service that holds another run's checkpoints ---------------
 port=$((17000 + $$ % 2000))

@@ -8,7 +8,9 @@
 #   F11 a u32 token file read as u16 is refused;
 #   F13 a TMPDIR that is not a writable directory is named before MPI starts;
 #   F15 OMP_NUM_THREADS that is not a count is refused; the f32-underflow
-#       advice names a value the key takes.
+#       advice names a value the key takes;
+#       a glob of optim.no_decay that matches no tensor is refused, naming it
+#       and some tensor names, as an optim.groups glob is.
 set -euo pipefail
 # shellcheck source=tests/e2e/launch_lib.sh
 source "$(dirname "$0")/launch_lib.sh"
@@ -59,4 +61,11 @@ expect_error omp_garbage "OMP_NUM_THREADS = 'abc' is not a positive thread count
 rm -rf "$WORK/out"
 expect_error eps_tiny "underflows f32.*use a value >= 1.2e-38" -- "$LINTRAIN" config "$CFG" --set model.rms_norm_eps=1e-40
 if grep -q "use 0" "$WORK/eps_tiny.out"; then fail "rms_norm_eps advice names 0, which the key refuses"; fi
+for cmd in config train; do
+  extra=()
+  [ "$cmd" = train ] && extra=("${RUN[@]}")
+  expect_error "no_decay_typo_$cmd" "optim.no_decay\[1\]: '\*bais\*' matches no tensor of this model.*names are like model\." -- \
+    "$LINTRAIN" "$cmd" "$CFG" "${extra[@]}" --set 'optim.no_decay=["*norm*", "*bais*"]'
+done
+[ ! -e "$WORK/out/metrics.jsonl" ] || fail "a refused no_decay glob trained"
 note "passed"

@@ -333,3 +333,27 @@ TEST(ParamGroups, ARuleThatTakesNoTensorIsRefused) {
   c.groups = {typo};
   EXPECT_THROW(plan_optimizer_memory(c, t), ConfigError);
 }
+
+// So is a glob of optim.no_decay that names no tensor: the tensors it meant
+// would silently keep their weight decay.
+TEST(ParamGroups, ANoDecayGlobThatMatchesNoTensorIsRefused) {
+  const ParamTable t = make_param_table(small_model());
+  OptimConfig c;
+  c.no_decay = {"*norm*", "*.bias"};  // this model has no biases
+  try {
+    resolve_param_groups(c, t);
+    ADD_FAILURE() << "expected a ConfigError";
+  } catch (const ConfigError& e) {
+    EXPECT_EQ(std::string(e.what()),
+              "optim.no_decay[1]: '*.bias' matches no tensor of this model, so it would exempt nothing from weight "
+              "decay; the names are like model.embed_tokens.weight, model.layers.*.input_layernorm.weight, "
+              "model.layers.*.self_attn.q_proj.weight, model.layers.*.self_attn.k_proj.weight, ... ('*' any run "
+              "of characters, '?' one); fix the glob or remove it");
+  }
+  EXPECT_THROW(plan_optimizer_memory(c, t), ConfigError);
+  // Globs that each name a tensor, and the empty list, are fine.
+  c.no_decay = {"*norm*", "model.embed_tokens.weight"};
+  EXPECT_EQ(resolve_param_groups(c, t).size(), 2u);
+  c.no_decay = {};
+  EXPECT_EQ(resolve_param_groups(c, t).size(), 1u);
+}
