@@ -135,6 +135,16 @@ void refuse_fresh_over(CheckpointSource& source, const std::string& dir) {
 
 }  // namespace
 
+// Rank 0: whether the checkpoint folder `path` lies in the directory the
+// service said it serves (on this host: resume: PATH into it).
+bool RunCheckpoints::in_service_dir(const std::string& path) const {
+  if (service_dir_.empty()) return false;
+  std::error_code ec1, ec2;
+  const auto folder = std::filesystem::weakly_canonical(std::filesystem::path(path).parent_path(), ec1);
+  const auto served = std::filesystem::weakly_canonical(service_dir_, ec2);
+  return !ec1 && !ec2 && folder == served;
+}
+
 RunCheckpoints::RunCheckpoints(const RunConfig& cfg, const ProcessGrid& grid) : cfg_(cfg), grid_(grid) {
   dir_ = cfg.checkpoint.resolved_dir(cfg.run.out_dir);
   const std::string& service = cfg.checkpoint.service;
@@ -261,6 +271,11 @@ int64_t RunCheckpoints::resume(TrainState& state, std::vector<std::string>& note
   world.broadcast(&step, sizeof step, 0);
   broadcast_string(world, path, 0);
   if (step < 0) return -1;
+  // The service lets this job's saves replace another job's later
+  // checkpoints only when it went back within the service's own history.
+  int64_t here = by_path && !(uses_service() && in_service_dir(path)) ? -1 : step;
+  world.broadcast(&here, sizeof here, 0);
+  saver_->set_resumed_from(here);
   if (world.rank() != 0) opened = by_path || !uses_service() ? open_checkpoint_path(path, nullptr)
                                                              : open_checkpoint(*src, step);
   for (std::string& n : state.restore(*opened)) notes.push_back(std::move(n));

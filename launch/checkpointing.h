@@ -73,6 +73,7 @@ class RunCheckpoints {
 
  private:
   bool uses_service() const { return !endpoint_.address.empty(); }
+  bool in_service_dir(const std::string& checkpoint_path) const;
   // Where published checkpoints are read from (null: no directory yet).
   std::unique_ptr<CheckpointSource> source() const;
 

@@ -155,8 +155,28 @@ int list(const Flags& f) {
   std::error_code ec;
   std::vector<CheckpointInfo> all;
   std::string latest;
-  if (std::filesystem::is_directory(where, ec)) {
-    const CheckpointStore store(where);
+  namespace fs = std::filesystem;
+  const fs::path norm = fs::path(where).lexically_normal();
+  const fs::path folder = norm.filename().empty() ? norm.parent_path() : norm;  // "a/b/" -> "a/b"
+  int64_t step = -1;
+  if (fs::is_directory(where, ec) && parse_step_dir_name(folder.filename().string(), &step)) {
+    // One checkpoint folder: that one, and where its directory is.
+    const std::string dir = folder.has_parent_path() ? folder.parent_path().string() : ".";
+    std::printf("%s is one checkpoint; its directory is %s (lintrain ckpt ls %s lists them all)\n", where.c_str(),
+                dir.c_str(), dir.c_str());
+    all.push_back(inspect_checkpoint(folder.string()));
+    latest = CheckpointStore(dir).latest();
+  } else if (fs::is_directory(where, ec)) {
+    // A run folder: its checkpoints are in checkpoints/ (checkpoint.dir's default).
+    std::string dir = where;
+    const std::string nested = (folder / "checkpoints").string();
+    if (CheckpointStore(dir).list().empty() && fs::is_directory(nested, ec) &&
+        !CheckpointStore(nested).list().empty()) {
+      std::printf("%s holds no checkpoint itself; listing %s, its checkpoint directory\n", where.c_str(),
+                  nested.c_str());
+      dir = nested;
+    }
+    const CheckpointStore store(dir);
     all = store.list();
     latest = store.latest();
   } else if (where.find(':') != std::string::npos) {
@@ -164,8 +184,9 @@ int list(const Flags& f) {
     if (probe_port(where, 2.0) == PortState::kRefused)
       throw Error(str_cat("ckpt ls: nothing listens on ", where, " (connection refused); start `lintrain ckpt serve "
                           "--dir DIR --listen ", where, "` or give the address it listens on"));
-    auto source = service_source(service_endpoint(where, f.get("--token-file")), 10);
-    all = source->list();
+    ServiceEndpoint ep = service_endpoint(where, f.get("--token-file"));
+    ep.token_setting = "--token-file FILE";
+    all = service_source(ep, 10)->list();
   } else {
     throw IoError(str_cat("'", where, "' is neither a directory nor a service address HOST:PORT"));
   }

@@ -51,6 +51,10 @@ struct Arrival {
   uint64_t replica_xxh3 = 0;   // digest of the replicated state this rank holds
   int keep = 0;                // rank 0: complete checkpoints to keep after publishing; 0 = all
   std::vector<FileRecord> files;  // the files this rank wrote
+  // The step of the target's checkpoint the job resumed from, -1 when it
+  // started fresh or from elsewhere: the service's replace rule
+  // (checkpoint.proto). Sent to the service, not kept in the record.
+  int64_t resumed_from = -1;
 };
 
 struct RankRecord {

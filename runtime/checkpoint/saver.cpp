@@ -178,7 +178,7 @@ void CheckpointSaver::save(int64_t step, const RunState& state, bool wait) {
     copying_ = true;
     fence_s_ = 0;
   }
-  worker_ = std::thread([this, id = SaveId{opts_.job, step}, report] { run(id, report); });
+  worker_ = std::thread([this, id = SaveId{opts_.job, step, opts_.resumed_from}, report] { run(id, report); });
   if (wait || !opts_.async) {
     finish();
     // A synchronous save stalls training for all of it.
@@ -201,6 +201,9 @@ void CheckpointSaver::reserve(const RunState& state) {
     }
   });
 }
+
+// Read by save() on the caller's thread only: no lock.
+void CheckpointSaver::set_resumed_from(int64_t step) { opts_.resumed_from = step; }
 
 void CheckpointSaver::fence() {
   const double t0 = now_s();
@@ -230,6 +233,7 @@ void CheckpointSaver::run(SaveId id, SaveReport report) {
     a.rank = opts_.rank;
     a.data = opts_.data;
     a.sequence = opts_.sequence;
+    a.resumed_from = id.resumed_from;
     try {
       if (opts_.rank == 0) staged_.copy(state_);
       else a.replica_xxh3 = state_.digest();

@@ -84,6 +84,7 @@ class SaveControl {
 struct SaveId {
   std::string job;
   int64_t step = 0;
+  int64_t resumed_from = -1;  // see SaverOptions
 };
 
 // Where this rank's share of a save goes.
@@ -124,6 +125,11 @@ struct SaverOptions {
   bool async = true;
   double timeout_s = 600;
   int keep = 3;
+  // The step of the target's checkpoint this job resumed from; -1 when it
+  // started fresh or from a checkpoint elsewhere. A service refuses a save
+  // that would replace another job's checkpoint unless this is at or before
+  // its step (runtime/checkpoint/service/checkpoint.proto).
+  int64_t resumed_from = -1;
 };
 
 class CheckpointSaver {
@@ -146,6 +152,8 @@ class CheckpointSaver {
   // saver's thread) rather than in the first save: rank 0 holds a host copy
   // of the state's size.
   void reserve(const RunState& state);
+  // Sets SaverOptions::resumed_from for the saves from now on.
+  void set_resumed_from(int64_t step);
   // Blocks until no save is in flight.
   void finish();
   bool busy() const;

@@ -196,6 +196,16 @@ std::string CheckpointStore::pending_path(const std::string& job, int64_t step) 
 
 std::string CheckpointStore::path_of(int64_t step) const { return dir_ + "/" + step_dir_name(step); }
 
+std::string CheckpointStore::published_job(int64_t step) const {
+  const std::string path = path_of(step);
+  if (!inspect_checkpoint(path).complete) return "";
+  try {
+    return parse_manifest(read_small_file(path + "/" + kManifestName), path).job;
+  } catch (const IoError&) {
+    return "";  // removed or damaged since it was inspected
+  }
+}
+
 bool CheckpointStore::pending(const std::string& job, int64_t step) const {
   std::error_code ec;
   return fs::is_directory(pending_path(job, step), ec);

@@ -135,6 +135,9 @@ class CheckpointStore {
   std::vector<CheckpointInfo> list() const;
   // The folder name `latest` holds, or "" when there is none.
   std::string latest() const;
+  // The job whose manifest the complete checkpoint of `step` carries, or ""
+  // when there is no complete checkpoint of `step`.
+  std::string published_job(int64_t step) const;
   std::string path_of(int64_t step) const;
 
  private:

@@ -7,6 +7,10 @@
 #      and metrics.jsonl mixed the two runs);
 #   F3. the same through a shared `ckpt serve`: a second run with resume:
 #      none is refused instead of replacing the first run's published steps;
+#      the service itself refuses a save over another job's step from a run
+#      that did not resume from it (here: resumed from another run's
+#      checkpoint), naming the step, the job and the fixes; a run that went
+#      back to an older checkpoint of the service replaces it as before;
 #   F2. resume: auto follows `latest`: a newer checkpoint another job wrote
 #      (left by a run that went back with resume: PATH) is skipped with a
 #      warning naming it and how to continue it (before: silently taken);
@@ -16,9 +20,12 @@
 #      checkpoint.service: local, `ckpt ls HOST:PORT`) is refused at once,
 #      naming where it came from (before: a wait, then raw DEADLINE_EXCEEDED);
 #   F12. a flag given twice to `lintrain ckpt` (export --out e1 --out e2) is
-#      refused (before: one was silently dropped);
+#      refused (before: one was silently dropped); `ckpt ls` of a checkpoint
+#      folder lists it and names its directory, of a run folder lists its
+#      checkpoints/ (before: "(no checkpoints)");
 #   F14. `ckpt ls 127.0.0.1:1` (nothing listens) says so at once, naming
-#      ckpt serve (before: 10 s, then raw DEADLINE_EXCEEDED);
+#      ckpt serve (before: 10 s, then raw DEADLINE_EXCEEDED); `ckpt ls` of a
+#      service that wants a token names --token-file, not checkpoint.token_file;
 #   F7. a save every step to a live service: none abandoned;
 #   F15. `ckpt serve --token-file /nonexist` names a token file, not a
 #      "checkpoint file"; a resume that changes optim.no_decay names that key
@@ -76,6 +83,21 @@ expect_error service-none-over "resume: none, but checkpoint service 127.0.0.1:$
   --set checkpoint.service="127.0.0.1:$port" --set resume=none
 cmp -s "$WORK/sv/step-00000006/MANIFEST.json" "$WORK/sv.manifest" || fail "F3: run A's step 6 was replaced"
 note "F3: resume: none through a service holding run A's checkpoints refused; A's step 6 untouched"
+# Past the start check (resumed from another run's checkpoint), the service refuses the save itself.
+expect_error service-foreign-save "step 6 already holds job [0-9a-f]*'s complete checkpoint" -- \
+  "$LINTRAIN" train "$RUN" "${BASE[@]}" --set run.out_dir="$WORK/sc" --set train.steps=6 \
+  --set checkpoint.service="127.0.0.1:$port" --set resume="$WORK/b/checkpoints/step-00000003"
+for want in "did not resume from this directory" "lintrain ckpt serve --dir DIR" "resume: auto"; do
+  grep -qF -- "$want" "$WORK/service-foreign-save.out" || fail "F3: no '$want' in the error"
+done
+cmp -s "$WORK/sv/step-00000006/MANIFEST.json" "$WORK/sv.manifest" || fail "F3: run A's step 6 was replaced by run C"
+# Run A going back to its step 3 on the service replaces its step 6, as before.
+"$LINTRAIN" train "$RUN" "${BASE[@]}" --set run.out_dir="$WORK/sa" --set train.steps=6 \
+  --set checkpoint.service="127.0.0.1:$port" --set resume="$WORK/sv/step-00000003" >"$WORK/sa.back.log" 2>&1 ||
+  { cat "$WORK/sa.back.log"; fail "F3: run A going back to step 3 failed"; }
+if grep -q "failed" "$WORK/sa.back.log"; then cat "$WORK/sa.back.log"; fail "F3: run A's save after going back failed"; fi
+cmp -s "$WORK/sv/step-00000006/MANIFEST.json" "$WORK/sv.manifest" && fail "F3: step 6 was not replaced by run A going back"
+note "F3: a save over run A's step 6 by a run not resumed from the service refused; A going back replaces it"
 
 # F7. A live service loses no save: a save every step (each due while the last
 # one still waits for its answer) is never abandoned.
@@ -132,8 +154,29 @@ expect_error export-out-twice "\-\-out is given twice ('$WORK/e1' and '$WORK/e2'
   "$LINTRAIN" ckpt export "$WORK/b/checkpoints" --out "$WORK/e1" --out "$WORK/e2"
 if [ -e "$WORK/e1" ] || [ -e "$WORK/e2" ]; then fail "F12: the refused export wrote something"; fi
 note "F12: ckpt export --out twice refused"
+"$LINTRAIN" ckpt ls "$WORK/b/checkpoints/step-00000003" >"$WORK/ls-step.out" 2>&1 || { cat "$WORK/ls-step.out"; fail "F12: ckpt ls STEP failed"; }
+grep -qF "is one checkpoint; its directory is $WORK/b/checkpoints" "$WORK/ls-step.out" || { cat "$WORK/ls-step.out"; fail "F12: ckpt ls STEP does not name its directory"; }
+grep -q "^step-00000003 .* complete" "$WORK/ls-step.out" || { cat "$WORK/ls-step.out"; fail "F12: ckpt ls STEP does not list it"; }
+"$LINTRAIN" ckpt ls "$WORK/b" >"$WORK/ls-run.out" 2>&1 || { cat "$WORK/ls-run.out"; fail "F12: ckpt ls RUN failed"; }
+grep -qF "listing $WORK/b/checkpoints, its checkpoint directory" "$WORK/ls-run.out" || { cat "$WORK/ls-run.out"; fail "F12: ckpt ls RUN does not say what it lists"; }
+grep -q "^step-00000004 .*<- latest" "$WORK/ls-run.out" || { cat "$WORK/ls-run.out"; fail "F12: ckpt ls RUN does not list its checkpoints"; }
+if grep -q "no checkpoints" "$WORK/ls-step.out" "$WORK/ls-run.out"; then fail "F12: ckpt ls says (no checkpoints)"; fi
+note "F12: ckpt ls of a checkpoint folder and of a run folder list what they hold"
 
 expect_error ls-nothing-listens "ckpt ls: nothing listens on 127.0.0.1:1 (connection refused); start .lintrain ckpt serve" -- \
   "$LINTRAIN" ckpt ls 127.0.0.1:1
 note "F14: ckpt ls to a port where nothing listens says so"
+printf 'open sesame\n' >"$WORK/token"
+"$LINTRAIN" ckpt serve --dir "$WORK/svt" --listen "127.0.0.1:$port" --token-file "$WORK/token" \
+  --ready-file "$WORK/svt.ready" >"$WORK/svt.log" 2>&1 &
+serve_pid=$!
+for _ in $(seq 1 100); do [ -e "$WORK/svt.ready" ] && break; sleep 0.1; done
+[ -e "$WORK/svt.ready" ] || { cat "$WORK/svt.log"; fail "F14: ckpt serve --token-file did not start"; }
+expect_error ls-no-token "UNAUTHENTICATED: .*give the file holding the service's token with --token-file FILE" -- \
+  "$LINTRAIN" ckpt ls "127.0.0.1:$port"
+if grep -q "checkpoint.token_file" "$WORK/ls-no-token.out"; then fail "F14: ckpt ls names the trainer's key"; fi
+"$LINTRAIN" ckpt ls "127.0.0.1:$port" --token-file "$WORK/token" >"$WORK/ls-token.out" 2>&1 ||
+  { cat "$WORK/ls-token.out"; fail "F14: ckpt ls --token-file failed"; }
+kill "$serve_pid" 2>/dev/null || true
+note "F14: ckpt ls of a service that wants a token names --token-file; with it, it lists"
 note "PASSED"

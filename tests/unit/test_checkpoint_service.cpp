@@ -326,7 +326,17 @@ TEST_F(ServiceTest, TokenIsRequiredWhenConfigured) {
     const SaveReport r = save(saver, 1, a);
     EXPECT_FALSE(r.ok);
     // Refused at once, not retried until the timeout.
-    EXPECT_TRUE(contains(r.error, "UNAUTHENTICATED") && contains(r.error, "token")) << r.error;
+    EXPECT_TRUE(contains(r.error, "UNAUTHENTICATED") && contains(r.error, "checkpoint.token_file")) << r.error;
+  }
+  // The fix named is the setting where the client runs: `ckpt ls` takes a flag.
+  ServiceEndpoint cli = ep();
+  cli.token_setting = "--token-file FILE";
+  try {
+    service_source(cli, 5)->list();
+    ADD_FAILURE() << "listed without the token";
+  } catch (const Error& e) {
+    EXPECT_TRUE(contains(e.what(), "with --token-file FILE")) << e.what();
+    EXPECT_FALSE(contains(e.what(), "checkpoint.token_file")) << e.what();
   }
   EXPECT_TRUE(entries(".pending-").empty());
   EXPECT_EQ(service_hello(ep(token), 5), service->dir());
@@ -463,6 +473,49 @@ TEST_F(ServiceTest, AnotherJobCannotWriteAPendingStep) {
   const pb::SaveStatus sa = status_of(*stub, job, 5);
   EXPECT_EQ(sa.state(), pb::SaveStatus::PENDING);
   EXPECT_EQ(sa.arrived(), 1);
+}
+
+// Two runs on one service (probe F3): the second, started fresh, must not
+// replace the first run's published steps, which its next resume would take
+// as its own. A run that went back to an older checkpoint here may.
+TEST_F(ServiceTest, AnotherRunCannotReplaceAPublishedStep) {
+  service = start();
+  for (int64_t step : {4, 8}) {
+    const SaveReport r = save(*saver_for(job, 0, 1), step, a);
+    ASSERT_TRUE(r.ok) << r.error;
+  }
+  const Manifest before = manifest(8);
+  std::string other = new_job_id();
+  while (other == job) other = new_job_id();
+
+  // Started fresh: refused at once, naming the step, its job and the fixes.
+  const SaveReport fresh = save(*saver_for(other, 0, 1), 8, b);
+  EXPECT_FALSE(fresh.ok);
+  for (const std::string& want : {"step 8 already holds job " + job, std::string("ckpt serve --dir DIR"),
+                                  std::string("resume: auto")})
+    EXPECT_TRUE(contains(fresh.error, want)) << "no '" << want << "' in: " << fresh.error;
+  EXPECT_EQ(manifest(8).job, job);
+  EXPECT_EQ(manifest(8).created_unix, before.created_unix);
+  EXPECT_TRUE(entries(".pending-").empty());
+  // An arrival alone (a rank with no files) is refused the same way.
+  auto stub = raw_stub(service->address());
+  pb::SaveStatus reply;
+  EXPECT_EQ(arrive(*stub, arrival(other, 8, 0, 1), &reply).error_code(), Code::ALREADY_EXISTS);
+  // A new step is its own.
+  EXPECT_TRUE(save(*saver_for(other, 0, 1), 9, b).ok);
+
+  // The first run again (a new job, as every start is) resumed from step 4
+  // here: it went back, and its step 8 replaces the old one.
+  std::string resumed = new_job_id();
+  while (resumed == job || resumed == other) resumed = new_job_id();
+  SaverOptions o = options(resumed, 0, 1);
+  o.resumed_from = 4;
+  CheckpointSaver back(o, service_target(ep(), 0, 1));
+  const SaveReport r = save(back, 8, b);
+  ASSERT_TRUE(r.ok) << r.error;
+  EXPECT_EQ(manifest(8).job, resumed);
+  // The job that published a step may save it again.
+  EXPECT_TRUE(save(back, 8, a).ok);
 }
 
 // ---- a service that goes away ---------------------------------------------------

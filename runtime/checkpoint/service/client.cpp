@@ -36,13 +36,20 @@ bool retryable(grpc::StatusCode c) {
          c == grpc::StatusCode::DATA_LOSS;
 }
 
-std::string status_text(const grpc::Status& s) {
+// The status as "CODE: message"; a refused token also names the fix where
+// this client runs (ep.token_setting).
+std::string status_text(const grpc::Status& s, const ServiceEndpoint& ep) {
   static const char* const kNames[] = {"OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED",
                                        "NOT_FOUND", "ALREADY_EXISTS", "PERMISSION_DENIED", "RESOURCE_EXHAUSTED",
                                        "FAILED_PRECONDITION", "ABORTED", "OUT_OF_RANGE", "UNIMPLEMENTED",
                                        "INTERNAL", "UNAVAILABLE", "DATA_LOSS", "UNAUTHENTICATED"};
   const int c = static_cast<int>(s.error_code());
-  return str_cat(c >= 0 && c <= 16 ? kNames[c] : "?", ": ", s.error_message());
+  std::string text = str_cat(c >= 0 && c <= 16 ? kNames[c] : "?", ": ", s.error_message());
+  if (s.error_code() == grpc::StatusCode::UNAUTHENTICATED)
+    text += ep.token.empty()
+                ? str_cat("; give the file holding the service's token with ", ep.token_setting)
+                : str_cat("; the file ", ep.token_setting, " names must hold the token of the service's --token-file");
+  return text;
 }
 
 class Connection {
@@ -87,6 +94,7 @@ class ServiceTarget : public CheckpointTarget {
       h->set_name(file.name);
       h->set_bytes(rec.bytes);
       h->set_xxh3_64(rec.xxh3);
+      if (id.resumed_from >= 0) h->mutable_resumed_from()->set_step(id.resumed_from);
       bool ok = true;
       size_t at = 0;
       do {  // at least one message: the header, with the first piece
@@ -113,6 +121,7 @@ class ServiceTarget : public CheckpointTarget {
     req.set_sequence(a.sequence);
     req.set_replica_xxh3_64(a.replica_xxh3);
     req.set_keep(a.keep);
+    if (a.resumed_from >= 0) req.mutable_resumed_from()->set_step(a.resumed_from);
     for (const FileRecord& f : a.files) {
       pb::FileEntry* e = req.add_files();
       e->set_name(f.name);
@@ -175,14 +184,14 @@ class ServiceTarget : public CheckpointTarget {
         return;
       }
       if (!retryable(s.error_code()))
-        throw Error(str_cat(conn_.describe(), " refused ", doing, ": ", status_text(s)));
+        throw Error(str_cat(conn_.describe(), " refused ", doing, ": ", status_text(s, conn_.endpoint())));
       if (!away_ && notice_)
-        notice_(str_cat(conn_.describe(), " did not take ", doing, " (", status_text(s),
+        notice_(str_cat(conn_.describe(), " did not take ", doing, " (", status_text(s, conn_.endpoint()),
                         "); retrying while training goes on"));
       away_ = true;
       std::uniform_real_distribution<double> spread(0.8, 1.2);
       if (!ctl.wait(pause * spread(jitter_)))
-        ctl.check(str_cat(doing, " to ", conn_.describe(), " (last answer ", status_text(s), ")"));
+        ctl.check(str_cat(doing, " to ", conn_.describe(), " (last answer ", status_text(s, conn_.endpoint()), ")"));
       pause = std::min(pause * 2, 5.0);
     }
   }
@@ -269,7 +278,8 @@ class ServiceSource : public CheckpointSource {
     ctx->set_wait_for_ready(true);  // ride out a service that is just starting
     const grpc::Status s = fn(ctx.get());
     if (s.error_code() == grpc::StatusCode::NOT_FOUND) throw IoError(str_cat(conn_.describe(), ": ", s.error_message()));
-    if (!s.ok()) throw Error(str_cat(conn_.describe(), " failed ", doing, ": ", status_text(s)));
+    if (!s.ok())
+      throw Error(str_cat(conn_.describe(), " failed ", doing, ": ", status_text(s, conn_.endpoint())));
   }
 
   Connection conn_;
@@ -296,8 +306,8 @@ std::string service_hello(const ServiceEndpoint& ep, double timeout_s) {
   const grpc::StatusCode c = s.error_code();
   if (c == grpc::StatusCode::UNAUTHENTICATED || c == grpc::StatusCode::FAILED_PRECONDITION ||
       c == grpc::StatusCode::PERMISSION_DENIED)
-    throw ConfigError(str_cat(conn.describe(), " refused this run: ", status_text(s)));
-  if (!s.ok()) throw Error(str_cat(conn.describe(), " is not reachable: ", status_text(s)));
+    throw ConfigError(str_cat(conn.describe(), " refused this run: ", status_text(s, ep)));
+  if (!s.ok()) throw Error(str_cat(conn.describe(), " is not reachable: ", status_text(s, ep)));
   return reply.dir();
 }
 

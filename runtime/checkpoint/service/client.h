@@ -21,6 +21,9 @@ namespace lintrain {
 struct ServiceEndpoint {
   std::string address;  // HOST:PORT
   std::string token;    // "" = none
+  // What gives the token where this client runs, named when the service
+  // refuses the call's token (UNAUTHENTICATED).
+  std::string token_setting = "checkpoint.token_file";
 };
 
 // The endpoint for `address`, with the token read from token_file when given.

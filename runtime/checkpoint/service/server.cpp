@@ -131,13 +131,13 @@ struct CheckpointService::Impl final : public pb::Checkpoints::Service {
 
   RpcStatus authorize(const ServerContext* ctx) const {
     if (token.empty()) return RpcStatus::OK;
+    // The client adds the fix: the setting that gives the token where it runs.
     const auto& md = ctx->client_metadata();
     const auto it = md.find(kTokenMetadataKey);
     if (it == md.end())
-      return RpcStatus(StatusCode::UNAUTHENTICATED,
-                    "this checkpoint service requires a token: set checkpoint.token_file to the file holding it");
+      return RpcStatus(StatusCode::UNAUTHENTICATED, "this checkpoint service requires a token; the call carried none");
     if (!same_token(token, std::string(it->second.data(), it->second.size())))
-      return RpcStatus(StatusCode::UNAUTHENTICATED, "wrong checkpoint service token (checkpoint.token_file)");
+      return RpcStatus(StatusCode::UNAUTHENTICATED, "the call's token is not this checkpoint service's");
     return RpcStatus::OK;
   }
 
@@ -169,6 +169,7 @@ struct CheckpointService::Impl final : public pb::Checkpoints::Service {
     const auto upload = std::make_tuple(key.first, key.second, h.name());
     {
       std::lock_guard<std::mutex> lock(mu);
+      if (RpcStatus s = check_replace(key, h.has_resumed_from() ? &h.resumed_from() : nullptr); !s.ok()) return s;
       if (!uploading.insert(upload).second)
         return RpcStatus(StatusCode::ALREADY_EXISTS,
                       str_cat("file '", h.name(), "' of step ", key.second, " is already being uploaded"));
@@ -240,6 +241,11 @@ struct CheckpointService::Impl final : public pb::Checkpoints::Service {
     // A rank that retries its arrival after the save was published (its
     // first answer was lost) hears that it is published.
     if (!store.pending(a.job, a.step) && published_here(key, reply)) return RpcStatus::OK;
+    if (RpcStatus s = check_replace(key, req->has_resumed_from() ? &req->resumed_from() : nullptr); !s.ok()) {
+      store.abandon(a.job, a.step);
+      received.erase(key);
+      return s;
+    }
     try {
       store.begin_save(a.job, a.step, opts.stale_after_s);
       store.record_arrival(a);
@@ -289,6 +295,24 @@ struct CheckpointService::Impl final : public pb::Checkpoints::Service {
         it = store.pending(it->first.first, it->first.second) ? std::next(it) : received.erase(it);
   }
 
+  // Another job's complete checkpoint of the step may only be replaced by a
+  // job that resumed from this directory at or before that step (the run went
+  // back: the new history replaces the old one). A job that started fresh, or
+  // from a checkpoint elsewhere, is another run: replacing would hand its
+  // weights to the first run's next resume. Under mu.
+  RpcStatus check_replace(const Key& key, const pb::ResumedFrom* resumed_from) const {
+    const std::string owner = store.published_job(key.second);
+    if (owner.empty() || owner == key.first || (resumed_from && resumed_from->step() <= key.second))
+      return RpcStatus::OK;
+    return RpcStatus(
+        StatusCode::ALREADY_EXISTS,
+        str_cat("step ", key.second, " already holds job ", owner, "'s complete checkpoint (",
+                store.path_of(key.second), "), and job ", key.first, ", which did not resume from this directory "
+                "(it started fresh or from a checkpoint elsewhere), would replace it with another run's weights: "
+                "give each run its own directory (one `lintrain ckpt serve --dir DIR` per run), or resume from "
+                "that checkpoint (resume: auto) to continue its run"));
+  }
+
   // Whether `key` was published (by this process, or before it started:
   // the folder's manifest names the job); fills `reply` when it was. Under mu.
   bool published_here(const Key& key, pb::SaveStatus* reply) {
@@ -297,14 +321,7 @@ struct CheckpointService::Impl final : public pb::Checkpoints::Service {
       *reply = it->second;
       return true;
     }
-    const CheckpointInfo info = inspect_checkpoint(store.path_of(key.second));
-    if (!info.complete) return false;
-    try {
-      const std::string path = store.path_of(key.second) + "/" + kManifestName;
-      if (parse_manifest(read_small_file(path), path).job != key.first) return false;
-    } catch (const IoError&) {
-      return false;
-    }
+    if (store.published_job(key.second) != key.first) return false;
     reply->set_state(pb::SaveStatus::PUBLISHED);
     reply->set_where(store.path_of(key.second));
     return true;

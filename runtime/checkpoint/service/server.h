@@ -15,6 +15,9 @@
 //     a malformed protobuf never reaches the handlers;
 //   - one writer per step: another job's save of a step that is pending and
 //     active is ALREADY_EXISTS, as is a second upload of the same file;
+//   - one run per history: a save of a step that holds another job's complete
+//     checkpoint is ALREADY_EXISTS unless the saving job resumed from this
+//     directory at or before that step (it went back; checkpoint.proto);
 //   - one service per directory (the store's writer lock).
 //
 // Pending saves live on disk, not in memory: a service killed and restarted
