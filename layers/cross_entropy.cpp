@@ -1,62 +1,65 @@
 #include "layers/cross_entropy.h"
 
 #include <algorithm>
-#include <cmath>
 
-#include "runtime/cpu/gemm.h"
+#include "runtime/device.h"
 #include "runtime/error.h"
+#include "runtime/ops.h"
 
 namespace lintrain {
 
-CrossEntropyStats ChunkedCrossEntropy::run(const float* h, const float* w, const int32_t* targets,
-                                           int N, int C, int V, float grad_scale, float* dh,
-                                           float* dw) {
-  for (int n = 0; n < N; ++n)
-    LT_CHECK(targets[n] >= -1 && targets[n] < V, "[cross_entropy] target ", targets[n],
-             " at position ", n, " is outside [0, ", V, ") (and not -1 = ignore)");
+void ChunkedCrossEntropy::reserve(int N, int V) {
   const int chunk = std::max(1, std::min(chunk_tokens_, N));
-  logits_.resize(static_cast<size_t>(chunk) * V);
+  if (logits_.numel() < static_cast<int64_t>(chunk) * V)
+    logits_ = Tensor::zeros({chunk, V}, DType::F32, ctx_->device);
+  if (rows_capacity_ < chunk) {
+    rows_ = Storage::allocate(static_cast<size_t>(chunk) * (sizeof(double) + sizeof(int32_t)), ctx_->device);
+    rows_capacity_ = chunk;
+    if (ctx_->device != Device::CPU) {
+      host_loss_.resize(static_cast<size_t>(chunk));
+      host_correct_.resize(static_cast<size_t>(chunk));
+    }
+  }
+}
+
+CrossEntropyStats ChunkedCrossEntropy::run(const float* h, const float* w, const int32_t* targets,
+                                           const int32_t* host_targets, int N, int C, int V, float grad_scale,
+                                           float* dh, float* dw) {
+  for (int n = 0; n < N; ++n)
+    LT_CHECK(host_targets[n] >= -1 && host_targets[n] < V, "[cross_entropy] target ", host_targets[n],
+             " at position ", n, " is outside [0, ", V, ") (and not -1 = ignore)");
+  const Context& ctx = *ctx_;
+  const int chunk = std::max(1, std::min(chunk_tokens_, N));
+  reserve(N, V);
+  float* logits = logits_.data<float>();
+  double* row_loss = static_cast<double*>(rows_->data());
+  int32_t* row_correct = reinterpret_cast<int32_t*>(row_loss + rows_capacity_);
+  const bool on_host = ctx.device == Device::CPU;
   CrossEntropyStats stats;
-  std::vector<double> row_loss(static_cast<size_t>(chunk));
-  std::vector<int> row_correct(static_cast<size_t>(chunk));
 
   for (int n0 = 0; n0 < N; n0 += chunk) {
     const int rows = std::min(chunk, N - n0);
     const float* hc = h + static_cast<int64_t>(n0) * C;
-    gemm(false, true, rows, V, C, 1.0f, hc, C, w, C, 0.0f, logits_.data(), V);
-#pragma omp parallel for schedule(static)
-    for (int r = 0; r < rows; ++r) {
-      float* z = logits_.data() + static_cast<int64_t>(r) * V;
-      const int t = targets[n0 + r];
-      float zmax = z[0];
-      int arg = 0;
-      for (int v = 1; v < V; ++v)
-        if (z[v] > zmax) zmax = z[v], arg = v;
-      double sum = 0.0;
-      for (int v = 0; v < V; ++v) sum += std::exp(static_cast<double>(z[v] - zmax));
-      const double lse = zmax + std::log(sum);
-      row_loss[static_cast<size_t>(r)] = t >= 0 ? lse - z[t] : 0.0;
-      row_correct[static_cast<size_t>(r)] = t >= 0 && arg == t;
-      if (dh) {  // z becomes d(loss)/dz = grad_scale * (softmax - onehot)
-        if (t < 0) {
-          std::fill(z, z + V, 0.0f);
-        } else {
-          for (int v = 0; v < V; ++v)
-            z[v] = grad_scale * static_cast<float>(std::exp(static_cast<double>(z[v]) - lse));
-          z[t] -= grad_scale;
-        }
-      }
+    matmul(ctx, false, true, rows, V, C, 1.0f, hc, C, w, C, 0.0f, logits, V);
+    cross_entropy_rows(ctx, logits, row_loss, row_correct, targets + n0, rows, V, grad_scale, dh != nullptr);
+    const double* loss = row_loss;
+    const int32_t* correct = row_correct;
+    if (!on_host) {  // the loss read-back: an explicit copy, counted
+      cuda_copy_to_host(host_loss_.data(), row_loss, sizeof(double) * rows);
+      cuda_copy_to_host(host_correct_.data(), row_correct, sizeof(int32_t) * rows);
+      bytes_to_host_ += (sizeof(double) + sizeof(int32_t)) * static_cast<uint64_t>(rows);
+      loss = host_loss_.data();
+      correct = host_correct_.data();
     }
     for (int r = 0; r < rows; ++r) {
-      if (targets[n0 + r] < 0) continue;
-      stats.loss_sum += row_loss[static_cast<size_t>(r)];
+      if (host_targets[n0 + r] < 0) continue;
+      stats.loss_sum += loss[r];
       stats.count += 1;
-      stats.correct += row_correct[static_cast<size_t>(r)];
+      stats.correct += correct[r];
     }
     if (dh) {
-      gemm(false, false, rows, C, V, 1.0f, logits_.data(), V, w, C, 0.0f,
-           dh + static_cast<int64_t>(n0) * C, C);
-      gemm(true, false, V, C, rows, 1.0f, logits_.data(), V, hc, C, 1.0f, dw, C);
+      matmul(ctx, false, false, rows, C, V, 1.0f, logits, V, w, C, 0.0f, dh + static_cast<int64_t>(n0) * C, C);
+      matmul(ctx, true, false, V, C, rows, 1.0f, logits, V, hc, C, 1.0f, dw, C);
     }
   }
   return stats;

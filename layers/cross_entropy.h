@@ -7,7 +7,11 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <vector>
+
+#include "runtime/context.h"
+#include "runtime/tensor.h"
 
 namespace lintrain {
 
@@ -19,21 +23,35 @@ struct CrossEntropyStats {
 
 class ChunkedCrossEntropy {
  public:
-  // chunk_tokens rows of logits are live at once: chunk_tokens * V floats.
-  explicit ChunkedCrossEntropy(int chunk_tokens = 256) : chunk_tokens_(chunk_tokens) {}
+  // chunk_tokens rows of logits are live at once: chunk_tokens * V floats,
+  // on ctx's device (ctx must outlive this object).
+  explicit ChunkedCrossEntropy(const Context& ctx, int chunk_tokens = 256) : ctx_(&ctx), chunk_tokens_(chunk_tokens) {}
 
   // h (N, C) final hidden states, w (V, C) output head, targets (N) with -1 =
-  // not counted. When dh is non-null: dh (N, C) = d(loss)/dh (assigned) and
-  // dw (V, C) += d(loss)/dw, where loss = grad_scale * sum of counted
-  // per-token losses (grad_scale = 1 / tokens in the whole step).
-  CrossEntropyStats run(const float* h, const float* w, const int32_t* targets, int N, int C, int V,
-                        float grad_scale, float* dh, float* dw);
+  // not counted, all on the context's device; host_targets: the same targets
+  // in host memory (checked here, summed into the stats). When dh is
+  // non-null: dh (N, C) = d(loss)/dh (assigned) and dw (V, C) += d(loss)/dw,
+  // where loss = grad_scale * sum of counted per-token losses (grad_scale = 1
+  // / tokens in the whole step). The workspace grows on first use only.
+  CrossEntropyStats run(const float* h, const float* w, const int32_t* targets, const int32_t* host_targets, int N,
+                        int C, int V, float grad_scale, float* dh, float* dw);
 
-  size_t workspace_bytes() const { return logits_.size() * sizeof(float); }
+  // The workspace run() needs for N tokens, reserved before training so no
+  // step allocates.
+  void reserve(int N, int V);
+  size_t workspace_bytes() const { return logits_.nbytes() + (rows_ ? rows_->nbytes() : 0); }
+  // Bytes of per-row results copied to the host so far (0 on the CPU).
+  uint64_t bytes_to_host() const { return bytes_to_host_; }
 
  private:
+  const Context* ctx_;
   int chunk_tokens_;
-  std::vector<float> logits_;  // (chunk_tokens, V)
+  int rows_capacity_ = 0;
+  Tensor logits_;                   // (chunk_tokens, V) on the device
+  std::shared_ptr<Storage> rows_;   // per row: double loss, then int32 correct, on the device
+  std::vector<double> host_loss_;   // their host copies (CUDA only)
+  std::vector<int32_t> host_correct_;
+  uint64_t bytes_to_host_ = 0;
 };
 
 }  // namespace lintrain

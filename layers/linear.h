@@ -1,20 +1,24 @@
 // Linear layer without bias (Llama): out = inp @ weight^T. Weights are stored
-// [out_features, in_features] as Hugging Face stores them.
+// [out_features, in_features] as Hugging Face stores them. Every GEMM runs
+// through the matmul op on ctx's device.
 #pragma once
+
+#include "runtime/context.h"
 
 namespace lintrain {
 
 // out (N, OC) = inp (N, C) @ weight (OC, C)^T
-void linear_forward(float* out, const float* inp, const float* weight, int N, int C, int OC);
+void linear_forward(const Context& ctx, float* out, const float* inp, const float* weight, int N, int C, int OC);
 
 // out (N, OC) += inp (N, C) @ weight (OC, C)^T: a residual branch added into
 // the residual stream in the same GEMM (beta = 1).
-void linear_forward_accumulate(float* out, const float* inp, const float* weight, int N, int C,
+void linear_forward_accumulate(const Context& ctx, float* out, const float* inp, const float* weight, int N, int C,
                                int OC);
 
 // dinp (N, C) = dout (N, OC) @ weight (OC, C)      (assigned; skipped when null)
+// dinp (N, C) += ...                               (with accumulate_dinp)
 // dweight (OC, C) += dout^T @ inp                  (accumulated)
-void linear_backward(float* dinp, float* dweight, const float* dout, const float* inp,
-                     const float* weight, int N, int C, int OC);
+void linear_backward(const Context& ctx, float* dinp, float* dweight, const float* dout, const float* inp,
+                     const float* weight, int N, int C, int OC, bool accumulate_dinp = false);
 
 }  // namespace lintrain

@@ -47,36 +47,6 @@ double alibi_slope(int h, int H) {
   return std::exp2(-8.0 * (2 * (h - P) + 1) / (2.0 * P));
 }
 
-inline float sigmoid(float x) { return 1.0f / (1.0f + std::exp(-x)); }
-
-float feature(FeatureMap f, float x) {
-  switch (f) {
-    case FeatureMap::identity: return x;
-    case FeatureMap::elu1: return x > 0.0f ? x + 1.0f : std::exp(x);
-    case FeatureMap::silu: return x * sigmoid(x);
-    case FeatureMap::relu: return x > 0.0f ? x : 0.0f;
-  }
-  return x;
-}
-
-// phi'(x) from the feature y = phi(x) (not for silu, whose derivative needs x).
-// elu1: x > 0 <=> y > 1, and phi' = exp(x) = y for x <= 0 (continuous at 0, so
-// rounding near the boundary is harmless).
-float feature_grad_from_y(FeatureMap f, float y) {
-  switch (f) {
-    case FeatureMap::identity: return 1.0f;
-    case FeatureMap::elu1: return y > 1.0f ? 1.0f : y;
-    case FeatureMap::relu: return y > 0.0f ? 1.0f : 0.0f;
-    case FeatureMap::silu: break;
-  }
-  return 1.0f;
-}
-
-float silu_grad(float x) {
-  const float s = sigmoid(x);
-  return s * (1.0f + x * (1.0f - s));
-}
-
 }  // namespace
 
 const char* feature_map_name(FeatureMap f) {
@@ -191,6 +161,21 @@ LinearAttentionCore::LinearAttentionCore(const LinearAttentionSpec& spec, int B,
 
 LinearAttentionCore::~LinearAttentionCore() = default;
 
+LinearAttentionLayout LinearAttentionCore::layout() const {
+  const LinearAttentionSpec& s = spec_;
+  LinearAttentionLayout l;
+  l.N = static_cast<int64_t>(B_) * T_;
+  l.W = qkv_width();
+  l.QK = (s.H + s.KVH) * s.d;
+  l.Hd = s.H * s.d;
+  l.H = s.H;
+  l.d = s.d;
+  l.feature_map = s.feature_map;
+  l.key_scale = s.key_scale;
+  l.eps = s.eps;
+  return l;
+}
+
 int LinearAttentionCore::sp_size() const { return sp_ ? sp_->size() : 1; }
 int LinearAttentionCore::sp_rank() const { return sp_ ? sp_->rank() : 0; }
 
@@ -208,7 +193,6 @@ void LinearAttentionCore::forward(float* out, const float* qkv, const float* g,
                                   const float* state_in, float* state_out) {
   const LinearAttentionSpec& s = spec_;
   const int W = qkv_width(), Hd = s.H * s.d, QK = (s.H + s.KVH) * s.d;
-  const int64_t N = static_cast<int64_t>(B_) * T_;
   LT_CHECK(!s.output_gate || g != nullptr,
            "[LinearAttentionCore::forward] output_gate is on but g is null");
   LT_CHECK(!sp_ || (state_in == nullptr && state_out == nullptr),
@@ -216,17 +200,8 @@ void LinearAttentionCore::forward(float* out, const float* qkv, const float* g,
            "parallelism (SP size ", sp_size(), "): the chunk boundary states are exchanged by LASP-2");
 
   // Features (the kernel's inputs), keeping raw q|k where phi' needs them.
-#pragma omp parallel for schedule(static)
-  for (int64_t n = 0; n < N; ++n) {
-    const float* x = qkv + n * W;
-    float* f = feat_.data() + n * W;
-    for (int j = 0; j < QK; ++j) {
-      const float scale = j < Hd ? 1.0f : s.key_scale;
-      f[j] = scale * feature(s.feature_map, x[j]);
-    }
-    std::memcpy(f + QK, x + QK, static_cast<size_t>(W - QK) * sizeof(float));
-    if (!pre_.empty()) std::memcpy(pre_.data() + n * QK, x, static_cast<size_t>(QK) * sizeof(float));
-  }
+  const LinearAttentionLayout lay = layout();
+  linear_attention_features_forward(ctx_, feat_.data(), pre_.empty() ? nullptr : pre_.data(), qkv, lay);
   has_state_in_ = state_in != nullptr;
   if (state_in) {
     state_in_.resize(static_cast<size_t>(B_) * s.H * s.d * s.d);  // once; then reused
@@ -243,31 +218,8 @@ void LinearAttentionCore::forward(float* out, const float* qkv, const float* g,
     lasp2_add_prefix_output(y_.data(), fq, prefix_.data(), s.decay.data(), dims);
   }
 
-#pragma omp parallel for schedule(static)
-  for (int64_t n = 0; n < N; ++n) {
-    float* y = y_.data() + n * Hd;
-    if (s.output_norm) {
-      for (int h = 0; h < s.H; ++h) {
-        float* yh = y + h * s.d;
-        double ss = 0.0;  // double: a d-term sum of squares, no cancellation worries
-        for (int j = 0; j < s.d; ++j) ss += static_cast<double>(yh[j]) * yh[j];
-        const float r = static_cast<float>(1.0 / std::sqrt(ss / s.d + s.eps));
-        rstd_[static_cast<size_t>(n) * s.H + h] = r;
-        for (int j = 0; j < s.d; ++j) yh[j] *= r;
-      }
-    }
-    float* o = out + n * Hd;
-    if (s.output_gate) {
-      const float* gn = g + n * Hd;
-      float* gs = g_.data() + n * Hd;
-      for (int j = 0; j < Hd; ++j) {
-        gs[j] = gn[j];
-        o[j] = y[j] * gn[j] * sigmoid(gn[j]);
-      }
-    } else {
-      std::memcpy(o, y, static_cast<size_t>(Hd) * sizeof(float));
-    }
-  }
+  linear_attention_output_forward(ctx_, out, y_.data(), s.output_norm ? rstd_.data() : nullptr,
+                                  s.output_gate ? g_.data() : nullptr, s.output_gate ? g : nullptr, lay);
   forward_done_ = true;
 }
 
@@ -275,7 +227,6 @@ void LinearAttentionCore::backward(float* dqkv, float* dg, const float* dout,
                                    const float* dstate_out, float* dstate_in) {
   const LinearAttentionSpec& s = spec_;
   const int W = qkv_width(), Hd = s.H * s.d, QK = (s.H + s.KVH) * s.d;
-  const int64_t N = static_cast<int64_t>(B_) * T_;
   LT_CHECK(forward_done_, "[LinearAttentionCore::backward] called before forward");
   LT_CHECK(!s.output_gate || dg != nullptr,
            "[LinearAttentionCore::backward] output_gate is on but dg is null");
@@ -284,34 +235,9 @@ void LinearAttentionCore::backward(float* dqkv, float* dg, const float* dout,
            "parallelism (SP size ", sp_size(), ")");
 
   // Through the gate and the norm to dL/d(kernel output) in dy_.
-#pragma omp parallel for schedule(static)
-  for (int64_t n = 0; n < N; ++n) {
-    const float* y = y_.data() + n * Hd;
-    const float* dn = dout + n * Hd;
-    float* dy = dy_.data() + n * Hd;
-    if (s.output_gate) {
-      const float* gs = g_.data() + n * Hd;
-      float* dgn = dg + n * Hd;
-      for (int j = 0; j < Hd; ++j) {
-        dy[j] = dn[j] * gs[j] * sigmoid(gs[j]);
-        dgn[j] = dn[j] * y[j] * silu_grad(gs[j]);
-      }
-    } else {
-      std::memcpy(dy, dn, static_cast<size_t>(Hd) * sizeof(float));
-    }
-    if (s.output_norm) {
-      // y = x r, r = (mean(x^2) + eps)^(-1/2):  dx = r (dy - y mean(dy .* y))
-      for (int h = 0; h < s.H; ++h) {
-        const float* yh = y + h * s.d;
-        float* dyh = dy + h * s.d;
-        double dot = 0.0;
-        for (int j = 0; j < s.d; ++j) dot += static_cast<double>(dyh[j]) * yh[j];
-        const float mean = static_cast<float>(dot / s.d);
-        const float r = rstd_[static_cast<size_t>(n) * s.H + h];
-        for (int j = 0; j < s.d; ++j) dyh[j] = r * (dyh[j] - yh[j] * mean);
-      }
-    }
-  }
+  const LinearAttentionLayout lay = layout();
+  linear_attention_output_backward(ctx_, dy_.data(), s.output_gate ? dg : nullptr, dout, y_.data(),
+                                   s.output_norm ? rstd_.data() : nullptr, s.output_gate ? g_.data() : nullptr, lay);
 
   LinearAttentionDims dims{B_, T_, s.H, s.KVH, s.d, block_, W, W, W, Hd};
   const float *fq = feat_.data(), *fk = fq + Hd, *fv = fq + QK;
@@ -327,18 +253,7 @@ void LinearAttentionCore::backward(float* dqkv, float* dg, const float* dout,
   }
 
   // Through key_scale and the feature map, in place on the q|k columns.
-#pragma omp parallel for schedule(static)
-  for (int64_t n = 0; n < N; ++n) {
-    float* dx = dqkv + n * W;
-    const float* f = feat_.data() + n * W;
-    for (int j = 0; j < QK; ++j) {
-      const float scale = j < Hd ? 1.0f : s.key_scale;
-      const float grad = s.feature_map == FeatureMap::silu
-                             ? silu_grad(pre_[static_cast<size_t>(n) * QK + j])
-                             : feature_grad_from_y(s.feature_map, f[j] / scale);
-      dx[j] *= scale * grad;
-    }
-  }
+  linear_attention_features_backward(ctx_, dqkv, feat_.data(), pre_.empty() ? nullptr : pre_.data(), lay);
 }
 
 }  // namespace lintrain

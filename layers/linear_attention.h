@@ -34,13 +34,13 @@
 #include <vector>
 
 #include "runtime/config/config.h"
+#include "runtime/context.h"
+#include "runtime/ops.h"
 
 namespace lintrain {
 
 class Communicator;
 class Lasp2StateExchange;
-
-enum class FeatureMap { identity, elu1, silu, relu };
 
 struct LinearAttentionSpec {
   int H = 0, KVH = 0, d = 0;  // query heads, kv heads (H % KVH == 0), head dim
@@ -131,6 +131,8 @@ class LinearAttentionCore {
   LinearAttentionSpec spec_;
   int B_, T_;
   int block_;  // spec.block, at most T_
+  Context ctx_;  // where the core's ops run (the host, for now)
+  LinearAttentionLayout layout() const;
   std::vector<float> feat_, pre_, y_, rstd_, g_, state_in_, dy_;
   std::unique_ptr<Lasp2StateExchange> sp_;  // null = single rank
   std::vector<float> prefix_, suffix_;      // (B, H, d, d) P_j, G_j; only under SP

@@ -7,7 +7,7 @@
 #include "layers/linear.h"
 #include "layers/linear_attention.h"
 #include "layers/softmax_attention.h"
-#include "runtime/cpu/gemm.h"
+#include "runtime/device.h"
 #include "runtime/ops.h"
 #include "runtime/rng.h"
 
@@ -52,25 +52,52 @@ struct LinearLlama::Block {
   int ln1, wqkv, wg, wo, ln2, wgu, wd;  // ParamTable indices (wg = -1 without gate)
   std::unique_ptr<LinearAttentionCore> linear;
   std::unique_ptr<SoftmaxAttentionCore> softmax;
-  // Saved for backward; shapes with N = B*T tokens.
-  std::vector<float> x_in;      // (N, C) block input (residual stream)
-  std::vector<float> x_mid;     // (N, C) after the attention residual
-  std::vector<float> h1, rstd1;  // (N, C), (N): input_layernorm
-  std::vector<float> qkv;       // (N, HD + 2 KVD)
-  std::vector<float> g;         // (N, HD) gate pre-activation (gated linear layers)
-  std::vector<float> attn;      // (N, HD) attention output before o_proj
-  std::vector<float> h2, rstd2;  // post_attention_layernorm
-  std::vector<float> gu;        // (N, 2F) [gate | up]
-  std::vector<float> act;       // (N, F) swiglu output
+  // Saved for backward, in the model's activation block; N = B*T tokens.
+  float* x_in = nullptr;                    // (N, C) block input (residual stream)
+  float* x_mid = nullptr;                   // (N, C) after the attention residual
+  float *h1 = nullptr, *rstd1 = nullptr;    // (N, C), (N): input_layernorm
+  float* qkv = nullptr;                     // (N, HD + 2 KVD)
+  float* g = nullptr;                       // (N, HD) gate pre-activation (gated linear layers only)
+  float* attn = nullptr;                    // (N, HD) attention output before o_proj
+  float *h2 = nullptr, *rstd2 = nullptr;    // post_attention_layernorm
+  float* gu = nullptr;                      // (N, 2F) [gate | up]
+  float* act = nullptr;                     // (N, F) swiglu output
 };
+
+namespace {
+// Cuts one block of floats into named pieces: each piece is asked for with
+// its size, then the block is allocated once and every pointer set.
+class ActivationPlan {
+ public:
+  void add(float** where, size_t floats) {
+    pieces_.push_back({where, floats});
+    total_ += arena_round(floats * sizeof(float)) / sizeof(float);
+  }
+  Tensor allocate(Device device) {
+    Tensor block = Tensor::zeros({static_cast<int64_t>(total_)}, DType::F32, device);
+    float* p = static_cast<float*>(block.raw());
+    for (const auto& piece : pieces_) {
+      *piece.first = p;
+      p += arena_round(piece.second * sizeof(float)) / sizeof(float);
+    }
+    return block;
+  }
+
+ private:
+  std::vector<std::pair<float**, size_t>> pieces_;
+  size_t total_ = 0;
+};
+}  // namespace
 
 LinearLlama::LinearLlama(const ModelConfig& cfg, int B, int T, bool bf16_compute, Communicator* sp)
     : cfg_(cfg), B_(B), T_(T), bf16_(bf16_compute), table_(make_param_table(cfg)), params_(table_),
-      grads_(table_) {
+      grads_(table_), head_(ctx_) {
   if (bf16_) compute_params_ = FlatBuffer(table_);
   const size_t N = static_cast<size_t>(B) * T, C = cfg.hidden_size, F = cfg.intermediate_size;
   const size_t HD = static_cast<size_t>(cfg.num_attention_heads) * cfg.head_dim();
   const size_t QKV = HD + 2 * static_cast<size_t>(cfg.kv_heads()) * cfg.head_dim();
+  ActivationPlan plan;
+  bool gated = false;
   for (int i = 0; i < cfg.num_hidden_layers; ++i) {
     auto b = std::make_unique<Block>();
     b->kind = cfg.layer_kind(i);
@@ -86,35 +113,37 @@ LinearLlama::LinearLlama(const ModelConfig& cfg, int B, int T, bool bf16_compute
     } else {
       b->softmax = std::make_unique<SoftmaxAttentionCore>(cfg, B, T, sp);
     }
-    b->x_in.resize(N * C);
-    b->x_mid.resize(N * C);
-    b->h1.resize(N * C);
-    b->rstd1.resize(N);
-    b->qkv.resize(N * QKV);
-    if (b->wg >= 0) b->g.resize(N * HD);
-    b->attn.resize(N * HD);
-    b->h2.resize(N * C);
-    b->rstd2.resize(N);
-    b->gu.resize(N * 2 * F);
-    b->act.resize(N * F);
+    plan.add(&b->x_in, N * C);
+    plan.add(&b->x_mid, N * C);
+    plan.add(&b->h1, N * C);
+    plan.add(&b->rstd1, N);
+    plan.add(&b->qkv, N * QKV);
+    if (b->wg >= 0) plan.add(&b->g, N * HD), gated = true;
+    plan.add(&b->attn, N * HD);
+    plan.add(&b->h2, N * C);
+    plan.add(&b->rstd2, N);
+    plan.add(&b->gu, N * 2 * F);
+    plan.add(&b->act, N * F);
     blocks_.push_back(std::move(b));
   }
-  x_final_.resize(N * C);
-  h_final_.resize(N * C);
-  rstd_final_.resize(N);
-  dh_final_.resize(N * C);
-  dx_.resize(N * C);
-  tokens_.resize(N);
+  plan.add(&x_final_, N * C);
+  plan.add(&h_final_, N * C);
+  plan.add(&rstd_final_, N);
+  plan.add(&dh_final_, N * C);
+  plan.add(&dx_, N * C);
+  plan.add(&d_act_, N * F);
+  plan.add(&d_gu_, N * 2 * F);
+  plan.add(&d_h_, N * C);
+  plan.add(&d_attn_, N * HD);
+  plan.add(&d_qkv_, N * QKV);
+  if (gated) plan.add(&d_g_, N * HD);  // gated linear layers only
+  activations_ = plan.allocate(ctx_.device);
+  tokens_ = Tensor::zeros({static_cast<int64_t>(N)}, DType::I32, ctx_.device);
+  targets_ = Tensor::zeros({static_cast<int64_t>(N)}, DType::I32, ctx_.device);
   // The ops' scratch, reserved once for the largest of them.
   ctx_.scratch = &scratch_;
   scratch_.reserve(rmsnorm_backward_scratch_bytes(ctx_.device, static_cast<int>(N), static_cast<int>(C)));
-  d_act_.resize(N * F);
-  d_gu_.resize(N * 2 * F);
-  d_h_.resize(N * C);
-  d_attn_.resize(N * HD);
-  d_qkv_.resize(N * QKV);
-  for (const auto& b : blocks_)
-    if (b->wg >= 0) d_g_.resize(N * HD);  // gated linear layers only
+  head_.reserve(static_cast<int>(N), cfg.vocab_size);
 }
 
 LinearLlama::~LinearLlama() = default;
@@ -148,21 +177,19 @@ const float* LinearLlama::weight(int idx) const {
 
 void LinearLlama::prepare_compute_weights() {
   if (!bf16_) return;
-  const float* p = params_.data();
-  float* q = compute_params_.data();
-  const int64_t n = params_.numel();
-#pragma omp parallel for schedule(static)
-  for (int64_t i = 0; i < n; ++i) q[i] = round_to_bf16(p[i]);
+  round_to_bf16(ctx_, compute_params_.data(), params_.data(), params_.numel());
 }
 
 namespace {
 // Rounds an activation that feeds a GEMM to bf16 (bf16 compute only).
-void round_operand(bool bf16, std::vector<float>& x) {
-  if (!bf16) return;
-  float* p = x.data();
-  const int64_t n = static_cast<int64_t>(x.size());
-#pragma omp parallel for schedule(static)
-  for (int64_t i = 0; i < n; ++i) p[i] = round_to_bf16(p[i]);
+void round_operand(const Context& ctx, bool bf16, float* x, size_t n) {
+  if (bf16) round_to_bf16(ctx, x, x, static_cast<int64_t>(n));
+}
+
+// `count` int32 values from the host into `dst` on ctx's device.
+void upload_ids(const Context& ctx, Tensor& dst, const int32_t* host, int count) {
+  if (ctx.device == Device::CPU) std::memcpy(dst.raw(), host, sizeof(int32_t) * count);
+  else cuda_copy_to_device(dst.raw(), host, sizeof(int32_t) * count);
 }
 }  // namespace
 
@@ -170,49 +197,52 @@ void LinearLlama::forward(const int32_t* tokens) {
   const int N = B_ * T_, C = cfg_.hidden_size, F = cfg_.intermediate_size, V = cfg_.vocab_size;
   const int HD = cfg_.num_attention_heads * cfg_.head_dim();
   const int QKV = HD + 2 * cfg_.kv_heads() * cfg_.head_dim();
+  const size_t NC = static_cast<size_t>(N) * C;
   const float eps = static_cast<float>(cfg_.rms_norm_eps);
   const auto P = [&](int idx) { return weight(idx); };
-  std::memcpy(tokens_.data(), tokens, sizeof(int32_t) * N);
+  if (ctx_.device != Device::CPU) check_token_ids(tokens, N, V);  // the CPU op checks its own input
+  upload_ids(ctx_, tokens_, tokens, N);
+  const int32_t* ids = tokens_.data<int32_t>();
   prepare_compute_weights();
 
-  float* x = blocks_.empty() ? x_final_.data() : blocks_[0]->x_in.data();
-  embedding_forward(ctx_, x, tokens, params_.at(table_.view(0)), N, C, V);  // a lookup: stays f32
+  float* x = blocks_.empty() ? x_final_ : blocks_[0]->x_in;
+  embedding_forward(ctx_, x, ids, params_.at(table_.view(0)), N, C, V);  // a lookup: stays f32
   for (size_t i = 0; i < blocks_.size(); ++i) {
     Block& b = *blocks_[i];
     // Attention sub-block: x_mid = x_in + o_proj(attn(norm(x_in)))
-    rmsnorm_forward(ctx_, b.h1.data(), b.rstd1.data(), b.x_in.data(), P(b.ln1), N, C, eps);
-    round_operand(bf16_, b.h1);
-    linear_forward(b.qkv.data(), b.h1.data(), P(b.wqkv), N, C, QKV);
+    rmsnorm_forward(ctx_, b.h1, b.rstd1, b.x_in, P(b.ln1), N, C, eps);
+    round_operand(ctx_, bf16_, b.h1, NC);
+    linear_forward(ctx_, b.qkv, b.h1, P(b.wqkv), N, C, QKV);
     if (b.linear) {
-      if (b.wg >= 0) linear_forward(b.g.data(), b.h1.data(), P(b.wg), N, C, HD);
-      b.linear->forward(b.attn.data(), b.qkv.data(), b.wg >= 0 ? b.g.data() : nullptr, nullptr,
-                        nullptr);
+      if (b.wg >= 0) linear_forward(ctx_, b.g, b.h1, P(b.wg), N, C, HD);
+      b.linear->forward(b.attn, b.qkv, b.wg >= 0 ? b.g : nullptr, nullptr, nullptr);
     } else {
-      b.softmax->forward(b.attn.data(), b.qkv.data(), 0);
+      b.softmax->forward(b.attn, b.qkv, 0);
     }
-    round_operand(bf16_, b.attn);
-    std::memcpy(b.x_mid.data(), b.x_in.data(), sizeof(float) * N * C);
-    linear_forward_accumulate(b.x_mid.data(), b.attn.data(), P(b.wo), N, HD, C);
+    round_operand(ctx_, bf16_, b.attn, static_cast<size_t>(N) * HD);
+    copy_floats(ctx_, b.x_mid, b.x_in, static_cast<int64_t>(NC));
+    linear_forward_accumulate(ctx_, b.x_mid, b.attn, P(b.wo), N, HD, C);
     // MLP sub-block: x_out = x_mid + down(swiglu(gate_up(norm(x_mid))))
-    rmsnorm_forward(ctx_, b.h2.data(), b.rstd2.data(), b.x_mid.data(), P(b.ln2), N, C, eps);
-    round_operand(bf16_, b.h2);
-    linear_forward(b.gu.data(), b.h2.data(), P(b.wgu), N, C, 2 * F);
-    swiglu_forward(ctx_, b.act.data(), b.gu.data(), N, F);
-    round_operand(bf16_, b.act);
-    float* x_out = i + 1 < blocks_.size() ? blocks_[i + 1]->x_in.data() : x_final_.data();
-    std::memcpy(x_out, b.x_mid.data(), sizeof(float) * N * C);
-    linear_forward_accumulate(x_out, b.act.data(), P(b.wd), N, F, C);
+    rmsnorm_forward(ctx_, b.h2, b.rstd2, b.x_mid, P(b.ln2), N, C, eps);
+    round_operand(ctx_, bf16_, b.h2, NC);
+    linear_forward(ctx_, b.gu, b.h2, P(b.wgu), N, C, 2 * F);
+    swiglu_forward(ctx_, b.act, b.gu, N, F);
+    round_operand(ctx_, bf16_, b.act, static_cast<size_t>(N) * F);
+    float* x_out = i + 1 < blocks_.size() ? blocks_[i + 1]->x_in : x_final_;
+    copy_floats(ctx_, x_out, b.x_mid, static_cast<int64_t>(NC));
+    linear_forward_accumulate(ctx_, x_out, b.act, P(b.wd), N, F, C);
   }
-  rmsnorm_forward(ctx_, h_final_.data(), rstd_final_.data(), x_final_.data(),
-                  P(table_.find("model.norm.weight")), N, C, eps);
-  round_operand(bf16_, h_final_);
+  rmsnorm_forward(ctx_, h_final_, rstd_final_, x_final_, P(table_.find("model.norm.weight")), N, C, eps);
+  round_operand(ctx_, bf16_, h_final_, NC);
 }
 
 CrossEntropyStats LinearLlama::forward_loss(const int32_t* tokens, const int32_t* targets) {
   forward(tokens);
+  const int N = B_ * T_;
+  upload_ids(ctx_, targets_, targets, N);
   const float* w_head = weight(table_.find(cfg_.tie_word_embeddings ? "model.embed_tokens.weight"
                                                                      : "lm_head.weight"));
-  return head_.run(h_final_.data(), w_head, targets, B_ * T_, cfg_.hidden_size, cfg_.vocab_size,
+  return head_.run(h_final_, w_head, targets_.data<int32_t>(), targets, N, cfg_.hidden_size, cfg_.vocab_size,
                    0.0f, nullptr, nullptr);
 }
 
@@ -224,17 +254,17 @@ CrossEntropyStats LinearLlama::forward_backward(const int32_t* tokens, const int
   const auto P = [&](int idx) { return weight(idx); };
   const auto G = [&](int idx) { return grads_.at(table_.view(idx)); };
   forward(tokens);
+  upload_ids(ctx_, targets_, targets, N);
 
   const char* head_name = cfg_.tie_word_embeddings ? "model.embed_tokens.weight" : "lm_head.weight";
-  const CrossEntropyStats stats =
-      head_.run(h_final_.data(), P(table_.find(head_name)), targets, N, C, V, grad_scale,
-                dh_final_.data(), grads_.at(table_.at(head_name)));
+  const CrossEntropyStats stats = head_.run(h_final_, P(table_.find(head_name)), targets_.data<int32_t>(), targets,
+                                            N, C, V, grad_scale, dh_final_, grads_.at(table_.at(head_name)));
 
   // dx_ is the residual stream's gradient, walked from the top down.
-  std::fill(dx_.begin(), dx_.end(), 0.0f);
+  zero_floats(ctx_, dx_, static_cast<int64_t>(N) * C);
   const TensorView& norm_w = table_.at("model.norm.weight");
-  rmsnorm_backward(ctx_, dx_.data(), grads_.at(norm_w), dh_final_.data(), x_final_.data(),
-                   P(table_.find(norm_w.name)), rstd_final_.data(), N, C);
+  rmsnorm_backward(ctx_, dx_, grads_.at(norm_w), dh_final_, x_final_, P(table_.find(norm_w.name)), rstd_final_, N,
+                   C);
   if (grads_ready_) {
     std::vector<int> ready = {table_.find(norm_w.name)};
     if (!cfg_.tie_word_embeddings) ready.push_back(table_.find("lm_head.weight"));
@@ -244,25 +274,21 @@ CrossEntropyStats LinearLlama::forward_backward(const int32_t* tokens, const int
   for (size_t li = blocks_.size(); li-- > 0;) {
     Block& b = *blocks_[li];
     // MLP: x_out = x_mid + act @ Wd^T
-    linear_backward(d_act_.data(), G(b.wd), dx_.data(), b.act.data(), P(b.wd), N, F, C);
-    swiglu_backward(ctx_, d_gu_.data(), d_act_.data(), b.gu.data(), N, F);
-    linear_backward(d_h_.data(), G(b.wgu), d_gu_.data(), b.h2.data(), P(b.wgu), N, C, 2 * F);
-    rmsnorm_backward(ctx_, dx_.data(), G(b.ln2), d_h_.data(), b.x_mid.data(), P(b.ln2), b.rstd2.data(), N, C);
+    linear_backward(ctx_, d_act_, G(b.wd), dx_, b.act, P(b.wd), N, F, C);
+    swiglu_backward(ctx_, d_gu_, d_act_, b.gu, N, F);
+    linear_backward(ctx_, d_h_, G(b.wgu), d_gu_, b.h2, P(b.wgu), N, C, 2 * F);
+    rmsnorm_backward(ctx_, dx_, G(b.ln2), d_h_, b.x_mid, P(b.ln2), b.rstd2, N, C);
     // Attention: x_mid = x_in + attn @ Wo^T
-    linear_backward(d_attn_.data(), G(b.wo), dx_.data(), b.attn.data(), P(b.wo), N, HD, C);
+    linear_backward(ctx_, d_attn_, G(b.wo), dx_, b.attn, P(b.wo), N, HD, C);
     if (b.linear) {
-      b.linear->backward(d_qkv_.data(), b.wg >= 0 ? d_g_.data() : nullptr, d_attn_.data(), nullptr,
-                         nullptr);
+      b.linear->backward(d_qkv_, b.wg >= 0 ? d_g_ : nullptr, d_attn_, nullptr, nullptr);
     } else {
-      b.softmax->backward(d_qkv_.data(), d_attn_.data());
+      b.softmax->backward(d_qkv_, d_attn_);
     }
-    linear_backward(d_h_.data(), G(b.wqkv), d_qkv_.data(), b.h1.data(), P(b.wqkv), N, C, QKV);
-    if (b.wg >= 0) {
-      // The gate is a second branch from h1: d_h += d_g @ Wg (beta = 1), dWg += d_g^T h1.
-      gemm(false, false, N, C, HD, 1.0f, d_g_.data(), HD, P(b.wg), C, 1.0f, d_h_.data(), C);
-      linear_backward(nullptr, G(b.wg), d_g_.data(), b.h1.data(), P(b.wg), N, C, HD);
-    }
-    rmsnorm_backward(ctx_, dx_.data(), G(b.ln1), d_h_.data(), b.x_in.data(), P(b.ln1), b.rstd1.data(), N, C);
+    linear_backward(ctx_, d_h_, G(b.wqkv), d_qkv_, b.h1, P(b.wqkv), N, C, QKV);
+    // The gate is a second branch from h1: d_h += d_g @ Wg, dWg += d_g^T h1.
+    if (b.wg >= 0) linear_backward(ctx_, d_h_, G(b.wg), d_g_, b.h1, P(b.wg), N, C, HD, /*accumulate_dinp=*/true);
+    rmsnorm_backward(ctx_, dx_, G(b.ln1), d_h_, b.x_in, P(b.ln1), b.rstd1, N, C);
     if (grads_ready_) {
       // k_proj, v_proj follow q_proj and up_proj follows gate_proj (make_param_table).
       std::vector<int> ready = {b.ln1, b.wqkv, b.wqkv + 1, b.wqkv + 2, b.wo,
@@ -271,20 +297,14 @@ CrossEntropyStats LinearLlama::forward_backward(const int32_t* tokens, const int
       grads_ready_(ready);
     }
   }
-  embedding_backward(ctx_, grads_.at(table_.view(0)), dx_.data(), tokens_.data(), N, C);
+  embedding_backward(ctx_, grads_.at(table_.view(0)), dx_, tokens_.data<int32_t>(), N, C);
   if (grads_ready_) grads_ready_({0});  // the embedding (also the head when tied)
   return stats;
 }
 
 size_t LinearLlama::activation_bytes() const {
-  size_t n = 0;
-  for (const auto& b : blocks_) {
-    n += b->x_in.size() + b->x_mid.size() + b->h1.size() + b->rstd1.size() + b->qkv.size() +
-         b->g.size() + b->attn.size() + b->h2.size() + b->rstd2.size() + b->gu.size() +
-         b->act.size();
-  }
-  n += x_final_.size() + h_final_.size() + rstd_final_.size();
-  size_t bytes = n * sizeof(float) + head_.workspace_bytes() + scratch_.capacity();
+  size_t bytes = activations_.nbytes() + tokens_.nbytes() + targets_.nbytes() + head_.workspace_bytes() +
+                 scratch_.capacity();
   for (const auto& b : blocks_)
     bytes += b->linear ? b->linear->saved_bytes() : b->softmax->saved_bytes();
   return bytes;

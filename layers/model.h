@@ -85,19 +85,24 @@ class LinearLlama {
   ModelConfig cfg_;
   int B_, T_;
   bool bf16_;
+  Arena scratch_;  // the ops' temporaries, reserved at construction
+  Context ctx_;    // where the model's ops run
   ParamTable table_;
   FlatBuffer params_, grads_;
   FlatBuffer compute_params_;  // bf16-rounded copy (bf16 compute only)
+  // Every activation and backward workspace of the model (not of the
+  // attention cores) lives in this one block on ctx_.device, cut up at
+  // construction: nothing is allocated per step.
+  Tensor activations_;
   std::vector<std::unique_ptr<Block>> blocks_;
-  std::vector<int32_t> tokens_;
-  std::vector<float> x_final_, h_final_, rstd_final_, dh_final_, dx_;
-  // Backward scratch shared by every layer, allocated once (not per step):
-  // d_act (N, F), d_gu (N, 2F), d_h (N, C), d_attn and d_g (N, HD), d_qkv (N, QKV).
-  std::vector<float> d_act_, d_gu_, d_h_, d_attn_, d_g_, d_qkv_;
+  Tensor tokens_, targets_;  // (B*T) int32 on the device: this step's ids
+  float *x_final_ = nullptr, *h_final_ = nullptr, *rstd_final_ = nullptr, *dh_final_ = nullptr, *dx_ = nullptr;
+  // Backward scratch shared by every layer: d_act (N, F), d_gu (N, 2F),
+  // d_h (N, C), d_attn and d_g (N, HD), d_qkv (N, QKV).
+  float *d_act_ = nullptr, *d_gu_ = nullptr, *d_h_ = nullptr, *d_attn_ = nullptr, *d_g_ = nullptr,
+        *d_qkv_ = nullptr;
   ChunkedCrossEntropy head_;
   GradsReadyHook grads_ready_;
-  Arena scratch_;  // the ops' temporaries, reserved at construction
-  Context ctx_;    // where the model's ops run
 };
 
 }  // namespace lintrain

@@ -11,6 +11,7 @@
 
 #include "parallel/communicator.h"
 #include "runtime/error.h"
+#include "runtime/ops.h"
 
 namespace lintrain {
 
@@ -64,18 +65,18 @@ size_t SoftmaxAttentionCore::workspace_bytes() const {
 
 void SoftmaxAttentionCore::forward(float* out, const float* qkv, int pos_offset) {
   LT_CHECK(pos_offset >= 0, "[SoftmaxAttentionCore::forward] pos_offset must be >= 0, got ", pos_offset);
-  if (pos_offset_ != pos_offset) rope_ = RopeTable(d_, theta_, pos_offset + rank_ * T_, T_);
+  if (pos_offset_ != pos_offset) rope_ = RopeTable(d_, theta_, pos_offset + rank_ * T_, T_, ctx_.device);
   pos_offset_ = pos_offset;
   const int W = qkv_width(), first = pos_offset + rank_ * T_;
   std::copy(qkv, qkv + qkv_rot_.size(), qkv_rot_.begin());
   float* q = qkv_rot_.data();
   float* k = q + H_ * d_;
   const float* v = k + KVH_ * d_;
-  rope_forward(k, W, B_, T_, KVH_, first, rope_);
+  rope_forward(ctx_, k, W, B_, T_, KVH_, first, rope_);
   if (sp_) {
     forward_sp(q, first);
   } else {
-    rope_forward(q, W, B_, T_, H_, first, rope_);
+    rope_forward(ctx_, q, W, B_, T_, H_, first, rope_);
     softmax_attention_forward(dims(), o_.data(), out_width(), lse_.data(), q, W, k, W, v, W);
   }
   std::copy(o_.begin(), o_.end(), out);
@@ -88,7 +89,7 @@ void SoftmaxAttentionCore::forward_sp(const float* q, int first) {
   for (size_t n = 0; n < N; ++n)
     std::memcpy(local_.data() + n * kvw, qkv_rot_.data() + n * W + H_ * d_, kvw * sizeof(float));
   Request gather = sp_->iall_gather(local_.data(), xchg_.data(), local_.size());
-  rope_forward(qkv_rot_.data(), W, B_, T_, H_, first, rope_);  // overlaps the gather
+  rope_forward(ctx_, qkv_rot_.data(), W, B_, T_, H_, first, rope_);  // overlaps the gather
   gather->wait();
   // Rank-major (W, B, T, kvw) -> (B, (rank+1)*T, kvw), keeping chunks 0..rank.
   const size_t Tk = static_cast<size_t>(rank_ + 1) * T_;
@@ -114,9 +115,9 @@ void SoftmaxAttentionCore::backward(float* dqkv, const float* dout) {
     float* dv = dk + KVH_ * d_;
     softmax_attention_backward(dims(), dq, W, dk, W, dv, W, dout, out_width(), q, W, k, W, v, W, o_.data(),
                                out_width(), lse_.data());
-    rope_backward(dq, W, B_, T_, H_, first, rope_);
+    rope_backward(ctx_, dq, W, B_, T_, H_, first, rope_);
   }
-  rope_backward(dk, W, B_, T_, KVH_, first, rope_);
+  rope_backward(ctx_, dk, W, B_, T_, KVH_, first, rope_);
 }
 
 void SoftmaxAttentionCore::backward_sp(float* dqkv, const float* dout) {
@@ -136,7 +137,7 @@ void SoftmaxAttentionCore::backward_sp(float* dqkv, const float* dout) {
         std::fill(dst, dst + chunk, 0.0f);
     }
   Request scatter = sp_->ireduce_scatter(xchg_.data(), local_.data(), local_.size());
-  rope_backward(dqkv, W, B_, T_, H_, pos_offset_ + rank_ * T_, rope_);  // dq, overlaps the reduce-scatter
+  rope_backward(ctx_, dqkv, W, B_, T_, H_, pos_offset_ + rank_ * T_, rope_);  // dq, overlaps the reduce-scatter
   scatter->wait();
   for (size_t n = 0; n < N; ++n)
     std::memcpy(dqkv + n * W + H_ * d_, local_.data() + n * kvw, kvw * sizeof(float));

@@ -50,7 +50,8 @@
 #include <vector>
 
 #include "runtime/config/config.h"
-#include "runtime/cpu/rope.h"
+#include "runtime/context.h"
+#include "runtime/rope_table.h"
 #include "runtime/cpu/softmax_attention.h"
 
 namespace lintrain {
@@ -87,7 +88,8 @@ class SoftmaxAttentionCore {
   int B_, T_, H_, KVH_, d_;
   double theta_;
   int pos_offset_ = -1;       // of the saved forward; -1 = none yet
-  RopeTable rope_;            // positions [pos_offset_, pos_offset_ + T)
+  Context ctx_;               // where the core's ops run (the host, for now)
+  RopeTable rope_;            // positions [pos_offset_, pos_offset_ + T), on ctx_.device
   std::vector<float> qkv_rot_;  // (B*T, W)
   std::vector<float> o_;        // (B*T, H*d)
   std::vector<float> lse_;      // (B, H, T)

@@ -8,6 +8,8 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "runtime/ops.h"
+
 namespace lintrain {
 
 class Arena;
@@ -19,6 +21,21 @@ void rmsnorm_backward(Arena& scratch, float* dinp, float* dweight, const float* 
 size_t rmsnorm_backward_scratch_bytes(int N, int C);
 void swiglu_forward(float* h, const float* gate_up, int N, int F);
 void swiglu_backward(float* dgate_up, const float* dh, const float* gate_up, int N, int F);
+void copy_floats(float* dst, const float* src, int64_t n);
+void linear_attention_features_forward(float* feat, float* pre, const float* qkv, const LinearAttentionLayout& l);
+void linear_attention_features_backward(float* dqkv, const float* feat, const float* pre,
+                                        const LinearAttentionLayout& l);
+void linear_attention_output_forward(float* out, float* y, float* rstd, float* g_saved, const float* g,
+                                     const LinearAttentionLayout& l);
+void linear_attention_output_backward(float* dy, float* dg, const float* dout, const float* y, const float* rstd,
+                                      const float* g_saved, const LinearAttentionLayout& l);
+void zero_floats(float* dst, int64_t n);
+void matmul(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float* A, int lda, const float* B,
+            int ldb, float beta, float* C, int ldc);
+void round_to_bf16(float* out, const float* in, int64_t n);
+void rope_rotate(float* x, int ldx, int B, int T, int heads, int d, const float* cos, const float* sin, float sign);
+void cross_entropy_rows(float* logits, double* row_loss, int32_t* row_correct, const int32_t* targets, int rows,
+                        int V, float grad_scale, bool want_grad);
 void embedding_forward(float* out, const int32_t* tokens, const float* wte, int N, int C);
 void embedding_backward(float* dwte, const float* dout, const int32_t* tokens, int N, int C);
 }  // namespace cpu
@@ -31,6 +48,23 @@ void rmsnorm_backward(void* stream, Arena& scratch, float* dinp, float* dweight,
 size_t rmsnorm_backward_scratch_bytes(int N, int C);
 void swiglu_forward(void* stream, float* h, const float* gate_up, int N, int F);
 void swiglu_backward(void* stream, float* dgate_up, const float* dh, const float* gate_up, int N, int F);
+void copy_floats(void* stream, float* dst, const float* src, int64_t n);
+void linear_attention_features_forward(void* stream, float* feat, float* pre, const float* qkv,
+                                       const LinearAttentionLayout& l);
+void linear_attention_features_backward(void* stream, float* dqkv, const float* feat, const float* pre,
+                                        const LinearAttentionLayout& l);
+void linear_attention_output_forward(void* stream, float* out, float* y, float* rstd, float* g_saved,
+                                     const float* g, const LinearAttentionLayout& l);
+void linear_attention_output_backward(void* stream, float* dy, float* dg, const float* dout, const float* y,
+                                      const float* rstd, const float* g_saved, const LinearAttentionLayout& l);
+void zero_floats(void* stream, float* dst, int64_t n);
+void matmul(void* stream, bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float* A, int lda,
+            const float* B, int ldb, float beta, float* C, int ldc);
+void round_to_bf16(void* stream, float* out, const float* in, int64_t n);
+void rope_rotate(void* stream, float* x, int ldx, int B, int T, int heads, int d, const float* cos,
+                 const float* sin, float sign);
+void cross_entropy_rows(void* stream, float* logits, double* row_loss, int32_t* row_correct,
+                        const int32_t* targets, int rows, int V, float grad_scale, bool want_grad);
 void embedding_forward(void* stream, float* out, const int32_t* tokens, const float* wte, int N, int C);
 void embedding_backward(void* stream, float* dwte, const float* dout, const int32_t* tokens, int N, int C);
 }  // namespace cuda

@@ -11,7 +11,8 @@
 
 #include "layers/softmax_attention.h"
 #include "runtime/cpu/gemm.h"
-#include "runtime/cpu/rope.h"
+#include "runtime/ops.h"
+#include "runtime/rope_table.h"
 #include "runtime/cpu/softmax_attention.h"
 #include "runtime/error.h"
 #include "runtime/rng.h"
@@ -188,7 +189,7 @@ TEST(Rope, ForwardMatchesHfFormulaInFloat64) {
       Rng rng(11);
       x.randn(rng);
       const std::vector<double> x0 = x.dense();
-      rope_forward(x.p(), x.ld, B, T, heads, pos_offset, RopeTable(d, theta, pos_offset, T));
+      rope_forward(Context{}, x.p(), x.ld, B, T, heads, pos_offset, RopeTable(d, theta, pos_offset, T));
       EXPECT_TRUE(x.padding_untouched());
       for (int r = 0; r < B * T; ++r)
         for (int h = 0; h < heads; ++h) {
@@ -214,8 +215,8 @@ TEST(Rope, BackwardIsTheExactTranspose) {
   Rng rng(5);
   x.randn(rng), y.randn(rng);
   Act Rx = x, Rty = y;
-  rope_forward(Rx.p(), Rx.ld, B, T, heads, pos_offset, table);
-  rope_backward(Rty.p(), Rty.ld, B, T, heads, pos_offset, table);
+  rope_forward(Context{}, Rx.p(), Rx.ld, B, T, heads, pos_offset, table);
+  rope_backward(Context{}, Rty.p(), Rty.ld, B, T, heads, pos_offset, table);
   const double lhs = dot(Rx.dense(), y.dense()), rhs = dot(x.dense(), Rty.dense());
   double scale = 0;
   for (size_t i = 0; i < x.numel(); ++i) scale += std::fabs(x.at(i)) * (std::fabs(y.at(i)) + 1);
@@ -223,7 +224,7 @@ TEST(Rope, BackwardIsTheExactTranspose) {
   // rotated elements (~4 * 2^-24 relative each) summed over the elements.
   EXPECT_NEAR(lhs, rhs, 8 * 0x1p-24 * scale);
   // R^T R = I up to the same rounding.
-  rope_backward(Rx.p(), Rx.ld, B, T, heads, pos_offset, table);
+  rope_backward(Context{}, Rx.p(), Rx.ld, B, T, heads, pos_offset, table);
   for (size_t i = 0; i < x.numel(); ++i) EXPECT_NEAR(Rx.at(i), x.at(i), 1e-6 * (1 + std::fabs(x.at(i)))) << i;
   EXPECT_TRUE(Rx.padding_untouched() && Rty.padding_untouched());
 }
@@ -232,9 +233,9 @@ TEST(Rope, RejectsBadArguments) {
   EXPECT_THROW(RopeTable(7, 10000.0, 0, 4), Error);  // odd head_dim
   const RopeTable table(8, 10000.0, 4, 4);
   std::vector<float> x(64);
-  EXPECT_THROW(rope_forward(x.data(), 8, 1, 4, 1, 0, table), Error);  // positions 0..3 not in [4, 8)
-  EXPECT_THROW(rope_forward(x.data(), 8, 1, 4, 1, 5, table), Error);  // 5..8 not in [4, 8)
-  EXPECT_THROW(rope_forward(x.data(), 4, 1, 4, 1, 4, table), Error);  // stride < head_dim
+  EXPECT_THROW(rope_forward(Context{}, x.data(), 8, 1, 4, 1, 0, table), Error);  // positions 0..3 not in [4, 8)
+  EXPECT_THROW(rope_forward(Context{}, x.data(), 8, 1, 4, 1, 5, table), Error);  // 5..8 not in [4, 8)
+  EXPECT_THROW(rope_forward(Context{}, x.data(), 4, 1, 4, 1, 4, table), Error);  // stride < head_dim
 }
 
 // ---- kernel forward ------------------------------------------------------------
