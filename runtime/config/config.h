@@ -16,6 +16,7 @@ struct RunSection {
   std::string out_dir = "runs/run";
   uint64_t seed = 1234;
   int threads = 0;  // OpenMP/BLAS threads per rank; 0 = all cores / ranks per node
+  std::string device = "cpu";  // cpu | cuda (one GPU per rank, by local rank)
 };
 
 struct LinearAttentionConfig {

@@ -150,6 +150,8 @@ std::vector<KeySpec> build_table() {
       uint64_key(LT_KEY(run.seed), "seed of every random stream: initialisation, data order, MQAR sequences"),
       int_key(LT_KEY(run.threads), at_least(0),
               "OpenMP/BLAS threads per rank; 0 = the node's cores divided by the ranks on it"),
+      enum_key(LT_KEY(run.device), {"cpu", "cuda"},
+               "where each rank computes: cpu, or cuda (one GPU per rank, chosen by its local rank)"),
 
       int_key(LT_KEY(model.vocab_size), at_least(1), "vocabulary size; at least 256 for data.kind text (bytes)"),
       int_key(LT_KEY(model.hidden_size), at_least(1), "width of the residual stream; a multiple of the heads"),

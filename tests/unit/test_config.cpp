@@ -786,6 +786,14 @@ TEST(ConfigSupported, Fp8IsRefusedAtLoad) {
                   "--set precision.fp8.enabled=true: precision.fp8.enabled: FP8 GEMMs are not available");
 }
 
+// run.device: cuda names what is missing and the fix, from the file and --set alike.
+TEST(ConfigSupported, CudaDeviceIsRefusedUntilTheRunStateIsOnTheDevice) {
+  EXPECT_CONTAINS(parse_error("data: {kind: mqar}\nrun: {device: cuda}\n"),
+                  "run.yaml:2: run.device: cuda: training on GPUs is not wired through");
+  EXPECT_CONTAINS(parse_error("data: {kind: mqar}\n", {"run.device=cuda"}), "set run.device=cpu");
+  EXPECT_EQ(parse("data: {kind: mqar}\n", {"run.device=cpu"}).run.device, "cpu");
+}
+
 TEST(ConfigWarnings, KeysOfUnusedSectionsWarnOncePerKey) {
   const std::string mqar = "data: {kind: mqar}\n";
   EXPECT_TRUE(parse(mqar).warnings.empty());
