@@ -63,6 +63,10 @@ endif()
 message(STATUS "lintrain: gRPC ${gRPC_VERSION}, protobuf ${Protobuf_VERSION}")
 
 # CUDA: AUTO builds it when nvcc is found; ON fails without it; OFF skips it.
+# LINTRAIN_CUDA_ARCHS: the GPU architectures the kernels are compiled for
+# (CMake CUDA_ARCHITECTURES syntax): Ampere (sm_80, A100) and Hopper with its
+# architecture-specific features (sm_90a, H100/H200) by default.
+set(LINTRAIN_CUDA_ARCHS "80;90a" CACHE STRING "CUDA architectures of the kernels, e.g. 80;90a")
 set(LINTRAIN_WITH_CUDA OFF)
 if(NOT LINTRAIN_CUDA STREQUAL "OFF" AND NOT LINTRAIN_SANITIZE)
   include(CheckLanguage)
@@ -73,9 +77,6 @@ if(NOT LINTRAIN_CUDA STREQUAL "OFF" AND NOT LINTRAIN_SANITIZE)
   if(CMAKE_CUDA_COMPILER)
     enable_language(CUDA)
     find_package(CUDAToolkit REQUIRED)
-    if(NOT DEFINED CMAKE_CUDA_ARCHITECTURES OR CMAKE_CUDA_ARCHITECTURES STREQUAL "52")
-      set(CMAKE_CUDA_ARCHITECTURES 90)
-    endif()
     set(CMAKE_CUDA_STANDARD 17)
     set(LINTRAIN_WITH_CUDA ON)
   elseif(LINTRAIN_CUDA STREQUAL "ON")
