@@ -17,6 +17,7 @@
 #include "runtime/checkpoint/service/client.h"
 #include "runtime/checkpoint/service/tcp_probe.h"
 #include "runtime/error.h"
+#include "runtime/process.h"
 
 namespace lintrain {
 namespace {
@@ -26,12 +27,6 @@ void broadcast_string(Communicator& comm, std::string& s, int root) {
   comm.broadcast(&n, sizeof n, root);
   s.resize(n);
   if (n > 0) comm.broadcast(s.data(), n, root);
-}
-
-std::string host_name() {
-  char buf[256] = {0};
-  if (::gethostname(buf, sizeof buf - 1) != 0) return "?";
-  return buf;
 }
 
 std::string megabytes(uint64_t bytes) {

@@ -1,6 +1,8 @@
 // MpiRuntime and MpiCommunicator (see mpi_communicator.h).
 #include "parallel/mpi_communicator.h"
 
+#include "runtime/process.h"
+
 #include <unistd.h>
 
 #include <algorithm>
@@ -22,12 +24,6 @@
 namespace lintrain {
 
 namespace {
-
-std::string host_name() {
-  char buf[256] = {};
-  if (gethostname(buf, sizeof(buf) - 1) != 0) return "?";
-  return buf;
-}
 
 // Largest element count handed to one MPI call (MPI counts are int).
 constexpr size_t kMaxMpiCount = static_cast<size_t>(INT_MAX);
@@ -302,24 +298,11 @@ class MpiRuntime::Watchdog {
   std::thread thread_;
 };
 
-namespace {
-
-}  // namespace
-
-std::string rank_and_host() {
-  std::string rank = "?";
-  if (MpiRuntime::active()) {
-    int r = -1;
-    if (MPI_Comm_rank(MPI_COMM_WORLD, &r) == MPI_SUCCESS) rank = std::to_string(r);
-  }
-  return str_cat("rank ", rank, " (host ", host_name(), ")");
-}
-
 void throw_mpi_error(int rc, const char* call, const char* file, int line) {
   char msg[MPI_MAX_ERROR_STRING] = {};
   int len = 0;
   if (MPI_Error_string(rc, msg, &len) != MPI_SUCCESS) std::snprintf(msg, sizeof(msg), "error code %d", rc);
-  throw Error(str_cat("[mpi] ", call, " failed at ", file, ":", line, " on ", rank_and_host(), ": ", msg));
+  throw_call_error("mpi", call, file, line, msg);
 }
 
 // ---- MpiRuntime ------------------------------------------------------------------
@@ -345,6 +328,7 @@ MpiRuntime::MpiRuntime(int* argc, char*** argv) : host_(host_name()) {
   }
   LT_MPI_CHECK(MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN));
   LT_MPI_CHECK(MPI_Comm_rank(MPI_COMM_WORLD, &rank_));
+  set_process_rank(rank_);  // every later error message names it
   LT_MPI_CHECK(MPI_Comm_size(MPI_COMM_WORLD, &size_));
   MPI_Comm node = MPI_COMM_NULL;
   LT_MPI_CHECK(MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, rank_, MPI_INFO_NULL, &node));

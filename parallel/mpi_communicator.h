@@ -48,9 +48,6 @@
 namespace lintrain {
 
 [[noreturn]] void throw_mpi_error(int rc, const char* call, const char* file, int line);
-// "rank R (host H)" with R this process's rank in MPI_COMM_WORLD ("?" when MPI
-// is not running), for error messages of every communication library.
-std::string rank_and_host();
 
 class MpiRuntime {
  public:

@@ -10,13 +10,11 @@
 #include "parallel/mpi_communicator.h"
 #include "runtime/cuda/check.h"
 
-#define LT_NCCL_CHECK(call)                                                                                         \
-  do {                                                                                                              \
-    const ncclResult_t lt_nccl_rc_ = (call);                                                                        \
-    if (lt_nccl_rc_ != ncclSuccess)                                                                                 \
-      throw ::lintrain::Error(::lintrain::str_cat("[nccl] ", #call, " failed at ", __FILE__, ":", __LINE__, " on ", \
-                                                  ::lintrain::rank_and_host(), ": ",                                \
-                                                  ncclGetErrorString(lt_nccl_rc_)));                                \
+#define LT_NCCL_CHECK(call)                                                                          \
+  do {                                                                                               \
+    const ncclResult_t lt_nccl_rc_ = (call);                                                         \
+    if (lt_nccl_rc_ != ncclSuccess)                                                                  \
+      ::lintrain::throw_call_error("nccl", #call, __FILE__, __LINE__, ncclGetErrorString(lt_nccl_rc_)); \
   } while (0)
 
 namespace lintrain {

@@ -8,6 +8,7 @@
 #include <cstring>
 
 #include "runtime/error.h"
+#include "runtime/process.h"
 
 namespace lintrain {
 
@@ -36,9 +37,7 @@ std::unique_ptr<FileLock> FileLock::try_lock(const std::string& path, const std:
 FileLock::~FileLock() { ::close(fd_); }
 
 std::string this_process_description() {
-  char host[256] = {0};
-  if (::gethostname(host, sizeof host - 1) != 0) std::strcpy(host, "?");
-  return str_cat("pid ", ::getpid(), " on ", host);
+  return str_cat("pid ", ::getpid(), " on ", host_name());
 }
 
 }  // namespace lintrain

@@ -9,6 +9,7 @@
 #include "runtime/cpu/gemm.h"
 #include "runtime/dtype.h"
 #include "runtime/param_table.h"
+#include "runtime/process.h"
 #include "runtime/rng.h"
 
 using namespace lintrain;
@@ -105,4 +106,18 @@ TEST(Rng, StateRoundTripsAndStreamsDiffer) {
   EXPECT_EQ(b.normal(), x);
   EXPECT_EQ(b.uniform(), y);
   EXPECT_NE(Rng::stream(1, 0).next_u64(), Rng::stream(1, 1).next_u64());
+}
+
+// A failed library call names the call, the place, the rank and the host.
+TEST(Process, CallErrorsSayWhereTheyHappened) {
+  set_process_rank(7);
+  try {
+    throw_call_error("cuda", "cudaMalloc(&p, n)", "runtime/cuda/x.cu", 12, "out of memory");
+    FAIL() << "no throw";
+  } catch (const Error& e) {
+    EXPECT_EQ(std::string(e.what()), "[cuda] cudaMalloc(&p, n) failed at runtime/cuda/x.cu:12 on rank 7 (host " +
+                                         host_name() + "): out of memory");
+  }
+  set_process_rank(-1);
+  EXPECT_NE(rank_and_host().find("(host "), std::string::npos);
 }

@@ -24,6 +24,7 @@
 #include "runtime/io/input_file.h"
 #include "runtime/failpoint.h"
 #include "runtime/io/mapped_file.h"
+#include "runtime/process.h"
 
 namespace lintrain {
 namespace {
@@ -76,11 +77,6 @@ std::string host_of(const std::string& listen) {
   if (!listen.empty() && listen[0] == '[') return listen.substr(1, listen.find(']') - 1);
   const size_t colon = listen.rfind(':');
   return colon == std::string::npos ? listen : listen.substr(0, colon);
-}
-
-std::string host_name() {
-  char buf[256] = {0};
-  return ::gethostname(buf, sizeof buf - 1) == 0 ? buf : "?";
 }
 
 // Why the service cannot listen on `listen`, from the errno a plain bind
