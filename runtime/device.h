@@ -13,5 +13,6 @@ void* cuda_malloc_zeroed(size_t nbytes);
 void cuda_free(void* p) noexcept;
 void cuda_copy_to_device(void* dst, const void* src, size_t nbytes);
 void cuda_copy_to_host(void* dst, const void* src, size_t nbytes);
+void cuda_memset_zero(void* dst, size_t nbytes);
 
 }  // namespace lintrain

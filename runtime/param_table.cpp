@@ -2,6 +2,8 @@
 
 #include <cstring>
 
+#include "runtime/device.h"
+
 namespace lintrain {
 
 int ParamTable::add(const std::string& name, const Shape& shape, bool fuse_with_previous) {
@@ -36,16 +38,18 @@ int64_t ParamTable::param_count() const {
   return n;
 }
 
-FlatBuffer::FlatBuffer(const ParamTable& table, Device device)
-    : storage_(Tensor::zeros({table.buffer_numel()}, DType::F32, device)) {}
+FlatBuffer::FlatBuffer(const ParamTable& table, Device device, DType dtype)
+    : storage_(Tensor::zeros({table.buffer_numel()}, dtype, device)) {}
 
 Tensor FlatBuffer::tensor(const TensorView& v) const {
-  return Tensor::view(at(v), v.shape, DType::F32, storage_.device());
+  return Tensor::view(static_cast<char*>(raw()) + static_cast<size_t>(v.offset) * dtype_size(dtype()), v.shape,
+                      dtype(), device());
 }
 
 void FlatBuffer::zero() {
-  LT_CHECK(storage_.device() == Device::CPU, "[FlatBuffer::zero] host buffers only");
-  std::memset(data(), 0, static_cast<size_t>(numel()) * sizeof(float));
+  if (nbytes() == 0) return;
+  if (device() == Device::CPU) std::memset(raw(), 0, nbytes());
+  else cuda_memset_zero(raw(), nbytes());
 }
 
 }  // namespace lintrain

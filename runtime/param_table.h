@@ -48,16 +48,24 @@ class ParamTable {
   int64_t buffer_numel_ = 0;
 };
 
-// A zero-initialised f32 buffer laid out by a ParamTable.
+// A zero-initialised buffer laid out by a ParamTable: one element of `dtype`
+// per parameter (f32 for master weights, gradients and optimizer state; bf16
+// for a low-precision copy), on `device`. The float accessors need f32 (they
+// throw otherwise); raw() and element_size() serve the other dtypes.
 class FlatBuffer {
  public:
   FlatBuffer() = default;
-  explicit FlatBuffer(const ParamTable& table, Device device = Device::CPU);
+  explicit FlatBuffer(const ParamTable& table, Device device = Device::CPU, DType dtype = DType::F32);
 
   float* data() const { return storage_.data<float>(); }
+  void* raw() const { return storage_.raw(); }
   int64_t numel() const { return storage_.numel(); }
+  DType dtype() const { return storage_.dtype(); }
+  Device device() const { return storage_.device(); }
+  size_t nbytes() const { return storage_.nbytes(); }
   float* at(const TensorView& v) const { return data() + v.offset; }
   Tensor tensor(const TensorView& v) const;  // a shaped view into the buffer
+  // Every element zero, with the op of the buffer's device.
   void zero();
   const Tensor& storage() const { return storage_; }
 

@@ -36,4 +36,6 @@ void cuda_copy_to_host(void* dst, const void* src, size_t nbytes) {
   LT_CUDA_CHECK(cudaMemcpy(dst, src, nbytes, cudaMemcpyDeviceToHost));
 }
 
+void cuda_memset_zero(void* dst, size_t nbytes) { LT_CUDA_CHECK(cudaMemset(dst, 0, nbytes)); }
+
 }  // namespace lintrain

@@ -19,5 +19,6 @@ void* cuda_malloc_zeroed(size_t) { no_cuda("cuda_malloc"); }
 void cuda_free(void*) noexcept {}
 void cuda_copy_to_device(void*, const void*, size_t) { no_cuda("cuda_copy_to_device"); }
 void cuda_copy_to_host(void*, const void*, size_t) { no_cuda("cuda_copy_to_host"); }
+void cuda_memset_zero(void*, size_t) { no_cuda("cuda_memset_zero"); }
 
 }  // namespace lintrain

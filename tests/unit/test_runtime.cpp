@@ -61,6 +61,18 @@ TEST(ParamTable, OffsetsAreAlignedAndDisjoint) {
   buf.at(t.at("c"))[31] = 2.0f;
   EXPECT_EQ(buf.data()[63], 2.0f);
   EXPECT_EQ(buf.tensor(t.at("c")).shape(), (Shape{16, 2}));
+  EXPECT_EQ(buf.dtype(), DType::F32);
+  EXPECT_EQ(buf.device(), Device::CPU);
+  buf.zero();
+  EXPECT_EQ(buf.data()[63], 0.0f);
+  // A bf16 buffer of the same layout: half the bytes, views at the same
+  // element offsets, and no float access.
+  FlatBuffer half(t, Device::CPU, DType::BF16);
+  EXPECT_EQ(half.nbytes(), 64u * 2);
+  const Tensor c = half.tensor(t.at("c"));
+  EXPECT_EQ(c.dtype(), DType::BF16);
+  EXPECT_EQ(static_cast<char*>(c.raw()) - static_cast<char*>(half.raw()), 32 * 2);
+  EXPECT_THROW(half.data(), Error);
 }
 
 TEST(ParamTable, FusedTensorsAreAdjacent) {
