@@ -71,6 +71,9 @@ LinearLlama::LinearLlama(const ModelConfig& cfg, int B, int T, bool bf16_compute
   const size_t N = static_cast<size_t>(B) * T, C = cfg.hidden_size, F = cfg.intermediate_size;
   const size_t HD = static_cast<size_t>(cfg.num_attention_heads) * cfg.head_dim();
   const size_t QKV = HD + 2 * static_cast<size_t>(cfg.kv_heads()) * cfg.head_dim();
+  // The ops' scratch: each attention core reserves what its kernels take, and
+  // the norms' below; the arena ends up holding the largest of them.
+  ctx_.scratch = &scratch_;
   for (int i = 0; i < cfg.num_hidden_layers; ++i) {
     auto b = std::make_unique<Block>();
     b->kind = cfg.layer_kind(i);
@@ -82,9 +85,9 @@ LinearLlama::LinearLlama(const ModelConfig& cfg, int B, int T, bool bf16_compute
     b->wgu = layer_param(i, "mlp.gate_proj.weight");
     b->wd = layer_param(i, "mlp.down_proj.weight");
     if (b->kind == 'L') {
-      b->linear = std::make_unique<LinearAttentionCore>(make_linear_attention_spec(cfg, i), B, T, sp);
+      b->linear = std::make_unique<LinearAttentionCore>(ctx_, make_linear_attention_spec(cfg, i), B, T, sp);
     } else {
-      b->softmax = std::make_unique<SoftmaxAttentionCore>(cfg, B, T, sp);
+      b->softmax = std::make_unique<SoftmaxAttentionCore>(ctx_, cfg, B, T, sp);
     }
     b->x_in.resize(N * C);
     b->x_mid.resize(N * C);
@@ -105,8 +108,6 @@ LinearLlama::LinearLlama(const ModelConfig& cfg, int B, int T, bool bf16_compute
   dh_final_.resize(N * C);
   dx_.resize(N * C);
   tokens_.resize(N);
-  // The ops' scratch, reserved once for the largest of them.
-  ctx_.scratch = &scratch_;
   scratch_.reserve(rmsnorm_backward_scratch_bytes(ctx_.device, static_cast<int>(N), static_cast<int>(C)));
   d_act_.resize(N * F);
   d_gu_.resize(N * 2 * F);
