@@ -142,7 +142,7 @@ size_t softmax_attention_backward_scratch_bytes(Device device, const AttentionDi
 // future v of the same block would (0 * NaN); inputs are assumed finite.
 // (The CUDA body runs the recurrence token by token with the d x d state in
 // one block's shared memory: the same function up to fp32 rounding, for head
-// dims whose state fits there, d <= 236 on H100/H200; its launcher names the
+// dims whose state fits there, d <= 225 on H100/H200; its launcher names the
 // limit otherwise.)
 //
 // Threads: over (b, kv head); the query heads of a group run inside one
