@@ -82,13 +82,16 @@ Row run_layer(char kind, const ModelConfig& m, int B, int T, int W) {
     fill_normal(dout, N * Hd, 300 + r);
     comm.reset_stats();
     RankBytes& rb = row.ranks[static_cast<size_t>(r)];
+    Arena arena;  // this rank's scratch, reserved by the core
+    Context ctx;
+    ctx.scratch = &arena;
     if (kind == 'L') {
-      LinearAttentionCore core(make_linear_attention_spec(m, 0), B, C, &comm);
+      LinearAttentionCore core(ctx, make_linear_attention_spec(m, 0), B, C, &comm);
       core.forward(out.data(), qkv.data(), g.data(), nullptr, nullptr);
       rb.fwd = comm.stats();
       core.backward(dqkv.data(), dg.data(), dout.data(), nullptr, nullptr);
     } else {
-      SoftmaxAttentionCore core(m, B, C, &comm);
+      SoftmaxAttentionCore core(ctx, m, B, C, &comm);
       core.forward(out.data(), qkv.data(), 0);
       rb.fwd = comm.stats();
       core.backward(dqkv.data(), dout.data());

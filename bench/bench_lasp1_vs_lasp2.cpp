@@ -2,8 +2,8 @@
 // run under mpirun: one MPI rank per sequence chunk.
 //
 // Both schedules do the same local work with the same kernels
-// (runtime/cpu/linear_attention.h for the intra-chunk part,
-// runtime/cpu/lasp2_terms.h for what crosses chunk boundaries); only the
+// (linear_attention_forward/backward of runtime/ops.h for the intra-chunk
+// part, its LASP-2 terms for what crosses chunk boundaries); only the
 // exchange of the (B, H, d, d) memory state differs:
 //   LASP-1  forward:  M_j; intra; MPI_Recv P_j from j-1; P_{j+1} = lambda^C P_j + M_j;
 //                     MPI_Send P_{j+1} to j+1; out += (Lq Q) P_j
@@ -51,9 +51,8 @@
 #include "parallel/lasp2.h"
 #include "parallel/mpi_communicator.h"
 #include "runtime/cpu/gemm.h"
-#include "runtime/cpu/lasp2_terms.h"
-#include "runtime/cpu/linear_attention.h"
 #include "runtime/error.h"
+#include "runtime/ops.h"
 #include "runtime/rng.h"
 
 using namespace lintrain;
@@ -84,7 +83,14 @@ class ChunkLayer {
  public:
   ChunkLayer(const LinearAttentionDims& dims, std::vector<float> decay)
       : dims_(dims), decay_(std::move(decay)),
-        state_(static_cast<size_t>(dims.B) * dims.H * dims.d * dims.d) {}
+        state_(static_cast<size_t>(dims.B) * dims.H * dims.d * dims.d) {
+    // The kernels' scratch, for the thread count they will run with.
+    ctx_.scratch = &arena_;
+    const Device cpu = Device::CPU;
+    arena_.reserve(std::max({linear_attention_forward_scratch_bytes(cpu, dims),
+                             linear_attention_backward_scratch_bytes(cpu, dims), lasp2_terms_scratch_bytes(cpu, dims),
+                             lasp2_merge_states_scratch_bytes(cpu, dims.B, dims.H, dims.d)}));
+  }
   virtual ~ChunkLayer() = default;
   // out (N, H d) assigned; qkv (N, (H + 2 KVH) d) fused; dqkv assigned.
   virtual void forward(float* out, const float* qkv) = 0;
@@ -98,6 +104,8 @@ class ChunkLayer {
   LinearAttentionDims dims_;
   std::vector<float> decay_;
   size_t state_;  // floats per state
+  Arena arena_;
+  Context ctx_;
 };
 
 class Lasp1Layer : public ChunkLayer {
@@ -111,27 +119,27 @@ class Lasp1Layer : public ChunkLayer {
   }
 
   void forward(float* out, const float* qkv) override {
-    if (size_ > 1) lasp2_chunk_state(M_.data(), k(qkv), v(qkv), decay_.data(), dims_);
-    linear_attention_forward(out, q(qkv), k(qkv), v(qkv), decay_.data(), nullptr, nullptr, dims_);
+    if (size_ > 1) lasp2_chunk_state(ctx_, M_.data(), k(qkv), v(qkv), decay_.data(), dims_);
+    linear_attention_forward(ctx_, out, q(qkv), k(qkv), v(qkv), decay_.data(), nullptr, nullptr, dims_);
     if (size_ == 1) return;  // one chunk: no boundary, as in LASP-2 and the core
     const double t0 = MPI_Wtime();
     ring_step(M_, P_, rank_ - 1, rank_ + 1, 11);
     exchange_seconds += MPI_Wtime() - t0;
-    lasp2_add_prefix_output(out, q(qkv), P_.data(), decay_.data(), dims_);
+    lasp2_add_prefix_output(ctx_, out, q(qkv), P_.data(), decay_.data(), dims_);
   }
 
   void backward(float* dqkv, const float* dout, const float* qkv) override {
     const int Hd = dims_.H * dims_.d;
     float *dq = dqkv, *dk = dqkv + Hd, *dv = dqkv + Hd + dims_.KVH * dims_.d;
-    if (size_ > 1) lasp2_prefix_state_grad(dP_.data(), q(qkv), dout, decay_.data(), dims_);
-    linear_attention_backward(dq, dk, dv, nullptr, dout, nullptr, q(qkv), k(qkv), v(qkv), decay_.data(),
+    if (size_ > 1) lasp2_prefix_state_grad(ctx_, dP_.data(), q(qkv), dout, decay_.data(), dims_);
+    linear_attention_backward(ctx_, dq, dk, dv, nullptr, dout, nullptr, q(qkv), k(qkv), v(qkv), decay_.data(),
                               nullptr, dims_);
     if (size_ == 1) return;
-    lasp2_add_prefix_dq(dq, dout, P_.data(), decay_.data(), dims_);
+    lasp2_add_prefix_dq(ctx_, dq, dout, P_.data(), decay_.data(), dims_);
     const double t0 = MPI_Wtime();
     ring_step(dP_, G_, rank_ + 1, rank_ - 1, 12);
     exchange_seconds += MPI_Wtime() - t0;
-    lasp2_add_suffix_dkdv(dk, dv, k(qkv), v(qkv), G_.data(), decay_.data(), dims_);
+    lasp2_add_suffix_dkdv(ctx_, dk, dv, k(qkv), v(qkv), G_.data(), decay_.data(), dims_);
   }
 
   // The chain alone (no compute): forward hops of the current M_.
@@ -162,33 +170,34 @@ class Lasp2Layer : public ChunkLayer {
  public:
   Lasp2Layer(Communicator* comm, const LinearAttentionDims& dims, std::vector<float> decay)
       : ChunkLayer(dims, std::move(decay)), P_(state_), G_(state_) {
-    if (comm->size() > 1) ex_ = std::make_unique<Lasp2StateExchange>(comm, dims.B, dims.H, dims.d, dims.T, decay_);
+    if (comm->size() > 1)
+      ex_ = std::make_unique<Lasp2StateExchange>(ctx_, comm, dims.B, dims.H, dims.d, dims.T, decay_);
   }
 
   void forward(float* out, const float* qkv) override {
-    if (ex_) lasp2_chunk_state(ex_->local_state(), k(qkv), v(qkv), decay_.data(), dims_);
+    if (ex_) lasp2_chunk_state(ctx_, ex_->local_state(), k(qkv), v(qkv), decay_.data(), dims_);
     if (ex_) ex_->begin_forward();
-    linear_attention_forward(out, q(qkv), k(qkv), v(qkv), decay_.data(), nullptr, nullptr, dims_);
+    linear_attention_forward(ctx_, out, q(qkv), k(qkv), v(qkv), decay_.data(), nullptr, nullptr, dims_);
     if (!ex_) return;
     const double t0 = MPI_Wtime();
     ex_->end_forward(P_.data());
     exchange_seconds += MPI_Wtime() - t0;
-    lasp2_add_prefix_output(out, q(qkv), P_.data(), decay_.data(), dims_);
+    lasp2_add_prefix_output(ctx_, out, q(qkv), P_.data(), decay_.data(), dims_);
   }
 
   void backward(float* dqkv, const float* dout, const float* qkv) override {
     const int Hd = dims_.H * dims_.d;
     float *dq = dqkv, *dk = dqkv + Hd, *dv = dqkv + Hd + dims_.KVH * dims_.d;
-    if (ex_) lasp2_prefix_state_grad(ex_->local_state(), q(qkv), dout, decay_.data(), dims_);
+    if (ex_) lasp2_prefix_state_grad(ctx_, ex_->local_state(), q(qkv), dout, decay_.data(), dims_);
     if (ex_) ex_->begin_backward();
-    linear_attention_backward(dq, dk, dv, nullptr, dout, nullptr, q(qkv), k(qkv), v(qkv), decay_.data(),
+    linear_attention_backward(ctx_, dq, dk, dv, nullptr, dout, nullptr, q(qkv), k(qkv), v(qkv), decay_.data(),
                               nullptr, dims_);
     if (!ex_) return;
-    lasp2_add_prefix_dq(dq, dout, P_.data(), decay_.data(), dims_);
+    lasp2_add_prefix_dq(ctx_, dq, dout, P_.data(), decay_.data(), dims_);
     const double t0 = MPI_Wtime();
     ex_->end_backward(G_.data());
     exchange_seconds += MPI_Wtime() - t0;
-    lasp2_add_suffix_dkdv(dk, dv, k(qkv), v(qkv), G_.data(), decay_.data(), dims_);
+    lasp2_add_suffix_dkdv(ctx_, dk, dv, k(qkv), v(qkv), G_.data(), decay_.data(), dims_);
   }
 
  private:
@@ -200,7 +209,7 @@ class Lasp2Layer : public ChunkLayer {
 class CoreLayer : public ChunkLayer {
  public:
   CoreLayer(Communicator* comm, const LinearAttentionDims& dims, const LinearAttentionSpec& spec)
-      : ChunkLayer(dims, spec.decay), core_(spec, dims.B, dims.T, comm) {}
+      : ChunkLayer(dims, spec.decay), core_(ctx_, spec, dims.B, dims.T, comm) {}
   void forward(float* out, const float* qkv) override { core_.forward(out, qkv, nullptr, nullptr, nullptr); }
   void backward(float* dqkv, const float* dout, const float*) override {
     core_.backward(dqkv, nullptr, dout, nullptr, nullptr);

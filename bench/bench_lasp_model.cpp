@@ -53,9 +53,8 @@
 #include "parallel/lasp2.h"
 #include "parallel/mpi_communicator.h"
 #include "runtime/cpu/gemm.h"
-#include "runtime/cpu/lasp2_terms.h"
-#include "runtime/cpu/linear_attention.h"
 #include "runtime/error.h"
+#include "runtime/ops.h"
 #include "runtime/rng.h"
 
 using namespace lintrain;
@@ -192,14 +191,27 @@ Costs measure_costs(int model_tokens, int kernel_tokens, int W) {
   std::vector<float> decay(H);
   for (int h = 0; h < H; ++h) decay[static_cast<size_t>(h)] = static_cast<float>(tnl_decay(h, H, 0, 16));
   const float *q = qkv.data(), *k = q + Hd, *v = k + Hd;
-  c.intra_fwd = best_time(3, 1, [&] { linear_attention_forward(out.data(), q, k, v, decay.data(), nullptr, nullptr, dims); }) / C;
-  c.intra_bwd = best_time(3, 1, [&] {
-                  linear_attention_backward(dqkv.data(), dqkv.data() + Hd, dqkv.data() + 2 * Hd, nullptr, dout.data(),
-                                            nullptr, q, k, v, decay.data(), nullptr, dims);
+  Arena arena;
+  Context ctx;
+  ctx.scratch = &arena;
+  arena.reserve(std::max({linear_attention_forward_scratch_bytes(Device::CPU, dims),
+                          linear_attention_backward_scratch_bytes(Device::CPU, dims),
+                          lasp2_terms_scratch_bytes(Device::CPU, dims),
+                          lasp2_merge_states_scratch_bytes(Device::CPU, 1, H, d)}));
+  c.intra_fwd = best_time(3, 1, [&] {
+                  linear_attention_forward(ctx, out.data(), q, k, v, decay.data(), nullptr, nullptr, dims);
                 }) / C;
-  c.prefix_dq = best_time(3, 1, [&] { lasp2_add_prefix_dq(dqkv.data(), dout.data(), P.data(), decay.data(), dims); }) / C;
+  c.intra_bwd = best_time(3, 1, [&] {
+                  linear_attention_backward(ctx, dqkv.data(), dqkv.data() + Hd, dqkv.data() + 2 * Hd, nullptr,
+                                            dout.data(), nullptr, q, k, v, decay.data(), nullptr, dims);
+                }) / C;
+  c.prefix_dq = best_time(3, 1, [&] {
+                  lasp2_add_prefix_dq(ctx, dqkv.data(), dout.data(), P.data(), decay.data(), dims);
+                }) / C;
   std::vector<float> gathered(static_cast<size_t>(W) * P.size(), 0.001f);
-  c.merge = best_time(3, 1, [&] { lasp2_prefix_states(M.data(), gathered.data(), W, W - 1, 1, H, d, 32768, decay.data()); });
+  c.merge = best_time(3, 1, [&] {
+    lasp2_prefix_states(ctx, M.data(), gathered.data(), W, W - 1, 1, H, d, 32768, decay.data());
+  });
   c.update = best_time(3, 10, [&] {
     for (size_t i = 0; i < M.size(); ++i) M[i] = 0.5f * M[i] + P[i];
   });

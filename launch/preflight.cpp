@@ -21,6 +21,7 @@
 #include "runtime/error.h"
 #include "runtime/io/file_lock.h"
 #include "runtime/io/input_file.h"
+#include "runtime/ops.h"
 #include "runtime/io/mapped_file.h"
 
 namespace lintrain {
@@ -185,6 +186,46 @@ void check_replicas_equal(const FlatBuffer& params, Communicator& world, const s
                         "per node?); please report it with the run file"));
 }
 
+namespace {
+
+// The ops' scratch arena as the model reserves it: the most that one op of
+// the step takes (runtime/ops.h's *_scratch_bytes, for this process's thread
+// count), on the last SP rank (whose softmax layers see every key). Sizes
+// beyond int are estimated by the same per-thread formulas in double: such a
+// run is refused anyway, by its activations.
+double op_scratch_bytes(const RunConfig& cfg, int sp_size) {
+  const ModelConfig& m = cfg.model;
+  const int W = std::max(1, sp_size);
+  const double T = static_cast<double>(cfg.data.seq_len) / W, B = cfg.train.micro_batch;
+  const double d = m.head_dim(), threads = omp_get_max_threads(), block = std::min<double>(m.linear_attention.block_size, T);
+  const bool linear = m.layer_pattern.find('L') != std::string::npos, softmax = m.layer_pattern.find('S') != std::string::npos;
+  if (B * T * W * m.hidden_size > 2e9 || d * d * B * m.num_attention_heads > 2e9) {
+    const double attn = softmax ? 2 * 64 * T * W * threads : 0;
+    const double lin = linear ? (2 * block * block + block * d + d * d + 2 * block + 1) * threads : 0;
+    return 4 * std::max(attn, lin);
+  }
+  const int Bi = cfg.train.micro_batch, Ti = cfg.data.seq_len / W, di = m.head_dim();
+  const int H = m.num_attention_heads, KVH = m.kv_heads(), Wq = (H + 2 * KVH) * di;
+  size_t bytes = rmsnorm_backward_scratch_bytes(Device::CPU, Bi * Ti, m.hidden_size);
+  if (softmax) {
+    AttentionDims a;
+    a.B = Bi, a.Tq = Ti, a.Tk = W * Ti, a.H = H, a.KVH = KVH, a.d = di, a.q_offset = (W - 1) * Ti;
+    bytes = std::max({bytes, softmax_attention_forward_scratch_bytes(Device::CPU, a),
+                      softmax_attention_backward_scratch_bytes(Device::CPU, a)});
+  }
+  if (linear) {
+    const LinearAttentionDims l{Bi, Ti, H, KVH, di, static_cast<int>(block), Wq, Wq, Wq, H * di};
+    bytes = std::max({bytes, linear_attention_forward_scratch_bytes(Device::CPU, l),
+                      linear_attention_backward_scratch_bytes(Device::CPU, l)});
+    if (W > 1)
+      bytes = std::max({bytes, lasp2_terms_scratch_bytes(Device::CPU, l),
+                        lasp2_merge_states_scratch_bytes(Device::CPU, Bi, H, di)});
+  }
+  return static_cast<double>(bytes);
+}
+
+}  // namespace
+
 RunMemory estimate_run_memory(const RunConfig& cfg, int sp_size) {
   const ModelConfig& m = cfg.model;
   // In double, from counts (no loop over layers, no table): a config's sizes
@@ -222,9 +263,9 @@ RunMemory estimate_run_memory(const RunConfig& cfg, int sp_size) {
     r.optimizer = 8 * P;
   }
   // The step's micro-batches are loaded before its first forward (inputs and
-  // targets, int32, this rank's chunk of each).
-  act += 2 * static_cast<double>(cfg.train.grad_accum) * N;
-  r.activations = 4 * act;
+  // targets, int32, this rank's chunk of each), and the model's copy of one.
+  act += 2 * static_cast<double>(cfg.train.grad_accum) * N + 2 * N;
+  r.activations = 4 * act + op_scratch_bytes(cfg, sp_size);
   // The checkpoint staging buffer (periodic saves) holds weights and optimizer state.
   r.staging = cfg.checkpoint.every > 0 ? r.weights + r.optimizer : 0;
   return r;

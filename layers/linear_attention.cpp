@@ -9,9 +9,8 @@
 #include <cstring>
 
 #include "parallel/lasp2.h"
-#include "runtime/cpu/lasp2_terms.h"
-#include "runtime/cpu/linear_attention.h"
 #include "runtime/error.h"
+#include "runtime/ops.h"
 
 namespace lintrain {
 
@@ -130,9 +129,9 @@ LinearAttentionSpec make_linear_attention_spec(const ModelConfig& m, int layer_i
   return s;
 }
 
-LinearAttentionCore::LinearAttentionCore(const LinearAttentionSpec& spec, int B, int T,
-                                         Communicator* sp)
-    : spec_(spec), B_(B), T_(T) {
+LinearAttentionCore::LinearAttentionCore(const Context& ctx, const LinearAttentionSpec& spec, int B,
+                                         int T, Communicator* sp)
+    : ctx_(ctx), spec_(spec), B_(B), T_(T) {
   LT_CHECK(B >= 0 && T >= 0, "[LinearAttentionCore] B=", B, " T=", T, " must be >= 0");
   LT_CHECK(spec.H >= 1 && spec.KVH >= 1 && spec.H % spec.KVH == 0 && spec.d >= 1,
            "[LinearAttentionCore] bad heads H=", spec.H, " KVH=", spec.KVH, " d=", spec.d);
@@ -153,10 +152,25 @@ LinearAttentionCore::LinearAttentionCore(const LinearAttentionSpec& spec, int B,
   if (spec.output_gate) g_.resize(N * Hd);
   dy_.resize(N * Hd);
   if (sp != nullptr && sp->size() > 1) {
-    sp_ = std::make_unique<Lasp2StateExchange>(sp, B, spec.H, spec.d, T, spec.decay);
+    sp_ = std::make_unique<Lasp2StateExchange>(ctx, sp, B, spec.H, spec.d, T, spec.decay);
     prefix_.resize(sp_->state_floats());
     suffix_.resize(sp_->state_floats());
   }
+  ctx_.arena("LinearAttentionCore").reserve(scratch_bytes());
+}
+
+LinearAttentionDims LinearAttentionCore::dims() const {
+  const int W = qkv_width(), Hd = spec_.H * spec_.d;
+  return LinearAttentionDims{B_, T_, spec_.H, spec_.KVH, spec_.d, block_, W, W, W, Hd};
+}
+
+size_t LinearAttentionCore::scratch_bytes() const {
+  const LinearAttentionDims m = dims();
+  const Device dev = ctx_.device;
+  size_t bytes = std::max(linear_attention_forward_scratch_bytes(dev, m),
+                          linear_attention_backward_scratch_bytes(dev, m));
+  if (sp_) bytes = std::max({bytes, lasp2_terms_scratch_bytes(dev, m), sp_->merge_scratch_bytes()});
+  return bytes;
 }
 
 LinearAttentionCore::~LinearAttentionCore() = default;
@@ -208,14 +222,14 @@ void LinearAttentionCore::forward(float* out, const float* qkv, const float* g,
     std::memcpy(state_in_.data(), state_in, state_in_.size() * sizeof(float));
   }
 
-  LinearAttentionDims dims{B_, T_, s.H, s.KVH, s.d, block_, W, W, W, Hd};
+  const LinearAttentionDims dims = this->dims();
   const float *fq = feat_.data(), *fk = fq + Hd, *fv = fq + QK;
-  if (sp_) lasp2_chunk_state(sp_->local_state(), fk, fv, s.decay.data(), dims);
+  if (sp_) lasp2_chunk_state(ctx_, sp_->local_state(), fk, fv, s.decay.data(), dims);
   if (sp_) sp_->begin_forward();  // M_j travels while the chunk's own attention runs
-  linear_attention_forward(y_.data(), fq, fk, fv, s.decay.data(), state_in, state_out, dims);
+  linear_attention_forward(ctx_, y_.data(), fq, fk, fv, s.decay.data(), state_in, state_out, dims);
   if (sp_) {
     sp_->end_forward(prefix_.data());
-    lasp2_add_prefix_output(y_.data(), fq, prefix_.data(), s.decay.data(), dims);
+    lasp2_add_prefix_output(ctx_, y_.data(), fq, prefix_.data(), s.decay.data(), dims);
   }
 
   linear_attention_output_forward(ctx_, out, y_.data(), s.output_norm ? rstd_.data() : nullptr,
@@ -239,17 +253,17 @@ void LinearAttentionCore::backward(float* dqkv, float* dg, const float* dout,
   linear_attention_output_backward(ctx_, dy_.data(), s.output_gate ? dg : nullptr, dout, y_.data(),
                                    s.output_norm ? rstd_.data() : nullptr, s.output_gate ? g_.data() : nullptr, lay);
 
-  LinearAttentionDims dims{B_, T_, s.H, s.KVH, s.d, block_, W, W, W, Hd};
+  const LinearAttentionDims dims = this->dims();
   const float *fq = feat_.data(), *fk = fq + Hd, *fv = fq + QK;
   float *dq = dqkv, *dk = dqkv + Hd, *dv = dqkv + QK;
-  if (sp_) lasp2_prefix_state_grad(sp_->local_state(), fq, dy_.data(), s.decay.data(), dims);
+  if (sp_) lasp2_prefix_state_grad(ctx_, sp_->local_state(), fq, dy_.data(), s.decay.data(), dims);
   if (sp_) sp_->begin_backward();  // dP_j travels while the intra-chunk backward runs
-  linear_attention_backward(dq, dk, dv, dstate_in, dy_.data(), dstate_out, fq, fk, fv,
+  linear_attention_backward(ctx_, dq, dk, dv, dstate_in, dy_.data(), dstate_out, fq, fk, fv,
                             s.decay.data(), has_state_in_ ? state_in_.data() : nullptr, dims);
   if (sp_) {
-    lasp2_add_prefix_dq(dq, dy_.data(), prefix_.data(), s.decay.data(), dims);
+    lasp2_add_prefix_dq(ctx_, dq, dy_.data(), prefix_.data(), s.decay.data(), dims);
     sp_->end_backward(suffix_.data());
-    lasp2_add_suffix_dkdv(dk, dv, fk, fv, suffix_.data(), s.decay.data(), dims);
+    lasp2_add_suffix_dkdv(ctx_, dk, dv, fk, fv, suffix_.data(), s.decay.data(), dims);
   }
 
   // Through key_scale and the feature map, in place on the q|k columns.

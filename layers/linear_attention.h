@@ -2,7 +2,7 @@
 // q|k|v projection and o_proj (the projections themselves belong to the model).
 //
 //   q, k  <- phi(q), key_scale * phi(k)          feature map on q and k
-//   o     <- causal linear attention with per-head decays (runtime/cpu/linear_attention.h)
+//   o     <- causal linear attention with per-head decays (linear_attention_forward, runtime/ops.h)
 //   o     <- o / sqrt(mean_d(o^2) + eps)          per head, parameter-free (output_norm)
 //   out   <- o * silu(g)                          output gate (output_gate), g = x W_g^T
 //
@@ -34,8 +34,7 @@
 #include <vector>
 
 #include "runtime/config/config.h"
-#include "runtime/context.h"
-#include "runtime/ops.h"
+#include "runtime/ops.h"  // Context, LinearAttentionDims
 
 namespace lintrain {
 
@@ -93,8 +92,10 @@ const char* feature_map_name(FeatureMap f);
 // the exchange's business).
 class LinearAttentionCore {
  public:
-  // sp: not owned; must outlive the core.
-  LinearAttentionCore(const LinearAttentionSpec& spec, int B, int T, Communicator* sp = nullptr);
+  // ctx: where the kernels run; its arena (not owned, must outlive the core)
+  // is reserved here for scratch_bytes(). sp: not owned; must outlive the core.
+  LinearAttentionCore(const Context& ctx, const LinearAttentionSpec& spec, int B, int T,
+                      Communicator* sp = nullptr);
   ~LinearAttentionCore();
   LinearAttentionCore(const LinearAttentionCore&) = delete;
   LinearAttentionCore& operator=(const LinearAttentionCore&) = delete;
@@ -120,6 +121,8 @@ class LinearAttentionCore {
   // Backward-only scratch (dL/d(kernel output), N H d floats), plus under SP
   // the exchange's buffers ((W + 1) B H d d) and G_j (B H d d).
   size_t workspace_bytes() const;
+  // The most scratch one of its ops takes from ctx's arena (forward or backward).
+  size_t scratch_bytes() const;
   // The SP group size W (1 without SP) and this rank's chunk index.
   int sp_size() const;
   int sp_rank() const;
@@ -128,10 +131,12 @@ class LinearAttentionCore {
   int qkv_width() const { return (spec_.H + 2 * spec_.KVH) * spec_.d; }
 
  private:
+  LinearAttentionDims dims() const;
+
+  Context ctx_;
   LinearAttentionSpec spec_;
   int B_, T_;
   int block_;  // spec.block, at most T_
-  Context ctx_;  // where the core's ops run (the host, for now)
   LinearAttentionLayout layout() const;
   std::vector<float> feat_, pre_, y_, rstd_, g_, state_in_, dy_;
   std::unique_ptr<Lasp2StateExchange> sp_;  // null = single rank

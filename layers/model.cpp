@@ -98,6 +98,9 @@ LinearLlama::LinearLlama(const ModelConfig& cfg, int B, int T, bool bf16_compute
   const size_t QKV = HD + 2 * static_cast<size_t>(cfg.kv_heads()) * cfg.head_dim();
   ActivationPlan plan;
   bool gated = false;
+  // The ops' scratch: each attention core reserves what its kernels take, and
+  // the norms' below; the arena ends up holding the largest of them.
+  ctx_.scratch = &scratch_;
   for (int i = 0; i < cfg.num_hidden_layers; ++i) {
     auto b = std::make_unique<Block>();
     b->kind = cfg.layer_kind(i);
@@ -109,9 +112,9 @@ LinearLlama::LinearLlama(const ModelConfig& cfg, int B, int T, bool bf16_compute
     b->wgu = layer_param(i, "mlp.gate_proj.weight");
     b->wd = layer_param(i, "mlp.down_proj.weight");
     if (b->kind == 'L') {
-      b->linear = std::make_unique<LinearAttentionCore>(make_linear_attention_spec(cfg, i), B, T, sp);
+      b->linear = std::make_unique<LinearAttentionCore>(ctx_, make_linear_attention_spec(cfg, i), B, T, sp);
     } else {
-      b->softmax = std::make_unique<SoftmaxAttentionCore>(cfg, B, T, sp);
+      b->softmax = std::make_unique<SoftmaxAttentionCore>(ctx_, cfg, B, T, sp);
     }
     plan.add(&b->x_in, N * C);
     plan.add(&b->x_mid, N * C);
@@ -140,8 +143,6 @@ LinearLlama::LinearLlama(const ModelConfig& cfg, int B, int T, bool bf16_compute
   activations_ = plan.allocate(ctx_.device);
   tokens_ = Tensor::zeros({static_cast<int64_t>(N)}, DType::I32, ctx_.device);
   targets_ = Tensor::zeros({static_cast<int64_t>(N)}, DType::I32, ctx_.device);
-  // The ops' scratch, reserved once for the largest of them.
-  ctx_.scratch = &scratch_;
   scratch_.reserve(rmsnorm_backward_scratch_bytes(ctx_.device, static_cast<int>(N), static_cast<int>(C)));
   head_.reserve(static_cast<int>(N), cfg.vocab_size);
 }

@@ -15,8 +15,9 @@
 
 namespace lintrain {
 
-SoftmaxAttentionCore::SoftmaxAttentionCore(const ModelConfig& cfg, int B, int T, Communicator* sp)
-    : B_(B), T_(T), H_(cfg.num_attention_heads), KVH_(cfg.kv_heads()), d_(0), theta_(cfg.rope_theta) {
+SoftmaxAttentionCore::SoftmaxAttentionCore(const Context& ctx, const ModelConfig& cfg, int B, int T,
+                                           Communicator* sp)
+    : ctx_(ctx), B_(B), T_(T), H_(cfg.num_attention_heads), KVH_(cfg.kv_heads()), d_(0), theta_(cfg.rope_theta) {
   LT_CHECK(B > 0 && T > 0, "[SoftmaxAttentionCore] batch B=", B, " and sequence length T=", T, " must be >= 1");
   LT_CHECK(H_ > 0 && cfg.hidden_size % H_ == 0, "[SoftmaxAttentionCore] hidden_size=", cfg.hidden_size,
            " must be a multiple of num_attention_heads=", H_);
@@ -40,6 +41,12 @@ SoftmaxAttentionCore::SoftmaxAttentionCore(const ModelConfig& cfg, int B, int T,
     xchg_.resize(static_cast<size_t>(W_) * N * kvw);
     local_.resize(N * kvw);
   }
+  ctx_.arena("SoftmaxAttentionCore").reserve(scratch_bytes());
+}
+
+size_t SoftmaxAttentionCore::scratch_bytes() const {
+  return std::max(softmax_attention_forward_scratch_bytes(ctx_.device, dims()),
+                  softmax_attention_backward_scratch_bytes(ctx_.device, dims()));
 }
 
 AttentionDims SoftmaxAttentionCore::dims() const {
@@ -77,7 +84,7 @@ void SoftmaxAttentionCore::forward(float* out, const float* qkv, int pos_offset)
     forward_sp(q, first);
   } else {
     rope_forward(ctx_, q, W, B_, T_, H_, first, rope_);
-    softmax_attention_forward(dims(), o_.data(), out_width(), lse_.data(), q, W, k, W, v, W);
+    softmax_attention_forward(ctx_, dims(), o_.data(), out_width(), lse_.data(), q, W, k, W, v, W);
   }
   std::copy(o_.begin(), o_.end(), out);
 }
@@ -97,7 +104,7 @@ void SoftmaxAttentionCore::forward_sp(const float* q, int first) {
     for (int b = 0; b < B_; ++b)
       std::memcpy(kv_.data() + (b * Tk + static_cast<size_t>(u) * T_) * kvw,
                   xchg_.data() + (static_cast<size_t>(u) * B_ + b) * chunk, chunk * sizeof(float));
-  softmax_attention_forward(dims(), o_.data(), out_width(), lse_.data(), q, W, kv_.data(), kvw,
+  softmax_attention_forward(ctx_, dims(), o_.data(), out_width(), lse_.data(), q, W, kv_.data(), kvw,
                             kv_.data() + KVH_ * d_, kvw);
 }
 
@@ -113,7 +120,7 @@ void SoftmaxAttentionCore::backward(float* dqkv, const float* dout) {
     const float* k = q + H_ * d_;
     const float* v = k + KVH_ * d_;
     float* dv = dk + KVH_ * d_;
-    softmax_attention_backward(dims(), dq, W, dk, W, dv, W, dout, out_width(), q, W, k, W, v, W, o_.data(),
+    softmax_attention_backward(ctx_, dims(), dq, W, dk, W, dv, W, dout, out_width(), q, W, k, W, v, W, o_.data(),
                                out_width(), lse_.data());
     rope_backward(ctx_, dq, W, B_, T_, H_, first, rope_);
   }
@@ -124,7 +131,7 @@ void SoftmaxAttentionCore::backward_sp(float* dqkv, const float* dout) {
   const int W = qkv_width(), kvw = 2 * KVH_ * d_;
   const size_t N = static_cast<size_t>(B_) * T_, chunk = static_cast<size_t>(T_) * kvw;
   const size_t Tk = static_cast<size_t>(rank_ + 1) * T_;
-  softmax_attention_backward(dims(), dqkv, W, dkv_.data(), kvw, dkv_.data() + KVH_ * d_, kvw, dout, out_width(),
+  softmax_attention_backward(ctx_, dims(), dqkv, W, dkv_.data(), kvw, dkv_.data() + KVH_ * d_, kvw, dout, out_width(),
                              qkv_rot_.data(), W, kv_.data(), kvw, kv_.data() + KVH_ * d_, kvw, o_.data(),
                              out_width(), lse_.data());
   // (B, (rank+1)*T, kvw) -> rank-major by owner (W, B, T, kvw); later chunks get zeros.

@@ -50,9 +50,8 @@
 #include <vector>
 
 #include "runtime/config/config.h"
-#include "runtime/context.h"
+#include "runtime/ops.h"  // Context, AttentionDims
 #include "runtime/rope_table.h"
-#include "runtime/cpu/softmax_attention.h"
 
 namespace lintrain {
 
@@ -61,9 +60,11 @@ class Communicator;
 class SoftmaxAttentionCore {
  public:
   // Throws lintrain::Error if the heads do not divide hidden_size, kv heads do
-  // not divide heads, head_dim is odd, or B, T < 1. sp: the SP group (not
-  // owned, must outlive the core) or nullptr; T is then the chunk length.
-  SoftmaxAttentionCore(const ModelConfig& cfg, int B, int T, Communicator* sp = nullptr);
+  // not divide heads, head_dim is odd, or B, T < 1. ctx: where the kernels
+  // run; its arena (not owned, must outlive the core) is reserved here for
+  // scratch_bytes(). sp: the SP group (not owned, must outlive the core) or
+  // nullptr; T is then the chunk length.
+  SoftmaxAttentionCore(const Context& ctx, const ModelConfig& cfg, int B, int T, Communicator* sp = nullptr);
 
   // out = attention(RoPE(q), RoPE(k), v) for the B*T rows of qkv. Saves what
   // the backward needs (overwriting the previous forward's state).
@@ -75,6 +76,8 @@ class SoftmaxAttentionCore {
   size_t saved_bytes() const;
   // Scratch used only under SP (exchange buffers and dk|dv of the seen keys).
   size_t workspace_bytes() const;
+  // The most scratch one of its kernels takes from ctx's arena.
+  size_t scratch_bytes() const;
   int qkv_width() const { return (H_ + 2 * KVH_) * d_; }
   int out_width() const { return H_ * d_; }
   int sp_size() const { return W_; }
@@ -85,10 +88,10 @@ class SoftmaxAttentionCore {
   void forward_sp(const float* q, int pos_offset);
   void backward_sp(float* dqkv, const float* dout);
 
+  Context ctx_;
   int B_, T_, H_, KVH_, d_;
   double theta_;
   int pos_offset_ = -1;       // of the saved forward; -1 = none yet
-  Context ctx_;               // where the core's ops run (the host, for now)
   RopeTable rope_;            // positions [pos_offset_, pos_offset_ + T), on ctx_.device
   std::vector<float> qkv_rot_;  // (B*T, W)
   std::vector<float> o_;        // (B*T, H*d)

@@ -1,36 +1,14 @@
 // LASP-2 state exchange: one AllGather of a (B, H, d, d) state per direction,
-// then the decayed prefix (forward) or suffix (backward) sum over chunks.
+// then the decayed prefix (forward) or suffix (backward) sum over chunks (the
+// merge ops of runtime/ops.h).
 #include "parallel/lasp2.h"
 
-#include <cmath>
-
 #include "runtime/error.h"
+#include "runtime/ops.h"
 
 namespace lintrain {
 
 namespace {
-
-// out[b,h] = sum over u in [u0, u1) of lambda_h^(C * n(u)) gathered[u][b,h],
-// the terms in increasing u, summed in double.
-template <typename Exponent>
-void merge_states(float* out, const float* gathered, int u0, int u1, int B, int H, int d, int C,
-                  const float* decay, Exponent n) {
-  const size_t dd = static_cast<size_t>(d) * d, per_rank = static_cast<size_t>(B) * H * dd;
-#pragma omp parallel for schedule(static)
-  for (int bh = 0; bh < B * H; ++bh) {
-    const int h = bh % H;
-    const double log_lambda = std::log(static_cast<double>(decay[h]));
-    std::vector<double> acc(dd, 0.0);
-    for (int u = u0; u < u1; ++u) {
-      const double w = std::exp(static_cast<double>(C) * n(u) * log_lambda);
-      if (w == 0.0) continue;  // underflow: the term is exactly zero
-      const float* src = gathered + u * per_rank + static_cast<size_t>(bh) * dd;
-      for (size_t i = 0; i < dd; ++i) acc[i] += w * src[i];
-    }
-    float* dst = out + static_cast<size_t>(bh) * dd;
-    for (size_t i = 0; i < dd; ++i) dst[i] = static_cast<float>(acc[i]);
-  }
-}
 
 void check_args(const char* op, int W, int j, int B, int H, int d, int C, const float* decay) {
   LT_CHECK(W >= 1 && j >= 0 && j < W, "[", op, "] rank j=", j, " outside [0, W=", W, ")");
@@ -44,21 +22,9 @@ void check_args(const char* op, int W, int j, int B, int H, int d, int C, const 
 
 }  // namespace
 
-void lasp2_prefix_states(float* out, const float* gathered, int W, int j, int B, int H, int d,
-                         int C, const float* decay) {
-  check_args("lasp2_prefix_states", W, j, B, H, d, C, decay);
-  merge_states(out, gathered, 0, j, B, H, d, C, decay, [j](int u) { return j - 1 - u; });
-}
-
-void lasp2_suffix_states(float* out, const float* gathered, int W, int j, int B, int H, int d,
-                         int C, const float* decay) {
-  check_args("lasp2_suffix_states", W, j, B, H, d, C, decay);
-  merge_states(out, gathered, j + 1, W, B, H, d, C, decay, [j](int u) { return u - 1 - j; });
-}
-
-Lasp2StateExchange::Lasp2StateExchange(Communicator* comm, int B, int H, int d, int C,
-                                       std::vector<float> decay)
-    : comm_(comm), B_(B), H_(H), d_(d), C_(C), decay_(std::move(decay)) {
+Lasp2StateExchange::Lasp2StateExchange(const Context& ctx, Communicator* comm, int B, int H, int d,
+                                       int C, std::vector<float> decay)
+    : ctx_(ctx), comm_(comm), B_(B), H_(H), d_(d), C_(C), decay_(std::move(decay)) {
   LT_CHECK(comm != nullptr, "[Lasp2StateExchange] the SP communicator is null");
   rank_ = comm->rank();
   size_ = comm->size();
@@ -70,6 +36,10 @@ Lasp2StateExchange::Lasp2StateExchange(Communicator* comm, int B, int H, int d, 
 }
 
 Lasp2StateExchange::~Lasp2StateExchange() = default;  // pending_'s destructor waits
+
+size_t Lasp2StateExchange::merge_scratch_bytes() const {
+  return lasp2_merge_states_scratch_bytes(ctx_.device, B_, H_, d_);
+}
 
 void Lasp2StateExchange::begin(Phase phase, const char* who) {
   LT_CHECK(phase_ == Phase::idle, "[Lasp2StateExchange::", who,
@@ -91,12 +61,12 @@ void Lasp2StateExchange::begin_backward() { begin(Phase::backward, "begin_backwa
 
 void Lasp2StateExchange::end_forward(float* P) {
   end(Phase::forward, "end_forward");
-  lasp2_prefix_states(P, recv_.data(), size_, rank_, B_, H_, d_, C_, decay_.data());
+  lasp2_prefix_states(ctx_, P, recv_.data(), size_, rank_, B_, H_, d_, C_, decay_.data());
 }
 
 void Lasp2StateExchange::end_backward(float* G) {
   end(Phase::backward, "end_backward");
-  lasp2_suffix_states(G, recv_.data(), size_, rank_, B_, H_, d_, C_, decay_.data());
+  lasp2_suffix_states(ctx_, G, recv_.data(), size_, rank_, B_, H_, d_, C_, decay_.data());
 }
 
 }  // namespace lintrain

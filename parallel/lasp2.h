@@ -10,44 +10,39 @@
 //             G_j = sum_{u>j} lambda_h^(C (u-1-j)) dP_u     (dL/dM_j from later chunks)
 //
 // Usage with overlap (LinearAttentionCore does this):
-//   lasp2_chunk_state(ex.local_state(), ...);   ex.begin_forward();
-//   ... intra-chunk kernel ...                   ex.end_forward(P);
-//   lasp2_prefix_state_grad(ex.local_state(), ...); ex.begin_backward();
-//   ... intra-chunk backward ...                 ex.end_backward(G);
+//   lasp2_chunk_state(ctx, ex.local_state(), ...);   ex.begin_forward();
+//   ... intra-chunk kernel ...                        ex.end_forward(P);
+//   lasp2_prefix_state_grad(ctx, ex.local_state(), ...); ex.begin_backward();
+//   ... intra-chunk backward ...                      ex.end_backward(G);
 // Between begin_* and end_* the gather is in flight: local_state() must not be
 // written. Every rank of the group must make the same calls in the same order
 // with the same (B, H, d, C) and decays.
 //
-// Weights are exp(n log lambda) in double, so lambda^n underflows to 0 for
-// lambda near 0 (a chunk sees only its neighbour's state, which is right) and
-// never yields NaN; each element of P and G is summed in double over the W
-// terms in rank order (deterministic) and stored in fp32.
+// The merges are the ops lasp2_prefix_states / lasp2_suffix_states
+// (runtime/ops.h): weights exp(n log lambda) in double, so lambda^n underflows
+// to 0 for lambda near 0 (a chunk sees only its neighbour's state, which is
+// right) and never yields NaN; each element of P and G is summed in double
+// over the W terms in rank order (deterministic) and stored in fp32.
 #pragma once
 
 #include <cstddef>
 #include <vector>
 
 #include "parallel/communicator.h"
+#include "runtime/context.h"
 
 namespace lintrain {
-
-// The prefix/suffix merges on their own (no communication), for tests and for
-// other schedules. gathered (W, B, H, d, d) rank-major as AllGather returns it;
-// decay (H); C the chunk length; out (B, H, d, d) assigned.
-//   lasp2_prefix_states: out = sum_{u<j} lambda_h^(C (j-1-u)) gathered[u]
-//   lasp2_suffix_states: out = sum_{u>j} lambda_h^(C (u-1-j)) gathered[u]
-void lasp2_prefix_states(float* out, const float* gathered, int W, int j, int B, int H, int d,
-                         int C, const float* decay);
-void lasp2_suffix_states(float* out, const float* gathered, int W, int j, int B, int H, int d,
-                         int C, const float* decay);
 
 class Lasp2StateExchange {
  public:
   // comm: the SP group, not owned, must outlive this object; its rank is the
   // chunk index. B batch, H query heads, d head dim, C tokens per chunk (equal
-  // on every rank), decay (H) lambda_h in (0, 1].
+  // on every rank), decay (H) lambda_h in (0, 1]. ctx: where the merges run
+  // (host buffers: a CPU context); its arena must outlive this object and
+  // hold merge_scratch_bytes() when end_* runs.
   // Owns (W + 1) * B * H * d * d floats (send and receive buffers).
-  Lasp2StateExchange(Communicator* comm, int B, int H, int d, int C, std::vector<float> decay);
+  Lasp2StateExchange(const Context& ctx, Communicator* comm, int B, int H, int d, int C,
+                     std::vector<float> decay);
   ~Lasp2StateExchange();
   Lasp2StateExchange(const Lasp2StateExchange&) = delete;
   Lasp2StateExchange& operator=(const Lasp2StateExchange&) = delete;
@@ -65,12 +60,15 @@ class Lasp2StateExchange {
   int size() const { return size_; }
   size_t state_floats() const { return send_.size(); }
   size_t buffer_bytes() const { return (send_.size() + recv_.size()) * sizeof(float); }
+  // Scratch the merges of end_forward / end_backward take from ctx's arena.
+  size_t merge_scratch_bytes() const;
 
  private:
   enum class Phase { idle, forward, backward };
   void begin(Phase phase, const char* who);
   void end(Phase phase, const char* who);
 
+  Context ctx_;
   Communicator* comm_;
   int rank_, size_, B_, H_, d_, C_;
   std::vector<float> decay_;

@@ -70,3 +70,82 @@ void embedding_backward(void* stream, float* dwte, const float* dout, const int3
 }  // namespace cuda
 
 }  // namespace lintrain
+
+// ---- attention cores, LASP-2 terms and merges (runtime/ops_attention.cpp) ----
+// cpu:: in runtime/cpu/{softmax_attention,linear_attention,lasp2_terms}.cpp,
+// cuda:: in runtime/cuda/<same>.cu or runtime/no_cuda/attention.cpp.
+#include "runtime/ops.h"  // AttentionDims, LinearAttentionDims
+
+namespace lintrain {
+
+namespace cpu {
+void softmax_attention_forward(Arena& scratch, const AttentionDims& dims, float* o, int ldo, float* lse,
+                               const float* q, int ldq, const float* k, int ldk, const float* v, int ldv);
+size_t softmax_attention_forward_scratch_bytes(const AttentionDims& dims);
+void softmax_attention_backward(Arena& scratch, const AttentionDims& dims, float* dq, int lddq, float* dk, int lddk,
+                                float* dv, int lddv, const float* dout, int lddo, const float* q, int ldq,
+                                const float* k, int ldk, const float* v, int ldv, const float* o, int ldo,
+                                const float* lse);
+size_t softmax_attention_backward_scratch_bytes(const AttentionDims& dims);
+void linear_attention_forward(Arena& scratch, float* o, const float* q, const float* k, const float* v,
+                              const float* decay, const float* state_in, float* state_out,
+                              const LinearAttentionDims& dims);
+size_t linear_attention_forward_scratch_bytes(const LinearAttentionDims& dims);
+void linear_attention_backward(Arena& scratch, float* dq, float* dk, float* dv, float* dstate_in, const float* dout,
+                               const float* dstate_out, const float* q, const float* k, const float* v,
+                               const float* decay, const float* state_in, const LinearAttentionDims& dims);
+size_t linear_attention_backward_scratch_bytes(const LinearAttentionDims& dims);
+void lasp2_chunk_state(Arena& scratch, float* M, const float* k, const float* v, const float* decay,
+                       const LinearAttentionDims& dims);
+void lasp2_add_prefix_output(Arena& scratch, float* o, const float* q, const float* P, const float* decay,
+                             const LinearAttentionDims& dims);
+void lasp2_prefix_state_grad(Arena& scratch, float* dP, const float* q, const float* dout, const float* decay,
+                             const LinearAttentionDims& dims);
+void lasp2_add_prefix_dq(Arena& scratch, float* dq, const float* dout, const float* P, const float* decay,
+                         const LinearAttentionDims& dims);
+void lasp2_add_suffix_dkdv(Arena& scratch, float* dk, float* dv, const float* k, const float* v, const float* G,
+                           const float* decay, const LinearAttentionDims& dims);
+size_t lasp2_terms_scratch_bytes(const LinearAttentionDims& dims);
+// out = sum over u in [u0, u1) of lambda_h^(C n(u)) gathered[u], n(u) = j-1-u
+// (prefix) or u-1-j (suffix), in double, u increasing.
+void lasp2_merge_states(Arena& scratch, float* out, const float* gathered, int W, int j, bool suffix, int B, int H,
+                        int d, int C, const float* decay);
+size_t lasp2_merge_states_scratch_bytes(int B, int H, int d);
+}  // namespace cpu
+
+namespace cuda {
+void softmax_attention_forward(void* stream, Arena& scratch, const AttentionDims& dims, float* o, int ldo,
+                               float* lse, const float* q, int ldq, const float* k, int ldk, const float* v,
+                               int ldv);
+size_t softmax_attention_forward_scratch_bytes(const AttentionDims& dims);
+void softmax_attention_backward(void* stream, Arena& scratch, const AttentionDims& dims, float* dq, int lddq,
+                                float* dk, int lddk, float* dv, int lddv, const float* dout, int lddo,
+                                const float* q, int ldq, const float* k, int ldk, const float* v, int ldv,
+                                const float* o, int ldo, const float* lse);
+size_t softmax_attention_backward_scratch_bytes(const AttentionDims& dims);
+void linear_attention_forward(void* stream, Arena& scratch, float* o, const float* q, const float* k,
+                              const float* v, const float* decay, const float* state_in, float* state_out,
+                              const LinearAttentionDims& dims);
+size_t linear_attention_forward_scratch_bytes(const LinearAttentionDims& dims);
+void linear_attention_backward(void* stream, Arena& scratch, float* dq, float* dk, float* dv, float* dstate_in,
+                               const float* dout, const float* dstate_out, const float* q, const float* k,
+                               const float* v, const float* decay, const float* state_in,
+                               const LinearAttentionDims& dims);
+size_t linear_attention_backward_scratch_bytes(const LinearAttentionDims& dims);
+void lasp2_chunk_state(void* stream, Arena& scratch, float* M, const float* k, const float* v, const float* decay,
+                       const LinearAttentionDims& dims);
+void lasp2_add_prefix_output(void* stream, Arena& scratch, float* o, const float* q, const float* P,
+                             const float* decay, const LinearAttentionDims& dims);
+void lasp2_prefix_state_grad(void* stream, Arena& scratch, float* dP, const float* q, const float* dout,
+                             const float* decay, const LinearAttentionDims& dims);
+void lasp2_add_prefix_dq(void* stream, Arena& scratch, float* dq, const float* dout, const float* P,
+                         const float* decay, const LinearAttentionDims& dims);
+void lasp2_add_suffix_dkdv(void* stream, Arena& scratch, float* dk, float* dv, const float* k, const float* v,
+                           const float* G, const float* decay, const LinearAttentionDims& dims);
+size_t lasp2_terms_scratch_bytes(const LinearAttentionDims& dims);
+void lasp2_merge_states(void* stream, Arena& scratch, float* out, const float* gathered, int W, int j, bool suffix,
+                        int B, int H, int d, int C, const float* decay);
+size_t lasp2_merge_states_scratch_bytes(int B, int H, int d);
+}  // namespace cuda
+
+}  // namespace lintrain

@@ -1,37 +1,23 @@
-// CPU causal softmax attention, blockwise over queries (see the header for the
-// layout and the determinism argument). A block of nq queries starting at
-// query t0 sees keys [0, nk) with nk = q_offset + t0 + nq, so the GEMMs only
-// touch keys some query of the block can see; the causal mask inside the tile
-// is applied by zeroing probabilities, which keeps masked keys out of every
-// product exactly (0 * finite = 0).
-#include "runtime/cpu/softmax_attention.h"
+// CPU causal softmax attention, blockwise over queries (the op and its layout:
+// runtime/ops.h). A block of nq queries starting at query t0 sees keys
+// [0, nk) with nk = q_offset + t0 + nq, so the GEMMs only touch keys some
+// query of the block can see; the causal mask inside the tile is applied by
+// zeroing probabilities, which keeps masked keys out of every product exactly
+// (0 * finite = 0). Each thread's tiles are its slice of the scratch arena.
+#include <omp.h>
 
 #include <algorithm>
 #include <cmath>
 #include <cstddef>
 #include <cstring>
-#include <vector>
 
+#include "runtime/arena.h"
+#include "runtime/backend.h"
 #include "runtime/cpu/gemm.h"
-#include "runtime/error.h"
 
-namespace lintrain {
+namespace lintrain::cpu {
 
 namespace {
-
-void check_dims(const char* op, const AttentionDims& a, int ldq, int ldk, int ldv, int ldo) {
-  LT_CHECK(a.B >= 0 && a.Tq >= 0 && a.Tk >= 0, "[", op, "] negative size B=", a.B, " Tq=", a.Tq, " Tk=", a.Tk);
-  LT_CHECK(a.H > 0 && a.KVH > 0 && a.H % a.KVH == 0, "[", op, "] query heads H=", a.H,
-           " must be a positive multiple of kv heads KVH=", a.KVH);
-  LT_CHECK(a.d > 0, "[", op, "] head dimension d must be > 0, got ", a.d);
-  LT_CHECK(a.q_block > 0, "[", op, "] q_block must be > 0, got ", a.q_block);
-  LT_CHECK(a.q_offset >= 0 && a.Tk >= a.q_offset + a.Tq, "[", op, "] queries at positions [", a.q_offset, ", ",
-           a.q_offset + a.Tq, ") need keys up to there, but Tk=", a.Tk, " (need Tk >= q_offset + Tq)");
-  LT_CHECK(ldq >= a.H * a.d && ldo >= a.H * a.d, "[", op, "] q/o row strides (", ldq, ", ", ldo,
-           ") must be >= H*d = ", a.H * a.d);
-  LT_CHECK(ldk >= a.KVH * a.d && ldv >= a.KVH * a.d, "[", op, "] k/v row strides (", ldk, ", ", ldv,
-           ") must be >= KVH*d = ", a.KVH * a.d);
-}
 
 // One query block of one (sequence, query head): pointers to its first rows.
 struct Block {
@@ -54,18 +40,33 @@ int num_blocks(const AttentionDims& a) { return (a.Tq + a.q_block - 1) / a.q_blo
 
 size_t row_of(int b, int T, int t) { return static_cast<size_t>(b) * T + t; }
 
+// Floats of one (nq, nk) score tile, and its bytes rounded to the arena's alignment.
+size_t tile_floats(const AttentionDims& a) { return static_cast<size_t>(std::min(a.q_block, a.Tq)) * a.Tk; }
+size_t tile_bytes(const AttentionDims& a) { return arena_round(tile_floats(a) * sizeof(float)); }
+
 }  // namespace
 
-void softmax_attention_forward(const AttentionDims& a, float* o, int ldo, float* lse, const float* q, int ldq,
-                               const float* k, int ldk, const float* v, int ldv) {
-  check_dims("softmax_attention_forward", a, ldq, ldk, ldv, ldo);
+size_t softmax_attention_forward_scratch_bytes(const AttentionDims& a) {
+  return static_cast<size_t>(omp_get_max_threads()) * tile_bytes(a);
+}
+
+size_t softmax_attention_backward_scratch_bytes(const AttentionDims& a) {
+  return static_cast<size_t>(omp_get_max_threads()) * 2 * tile_bytes(a);
+}
+
+void softmax_attention_forward(Arena& arena, const AttentionDims& a, float* o, int ldo, float* lse, const float* q,
+                               int ldq, const float* k, int ldk, const float* v, int ldv) {
   const int nblk = num_blocks(a), group = a.H / a.KVH, d = a.d;
   const float scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(d)));
   const long items = static_cast<long>(a.B) * a.H * nblk;
   if (items == 0) return;
-#pragma omp parallel
+  const int nthreads = omp_get_max_threads();
+  const size_t slice = tile_bytes(a) / sizeof(float);
+  ScratchScope scratch(arena);
+  float* tiles = scratch.take<float>(nthreads * slice, "softmax_attention_forward");
+#pragma omp parallel num_threads(nthreads)
   {
-    std::vector<float> S(static_cast<size_t>(std::min(a.q_block, a.Tq)) * a.Tk);  // (nq, nk) tile
+    float* S = tiles + omp_get_thread_num() * slice;  // (nq, nk) tile
 #pragma omp for schedule(dynamic, 1)
     for (long it = 0; it < items; ++it) {
       // Largest blocks (last in the sequence) first, for load balance.
@@ -77,7 +78,7 @@ void softmax_attention_forward(const AttentionDims& a, float* o, int ldo, float*
       const float* q_blk = q + row_of(b, a.Tq, bl.t0) * ldq + h * d;
       const float* k_seq = k + row_of(b, a.Tk, 0) * ldk + kvh * d;
       const float* v_seq = v + row_of(b, a.Tk, 0) * ldv + kvh * d;
-      float* s = S.data();
+      float* s = S;
       gemm(false, true, bl.nq, bl.nk, d, scale, q_blk, ldq, k_seq, ldk, 0.0f, s, bl.nk);
       float* lse_row = lse + (static_cast<size_t>(b) * a.H + h) * a.Tq + bl.t0;
       for (int i = 0; i < bl.nq; ++i) {
@@ -101,23 +102,22 @@ void softmax_attention_forward(const AttentionDims& a, float* o, int ldo, float*
   }
 }
 
-void softmax_attention_backward(const AttentionDims& a, float* dq, int lddq, float* dk, int lddk, float* dv,
-                                int lddv, const float* dout, int lddo, const float* q, int ldq, const float* k,
-                                int ldk, const float* v, int ldv, const float* o, int ldo, const float* lse) {
-  const char* name = "softmax_attention_backward";
-  check_dims(name, a, ldq, ldk, ldv, ldo);
-  LT_CHECK(lddq >= a.H * a.d && lddo >= a.H * a.d, "[", name, "] dq/dout row strides (", lddq, ", ", lddo,
-           ") must be >= H*d = ", a.H * a.d);
-  LT_CHECK(lddk >= a.KVH * a.d && lddv >= a.KVH * a.d, "[", name, "] dk/dv row strides (", lddk, ", ", lddv,
-           ") must be >= KVH*d = ", a.KVH * a.d);
+void softmax_attention_backward(Arena& arena, const AttentionDims& a, float* dq, int lddq, float* dk, int lddk,
+                                float* dv, int lddv, const float* dout, int lddo, const float* q, int ldq,
+                                const float* k, int ldk, const float* v, int ldv, const float* o, int ldo,
+                                const float* lse) {
   const int nblk = num_blocks(a), group = a.H / a.KVH, d = a.d;
   const float scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(d)));
   const long items = static_cast<long>(a.B) * a.KVH;
   if (items == 0) return;
-#pragma omp parallel
+  const int nthreads = omp_get_max_threads();
+  const size_t slice = tile_bytes(a) / sizeof(float);
+  ScratchScope scratch(arena);
+  float* tiles = scratch.take<float>(nthreads * 2 * slice, "softmax_attention_backward");
+#pragma omp parallel num_threads(nthreads)
   {
-    const size_t tile = static_cast<size_t>(std::min(a.q_block, a.Tq)) * a.Tk;
-    std::vector<float> P(tile), dS(tile);  // (nq, nk) probabilities and score gradients
+    float* P = tiles + omp_get_thread_num() * 2 * slice;  // (nq, nk) probabilities
+    float* dS = P + slice;                                 // and score gradients
 #pragma omp for schedule(dynamic, 1)
     for (long it = 0; it < items; ++it) {
       const int b = static_cast<int>(it / a.KVH), kvh = static_cast<int>(it % a.KVH);
@@ -139,8 +139,8 @@ void softmax_attention_backward(const AttentionDims& a, float* dq, int lddq, flo
           const float* o_blk = o + r0 * ldo + h * d;
           const float* do_blk = dout + r0 * lddo + h * d;
           const float* lse_row = lse + (static_cast<size_t>(b) * a.H + h) * a.Tq + bl.t0;
-          float* p = P.data();
-          float* ds = dS.data();
+          float* p = P;
+          float* ds = dS;
           // P = exp(S - lse) recomputed; dP = dO V^T.
           gemm(false, true, bl.nq, bl.nk, d, scale, q_blk, ldq, k_seq, ldk, 0.0f, p, bl.nk);
           gemm(false, true, bl.nq, bl.nk, d, 1.0f, do_blk, lddo, v_seq, ldv, 0.0f, ds, bl.nk);
@@ -169,4 +169,4 @@ void softmax_attention_backward(const AttentionDims& a, float* dq, int lddq, flo
   }
 }
 
-}  // namespace lintrain
+}  // namespace lintrain::cpu

@@ -244,7 +244,7 @@ TEST(Hardening, MemoryEstimateMatchesTheModel) {
     EXPECT_EQ(est.weights, 4.0 * static_cast<double>(model.table().param_count())) << pattern;
     const double saved = static_cast<double>(model.activation_bytes());
     EXPECT_GE(est.activations, saved) << pattern;
-    EXPECT_LE(est.activations, 2.5 * saved) << pattern;  // + the backward workspaces, not in activation_bytes()
+    EXPECT_LE(est.activations, 2.5 * saved) << pattern;  // the estimate rounds up (logits of 4096 tokens)
   }
 }
 

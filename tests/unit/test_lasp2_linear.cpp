@@ -12,6 +12,7 @@
 
 #include "layers/linear_attention.h"
 #include "runtime/error.h"
+#include "tests/unit/cpu_context.h"
 #include "tests/unit/linear_attention_ref.h"
 #include "tests/unit/sp_chunks.h"
 #include "tests/unit/sp_test_group.h"
@@ -57,7 +58,7 @@ struct Result {
 };
 
 Result single_rank(const LinearAttentionSpec& sp, const Inputs& in) {
-  LinearAttentionCore core(sp, in.B, in.T);
+  LinearAttentionCore core(cpu_context(), sp, in.B, in.T);
   Result r;
   r.out.resize(in.dout.size());
   r.dqkv.resize(in.qkv.size());
@@ -77,7 +78,7 @@ Result sp_ranks(const LinearAttentionSpec& sp, const Inputs& in, int W) {
   r.fwd.resize(W);
   r.bwd.resize(W);
   SpTestGroup::run(W, [&](Communicator& comm, int j) {
-    LinearAttentionCore core(sp, B, C, &comm);
+    LinearAttentionCore core(cpu_context(), sp, B, C, &comm);
     EXPECT_EQ(core.sp_size(), W);
     EXPECT_EQ(core.sp_rank(), j);
     const std::vector<float> qkv = chunk_of(in.qkv, B, T, W, j, in.W), g = chunk_of(in.g, B, T, W, j, in.Hd),
@@ -222,7 +223,7 @@ TEST(Lasp2LinearCore, BoundaryStatesAreRefusedUnderSp) {
   const LinearAttentionSpec sp = make_linear_attention_spec(model("basic", "", 4), 0);
   const int B = 1, C = 4;
   SpTestGroup::run(2, [&](Communicator& comm, int) {
-    LinearAttentionCore core(sp, B, C, &comm);
+    LinearAttentionCore core(cpu_context(), sp, B, C, &comm);
     std::vector<float> qkv(static_cast<size_t>(C) * core.qkv_width(), 0.1f), out(C * sp.H * sp.d);
     std::vector<float> S(static_cast<size_t>(sp.H) * sp.d * sp.d);
     EXPECT_THROW(core.forward(out.data(), qkv.data(), nullptr, S.data(), nullptr), Error);

@@ -1,16 +1,18 @@
 // LASP-2 math pieces without the layer: the chunk-boundary terms
-// (runtime/cpu/lasp2_terms.h) against float64 sums written from LASP2.md, and
-// the prefix/suffix merges (parallel/lasp2.h) against the naive token-by-token
+// (runtime/ops.h) against float64 sums written from LASP2.md, and
+// the prefix/suffix merges (runtime/ops.h) against the naive token-by-token
 // recurrence of the whole sequence in float64, for lambda from 1 down to 1e-30.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <vector>
 
 #include "parallel/lasp2.h"
-#include "runtime/cpu/lasp2_terms.h"
 #include "runtime/error.h"
+#include "runtime/ops.h"
+#include "tests/unit/cpu_context.h"
 #include "tests/unit/linear_attention_ref.h"
 #include "tests/unit/sp_test_group.h"
 
@@ -115,24 +117,25 @@ void check_terms(const RefShape& shape, int block, const Vec& lambdas, uint64_t 
   const Chunk c(shape, block, lambdas, seed);
   const RefTerms ref(c);
   const LinearAttentionDims m = c.dims();
+  const Context& ctx = cpu_context(lasp2_terms_scratch_bytes(Device::CPU, m));
   const int N = shape.B * shape.T, Hd = shape.H * shape.d, KVd = shape.KVH * shape.d;
 
   std::vector<float> M(c.P.size(), 7.0f), dP(c.P.size(), 7.0f);
-  lasp2_chunk_state(M.data(), c.kp(), c.vp(), c.decayf.data(), m);
-  lasp2_prefix_state_grad(dP.data(), c.qp(), c.dOf.data(), c.decayf.data(), m);
+  lasp2_chunk_state(ctx, M.data(), c.kp(), c.vp(), c.decayf.data(), m);
+  lasp2_prefix_state_grad(ctx, dP.data(), c.qp(), c.dOf.data(), c.decayf.data(), m);
   EXPECT_LT(norm_err(M.data(), ref.M), kTermTol);
   EXPECT_LT(norm_err(dP.data(), ref.dP), kTermTol);
 
   // The accumulating ones start from a known base: out = base + term.
   std::vector<float> o(c.dOf);  // base = dO, layout (N, H d) with ldo = H d
-  lasp2_add_prefix_output(o.data(), c.qp(), c.Pf.data(), c.decayf.data(), m);
+  lasp2_add_prefix_output(ctx, o.data(), c.qp(), c.Pf.data(), c.decayf.data(), m);
   Vec want = ref.o;
   for (size_t i = 0; i < want.size(); ++i) want[i] += c.dO[i];
   EXPECT_LT(norm_err(o.data(), want), kTermTol);
 
   std::vector<float> dqkv(c.qkv);  // base = the inputs themselves, pad stays NaN
-  lasp2_add_prefix_dq(dqkv.data(), c.dOf.data(), c.Pf.data(), c.decayf.data(), m);
-  lasp2_add_suffix_dkdv(dqkv.data() + Hd, dqkv.data() + Hd + KVd, c.kp(), c.vp(), c.Gf.data(),
+  lasp2_add_prefix_dq(ctx, dqkv.data(), c.dOf.data(), c.Pf.data(), c.decayf.data(), m);
+  lasp2_add_suffix_dkdv(ctx, dqkv.data() + Hd, dqkv.data() + Hd + KVd, c.kp(), c.vp(), c.Gf.data(),
                         c.decayf.data(), m);
   Vec wq = ref.dq, wk = ref.dk, wv = ref.dv;
   for (size_t i = 0; i < wq.size(); ++i) wq[i] += c.q[i];
@@ -161,9 +164,11 @@ TEST(Lasp2Terms, ChunkStateIsTheKernelsFinalState) {
   // kernel builds it by the recurrence S = lambda^c S + ..., here directly).
   const Chunk c({2, 13, 4, 2, 8}, 5, {1.0, 0.9, 0.5, 0.01}, 9);
   const LinearAttentionDims m = c.dims();
+  const Context& ctx = cpu_context(std::max(lasp2_terms_scratch_bytes(Device::CPU, m),
+                                            linear_attention_forward_scratch_bytes(Device::CPU, m)));
   std::vector<float> M(c.P.size()), S(c.P.size()), o(c.q.size());
-  lasp2_chunk_state(M.data(), c.kp(), c.vp(), c.decayf.data(), m);
-  linear_attention_forward(o.data(), c.qp(), c.kp(), c.vp(), c.decayf.data(), nullptr, S.data(), m);
+  lasp2_chunk_state(ctx, M.data(), c.kp(), c.vp(), c.decayf.data(), m);
+  linear_attention_forward(ctx, o.data(), c.qp(), c.kp(), c.vp(), c.decayf.data(), nullptr, S.data(), m);
   const Vec Sd(S.begin(), S.end());
   EXPECT_LT(norm_err(M.data(), Sd), kTermTol);
 }
@@ -227,6 +232,11 @@ struct NaiveSequence {
   double at(const Vec& x, int t, int h, int a) const { return x[(static_cast<size_t>(t) * H + h) * d + a]; }
 };
 
+// A CPU context with room for the merges of (B, H, d) states.
+const Context& merge_ctx(int B, int H, int d) {
+  return cpu_context(lasp2_merge_states_scratch_bytes(Device::CPU, B, H, d));
+}
+
 // Rank-major (W, 1, H, d, d) fp32 buffer of per-chunk states.
 std::vector<float> gather(const std::vector<Vec>& per_chunk) {
   std::vector<float> out;
@@ -251,8 +261,8 @@ TEST(Lasp2Merges, PrefixAndSuffixEqualTheNaiveRecurrence) {
       for (int j = 0; j < W; ++j) {
         SCOPED_TRACE(testing::Message() << "W=" << W << " C=" << C << " j=" << j);
         std::vector<float> P(seq.enter[j].size(), 7.0f), G(P.size(), 7.0f);
-        lasp2_prefix_states(P.data(), Ms.data(), W, j, 1, 5, 3, C, decay.data());
-        lasp2_suffix_states(G.data(), dPs.data(), W, j, 1, 5, 3, C, decay.data());
+        lasp2_prefix_states(merge_ctx(1, 5, 3), P.data(), Ms.data(), W, j, 1, 5, 3, C, decay.data());
+        lasp2_suffix_states(merge_ctx(1, 5, 3), G.data(), dPs.data(), W, j, 1, 5, 3, C, decay.data());
         EXPECT_LT(norm_err(P.data(), seq.enter[j]), tol);
         EXPECT_LT(norm_err(G.data(), seq.leave_grad[j]), tol);
         const std::vector<float> zeros(P.size(), 0.0f);
@@ -274,8 +284,8 @@ TEST(Lasp2Merges, UnderflowGivesZeroNotNaN) {
   std::vector<float> M(static_cast<size_t>(W) * H * d * d);
   for (size_t i = 0; i < M.size(); ++i) M[i] = 1e30f * static_cast<float>(i + 1);
   std::vector<float> P(H * d * d), G(P.size());
-  lasp2_prefix_states(P.data(), M.data(), W, 3, 1, H, d, C, decay.data());
-  lasp2_suffix_states(G.data(), M.data(), W, 0, 1, H, d, C, decay.data());
+  lasp2_prefix_states(merge_ctx(1, H, d), P.data(), M.data(), W, 3, 1, H, d, C, decay.data());
+  lasp2_suffix_states(merge_ctx(1, H, d), G.data(), M.data(), W, 0, 1, H, d, C, decay.data());
   for (int i = 0; i < d * d; ++i) {
     EXPECT_EQ(P[i], M[2 * H * d * d + i]);  // head 0: only the neighbour chunk
     EXPECT_EQ(G[i], M[1 * H * d * d + i]);
@@ -297,7 +307,7 @@ TEST(Lasp2StateExchange, GathersAndMergesOverRanks) {
     std::vector<std::vector<float>> P(W, std::vector<float>(n)), G = P;
     std::vector<CommStats> stats(W);
     SpTestGroup::run(W, [&](Communicator& comm, int r) {
-      Lasp2StateExchange ex(&comm, B, H, d, C, decay);
+      Lasp2StateExchange ex(merge_ctx(B, H, d), &comm, B, H, d, C, decay);
       EXPECT_EQ(ex.state_floats(), n);
       std::copy(all.begin() + r * n, all.begin() + (r + 1) * n, ex.local_state());
       ex.begin_forward();
@@ -311,9 +321,9 @@ TEST(Lasp2StateExchange, GathersAndMergesOverRanks) {
     });
     for (int r = 0; r < W; ++r) {
       std::vector<float> want(n);
-      lasp2_prefix_states(want.data(), all.data(), W, r, B, H, d, C, decay.data());
+      lasp2_prefix_states(merge_ctx(B, H, d), want.data(), all.data(), W, r, B, H, d, C, decay.data());
       EXPECT_EQ(P[r], want);
-      lasp2_suffix_states(want.data(), all.data(), W, r, B, H, d, C, decay.data());
+      lasp2_suffix_states(merge_ctx(B, H, d), want.data(), all.data(), W, r, B, H, d, C, decay.data());
       EXPECT_EQ(G[r], want);
       EXPECT_EQ(stats[r].all_gather_calls, 2u);
       EXPECT_EQ(stats[r].all_gather_bytes, 2 * n * sizeof(float));

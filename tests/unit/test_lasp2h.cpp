@@ -11,6 +11,7 @@
 
 #include "layers/softmax_attention.h"
 #include "runtime/error.h"
+#include "tests/unit/cpu_context.h"
 #include "tests/unit/linear_attention_ref.h"
 #include "tests/unit/sp_chunks.h"
 #include "tests/unit/sp_test_group.h"
@@ -49,7 +50,7 @@ struct Inputs {
 };
 
 Result single_rank(const ModelConfig& cfg, const Inputs& in, int pos_offset) {
-  SoftmaxAttentionCore core(cfg, in.B, in.T);
+  SoftmaxAttentionCore core(cpu_context(), cfg, in.B, in.T);
   Result r;
   r.out.resize(in.dout.size());
   r.dqkv.resize(in.qkv.size());
@@ -66,7 +67,7 @@ Result sp_ranks(const ModelConfig& cfg, const Inputs& in, int W, int pos_offset)
   r.fwd.resize(W);
   r.bwd.resize(W);
   SpTestGroup::run(W, [&](Communicator& comm, int j) {
-    SoftmaxAttentionCore core(cfg, B, C, &comm);
+    SoftmaxAttentionCore core(cpu_context(), cfg, B, C, &comm);
     EXPECT_EQ(core.sp_size(), W);
     EXPECT_EQ(core.sp_rank(), j);
     const std::vector<float> qkv = chunk_of(in.qkv, B, T, W, j, in.W), dout = chunk_of(in.dout, B, T, W, j, in.Hd);
@@ -186,8 +187,8 @@ TEST(Lasp2hSoftmaxCore, RepeatedStepsAndMemoryReport) {
   const int B = 1, T = 12, W = 3, C = T / W, kvw = 2 * 2 * 8;
   const Inputs in(cfg, B, T, 5);
   SpTestGroup::run(W, [&](Communicator& comm, int j) {
-    SoftmaxAttentionCore core(cfg, B, C, &comm);
-    SoftmaxAttentionCore alone(cfg, B, C);
+    SoftmaxAttentionCore core(cpu_context(), cfg, B, C, &comm);
+    SoftmaxAttentionCore alone(cpu_context(), cfg, B, C);
     EXPECT_EQ(core.saved_bytes() - alone.saved_bytes(), sizeof(float) * B * (j + 1) * C * kvw);
     EXPECT_EQ(alone.workspace_bytes(), 0u);
     const std::vector<float> qkv = chunk_of(in.qkv, B, T, W, j, in.W), dout = chunk_of(in.dout, B, T, W, j, in.Hd);

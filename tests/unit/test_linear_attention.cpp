@@ -1,4 +1,4 @@
-// Blockwise causal linear attention kernel (runtime/cpu/linear_attention.h)
+// Blockwise causal linear attention kernel (runtime/ops.h, CPU body)
 // against the float64 token-by-token recurrence and float64 finite differences,
 // plus the LASP-2 pitfalls listed in /work/shared/LASP2.md.
 #include <gtest/gtest.h>
@@ -9,8 +9,9 @@
 #include <vector>
 
 #include "runtime/cpu/gemm.h"
-#include "runtime/cpu/linear_attention.h"
 #include "runtime/error.h"
+#include "runtime/ops.h"
+#include "tests/unit/cpu_context.h"
 #include "tests/unit/linear_attention_ref.h"
 
 using namespace lintrain;
@@ -82,8 +83,9 @@ struct Problem {
   void forward(std::vector<float>& o, std::vector<float>& S, bool with_state_in) const {
     o.assign(static_cast<size_t>(s.B) * s.T * m.ldo, kSentinel);
     S.assign(S0.size(), 0.0f);
-    linear_attention_forward(o.data(), qf.data(), kf.data(), vf.data(), decayf.data(),
-                             with_state_in ? S0f.data() : nullptr, S.data(), m);
+    linear_attention_forward(cpu_context(linear_attention_forward_scratch_bytes(Device::CPU, m)), o.data(),
+                             qf.data(), kf.data(), vf.data(), decayf.data(), with_state_in ? S0f.data() : nullptr,
+                             S.data(), m);
   }
   void reference(Vec& o, Vec& S, bool with_state_in) const {
     ref_recurrence(s, q, k, v, decay, with_state_in ? S0.data() : nullptr, o, &S);
@@ -179,10 +181,10 @@ void check_backward(const RefShape& shape, int block, const Vec& lambdas, bool w
   std::vector<float> dk(static_cast<size_t>(N) * p.m.ldk, kSentinel);
   std::vector<float> dv(static_cast<size_t>(N) * p.m.ldv, kSentinel);
   std::vector<float> dS0(p.S0.size(), kSentinel);
-  linear_attention_backward(dq.data(), dk.data(), dv.data(), dS0.data(), dOf.data(),
-                            with_dstate_out ? dSf.data() : nullptr, p.qf.data(), p.kf.data(),
-                            p.vf.data(), p.decayf.data(), with_state_in ? p.S0f.data() : nullptr,
-                            p.m);
+  linear_attention_backward(cpu_context(linear_attention_backward_scratch_bytes(Device::CPU, p.m)), dq.data(),
+                            dk.data(), dv.data(), dS0.data(), dOf.data(), with_dstate_out ? dSf.data() : nullptr,
+                            p.qf.data(), p.kf.data(), p.vf.data(), p.decayf.data(),
+                            with_state_in ? p.S0f.data() : nullptr, p.m);
   // Each gradient sums <= T*d (dq) or G*T*d (dk, dv) fp32 products, like the
   // forward outputs: the same 5e-6 (measured max: 2e-7).
   const double tol = 5e-6;
@@ -219,9 +221,9 @@ TEST(LinearAttentionKernel, DeterministicAcrossRunsAndThreadCounts) {
     std::vector<float> o, S;
     p.forward(o, S, true);
     std::vector<float> dq(N * p.m.ldq), dk(N * p.m.ldk), dv(N * p.m.ldv), dS0(p.S0.size());
-    linear_attention_backward(dq.data(), dk.data(), dv.data(), dS0.data(), dO.data(), S.data(),
-                              p.qf.data(), p.kf.data(), p.vf.data(), p.decayf.data(),
-                              p.S0f.data(), p.m);
+    linear_attention_backward(cpu_context(linear_attention_backward_scratch_bytes(Device::CPU, p.m)), dq.data(),
+                              dk.data(), dv.data(), dS0.data(), dO.data(), S.data(), p.qf.data(), p.kf.data(),
+                              p.vf.data(), p.decayf.data(), p.S0f.data(), p.m);
     std::vector<float> all = o;
     for (const auto* x : {&S, &dq, &dk, &dv, &dS0}) all.insert(all.end(), x->begin(), x->end());
     return all;
@@ -302,8 +304,8 @@ TEST(LinearAttentionKernel, RejectsBadArguments) {
   Problem p({1, 4, 4, 2, 4}, 2, {1, 1, 1, 1}, 61);
   std::vector<float> o(4 * p.m.ldo);
   auto call = [&](LinearAttentionDims m, const float* decay) {
-    linear_attention_forward(o.data(), p.qf.data(), p.kf.data(), p.vf.data(), decay, nullptr,
-                             nullptr, m);
+    linear_attention_forward(cpu_context(linear_attention_forward_scratch_bytes(Device::CPU, m)), o.data(),
+                             p.qf.data(), p.kf.data(), p.vf.data(), decay, nullptr, nullptr, m);
   };
   LinearAttentionDims m = p.m;
   m.KVH = 3;

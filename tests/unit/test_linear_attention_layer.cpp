@@ -11,6 +11,7 @@
 
 #include "layers/linear_attention.h"
 #include "runtime/error.h"
+#include "tests/unit/cpu_context.h"
 #include "tests/unit/linear_attention_ref.h"
 
 using namespace lintrain;
@@ -82,7 +83,7 @@ void check_layer(const ModelConfig& m, int layer, uint64_t seed) {
                                   << feature_map_name(sp.feature_map) << " norm "
                                   << sp.output_norm << " gate " << sp.output_gate);
   const int B = 2, T = 7, N = B * T, Hd = sp.H * sp.d;  // T = 2 blocks of 3 + a tail of 1
-  LinearAttentionCore core(sp, B, T);
+  LinearAttentionCore core(cpu_context(), sp, B, T);
   const int W = core.qkv_width();
   Rng rng(seed);
   Vec qkv = round_f32(randn(rng, static_cast<size_t>(N) * W));
@@ -257,7 +258,7 @@ TEST(LinearAttentionCore, EveryVariantNormAndGateMatchFloat64) {
 TEST(LinearAttentionCore, SavedBytesAndDeterminism) {
   const LinearAttentionSpec sp = make_linear_attention_spec(small_model("lightning"), 0);
   const int B = 2, T = 9, N = B * T, W = (4 + 2 * 2) * 4, Hd = 16;
-  LinearAttentionCore core(sp, B, T);
+  LinearAttentionCore core(cpu_context(), sp, B, T);
   // feat N W + pre (silu) N (H+KVH) d + y N H d + rstd N H + g N H d
   const size_t base = (static_cast<size_t>(N) * W + N * 24 + N * Hd + N * 4 + N * Hd) * 4;
   EXPECT_EQ(core.saved_bytes(), base);
@@ -277,7 +278,7 @@ TEST(LinearAttentionCore, SavedBytesAndDeterminism) {
   EXPECT_EQ(core.saved_bytes(), base + S0.size() * 4);  // + the saved state_in
   std::vector<float> out(N * Hd);
   EXPECT_THROW(core.forward(out.data(), qkv.data(), nullptr, nullptr, nullptr), Error);  // gate on
-  LinearAttentionCore fresh(sp, B, T);
+  LinearAttentionCore fresh(cpu_context(), sp, B, T);
   std::vector<float> dqkv(N * W), dg(N * Hd);
   EXPECT_THROW(fresh.backward(dqkv.data(), dg.data(), dout.data(), nullptr, nullptr), Error);
 }

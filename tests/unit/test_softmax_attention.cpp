@@ -13,11 +13,13 @@
 #include "runtime/cpu/gemm.h"
 #include "runtime/ops.h"
 #include "runtime/rope_table.h"
-#include "runtime/cpu/softmax_attention.h"
 #include "runtime/error.h"
+#include "runtime/ops.h"
 #include "runtime/rng.h"
+#include "tests/unit/cpu_context.h"
 
 using namespace lintrain;
+using lintrain::test::cpu_context;
 
 namespace {
 
@@ -158,9 +160,13 @@ struct KernelRun {
     q.randn(rng, qk_scale), k.randn(rng, qk_scale), v.randn(rng), dout.randn(rng);
     lse.assign(static_cast<size_t>(a.B) * a.H * a.Tq, kNaN);
   }
-  void forward() { softmax_attention_forward(a, o.p(), o.ld, lse.data(), q.p(), q.ld, k.p(), k.ld, v.p(), v.ld); }
+  void forward() {
+    softmax_attention_forward(cpu_context(softmax_attention_forward_scratch_bytes(Device::CPU, a)), a, o.p(), o.ld,
+                              lse.data(), q.p(), q.ld, k.p(), k.ld, v.p(), v.ld);
+  }
   void backward() {
-    softmax_attention_backward(a, dq.p(), dq.ld, dk.p(), dk.ld, dv.p(), dv.ld, dout.p(), dout.ld, q.p(), q.ld,
+    softmax_attention_backward(cpu_context(softmax_attention_backward_scratch_bytes(Device::CPU, a)), a, dq.p(),
+                               dq.ld, dk.p(), dk.ld, dv.p(), dv.ld, dout.p(), dout.ld, q.p(), q.ld,
                                k.p(), k.ld, v.p(), v.ld, o.p(), o.ld, lse.data());
   }
   // Every output (values and gradients) concatenated, for bitwise comparisons.
@@ -412,7 +418,10 @@ TEST(SoftmaxAttentionKernel, BitReproducibleAcrossRunsAndThreadCounts) {
 TEST(SoftmaxAttentionKernel, RejectsBadShapes) {
   std::vector<float> buf(4096);
   float* p = buf.data();
-  auto fwd = [&](AttentionDims a, int ld) { softmax_attention_forward(a, p, ld, p, p, ld, p, ld, p, ld); };
+  auto fwd = [&](AttentionDims a, int ld) {
+    softmax_attention_forward(cpu_context(softmax_attention_forward_scratch_bytes(Device::CPU, a)), a, p, ld, p, p,
+                              ld, p, ld, p, ld);
+  };
   EXPECT_THROW(fwd({1, 4, 4, 3, 2, 8, 0, 64}, 24), Error);   // H not a multiple of KVH
   EXPECT_THROW(fwd({1, 4, 6, 2, 1, 8, 3, 64}, 16), Error);   // Tk < q_offset + Tq
   EXPECT_THROW(fwd({1, 4, 4, 2, 1, 8, 0, 64}, 15), Error);   // stride < H*d
@@ -433,7 +442,7 @@ ModelConfig layer_config() {
 TEST(SoftmaxAttentionCore, ForwardMatchesFloat64Layer) {
   const ModelConfig cfg = layer_config();
   const int B = 2, T = 70;
-  SoftmaxAttentionCore core(cfg, B, T);
+  SoftmaxAttentionCore core(cpu_context(), cfg, B, T);
   EXPECT_EQ(core.qkv_width(), 64);
   // qkv_rot (N, 64) + o (N, 32) + lse (B, H, T) + RoPE table (T, d), in floats.
   EXPECT_EQ(core.saved_bytes(), sizeof(float) * (B * T * (64 + 32) + B * 4 * T + T * 8));
@@ -453,7 +462,7 @@ TEST(SoftmaxAttentionCore, ForwardMatchesFloat64Layer) {
 TEST(SoftmaxAttentionCore, BackwardMatchesFiniteDifferencesThroughRope) {
   const ModelConfig cfg = layer_config();
   const int B = 2, T = 70, pos_offset = 5;  // two query blocks of the default 64
-  SoftmaxAttentionCore core(cfg, B, T);
+  SoftmaxAttentionCore core(cpu_context(), cfg, B, T);
   Act qkv(B * T, core.qkv_width(), 0), out(B * T, core.out_width(), 0), dout = out, dqkv = qkv;
   Rng rng(12);
   qkv.randn(rng), dout.randn(rng);
@@ -475,7 +484,7 @@ TEST(SoftmaxAttentionCore, BackwardMatchesFiniteDifferencesThroughRope) {
 TEST(SoftmaxAttentionCore, CausalAndBitReproducible) {
   const ModelConfig cfg = layer_config();
   const int B = 1, T = 80, t0 = 50;
-  SoftmaxAttentionCore core(cfg, B, T);
+  SoftmaxAttentionCore core(cpu_context(), cfg, B, T);
   Act qkv(B * T, core.qkv_width(), 0), dout(B * T, core.out_width(), 0);
   Rng rng(6);
   qkv.randn(rng), dout.randn(rng);
@@ -500,11 +509,11 @@ TEST(SoftmaxAttentionCore, CausalAndBitReproducible) {
 TEST(SoftmaxAttentionCore, RejectsBadConfigAndOrder) {
   ModelConfig cfg = layer_config();
   cfg.num_key_value_heads = 3;
-  EXPECT_THROW(SoftmaxAttentionCore(cfg, 1, 4), Error);  // 4 heads, 3 kv heads
+  EXPECT_THROW(SoftmaxAttentionCore(cpu_context(), cfg, 1, 4), Error);  // 4 heads, 3 kv heads
   cfg = layer_config();
   cfg.hidden_size = 36;  // head_dim 9: odd
-  EXPECT_THROW(SoftmaxAttentionCore(cfg, 1, 4), Error);
-  SoftmaxAttentionCore core(layer_config(), 1, 4);
+  EXPECT_THROW(SoftmaxAttentionCore(cpu_context(), cfg, 1, 4), Error);
+  SoftmaxAttentionCore core(cpu_context(), layer_config(), 1, 4);
   std::vector<float> dqkv(4 * 64), dout(4 * 32);
   EXPECT_THROW(core.backward(dqkv.data(), dout.data()), Error);  // no forward yet
 }
