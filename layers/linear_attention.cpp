@@ -9,6 +9,8 @@
 #include <cstring>
 
 #include "parallel/lasp2.h"
+#include "runtime/buffer_plan.h"
+#include "runtime/device.h"
 #include "runtime/error.h"
 #include "runtime/ops.h"
 
@@ -144,18 +146,29 @@ LinearAttentionCore::LinearAttentionCore(const Context& ctx, const LinearAttenti
   for (float l : spec.decay)
     LT_CHECK(l > 0.0f && l <= 1.0f, "[LinearAttentionCore] decay ", l, " outside (0, 1]");
   const size_t N = static_cast<size_t>(B) * T, Hd = static_cast<size_t>(spec.H) * spec.d;
-  feat_.resize(N * qkv_width());
-  if (spec.feature_map == FeatureMap::silu)
-    pre_.resize(N * static_cast<size_t>(spec.H + spec.KVH) * spec.d);
-  y_.resize(N * Hd);
-  if (spec.output_norm) rstd_.resize(N * spec.H);
-  if (spec.output_gate) g_.resize(N * Hd);
-  dy_.resize(N * Hd);
+  const size_t QK = static_cast<size_t>(spec.H + spec.KVH) * spec.d;
+  BufferPlan plan;
+  const size_t pre = spec.feature_map == FeatureMap::silu ? N * QK : 0;
+  const size_t rstd = spec.output_norm ? N * spec.H : 0, gate = spec.output_gate ? N * Hd : 0;
+  plan.add(&feat_, N * qkv_width());
+  plan.add(&pre_, pre);
+  plan.add(&y_, N * Hd);
+  plan.add(&rstd_, rstd);
+  plan.add(&g_, gate);
+  plan.add(&dy_, N * Hd);
+  saved_floats_ = N * qkv_width() + pre + N * Hd + rstd + gate;
+  workspace_floats_ = N * Hd;
   if (sp != nullptr && sp->size() > 1) {
     sp_ = std::make_unique<Lasp2StateExchange>(ctx, sp, B, spec.H, spec.d, T, spec.decay);
-    prefix_.resize(sp_->state_floats());
-    suffix_.resize(sp_->state_floats());
+    plan.add(&prefix_, sp_->state_floats());
+    plan.add(&suffix_, sp_->state_floats());
+    saved_floats_ += sp_->state_floats();
+    workspace_floats_ += sp_->state_floats();
   }
+  buffers_ = plan.allocate(ctx_.device);
+  decay_ = Tensor::zeros({spec.H}, DType::F32, ctx_.device);
+  if (ctx_.device == Device::CPU) std::copy(spec.decay.begin(), spec.decay.end(), decay_.data<float>());
+  else cuda_copy_to_device(decay_.raw(), spec.decay.data(), spec.decay.size() * sizeof(float));
   ctx_.arena("LinearAttentionCore").reserve(scratch_bytes());
 }
 
@@ -194,13 +207,11 @@ int LinearAttentionCore::sp_size() const { return sp_ ? sp_->size() : 1; }
 int LinearAttentionCore::sp_rank() const { return sp_ ? sp_->rank() : 0; }
 
 size_t LinearAttentionCore::saved_bytes() const {
-  return (feat_.size() + pre_.size() + y_.size() + rstd_.size() + g_.size() + state_in_.size() +
-          prefix_.size()) *
-         sizeof(float);
+  return saved_floats_ * sizeof(float) + decay_.nbytes() + state_in_.nbytes();
 }
 
 size_t LinearAttentionCore::workspace_bytes() const {
-  return (dy_.size() + suffix_.size()) * sizeof(float) + (sp_ ? sp_->buffer_bytes() : 0);
+  return workspace_floats_ * sizeof(float) + (sp_ ? sp_->buffer_bytes() : 0);
 }
 
 void LinearAttentionCore::forward(float* out, const float* qkv, const float* g,
@@ -215,25 +226,27 @@ void LinearAttentionCore::forward(float* out, const float* qkv, const float* g,
 
   // Features (the kernel's inputs), keeping raw q|k where phi' needs them.
   const LinearAttentionLayout lay = layout();
-  linear_attention_features_forward(ctx_, feat_.data(), pre_.empty() ? nullptr : pre_.data(), qkv, lay);
+  linear_attention_features_forward(ctx_, feat_, pre_, qkv, lay);
   has_state_in_ = state_in != nullptr;
   if (state_in) {
-    state_in_.resize(static_cast<size_t>(B_) * s.H * s.d * s.d);  // once; then reused
-    std::memcpy(state_in_.data(), state_in, state_in_.size() * sizeof(float));
+    if (!state_in_.defined())  // once; then reused
+      state_in_ = Tensor::zeros({B_, s.H, s.d, s.d}, DType::F32, ctx_.device);
+    copy_floats(ctx_, state_in_.data<float>(), state_in, state_in_.numel());
   }
 
   const LinearAttentionDims dims = this->dims();
-  const float *fq = feat_.data(), *fk = fq + Hd, *fv = fq + QK;
-  if (sp_) lasp2_chunk_state(ctx_, sp_->local_state(), fk, fv, s.decay.data(), dims);
+  const float *fq = feat_, *fk = fq + Hd, *fv = fq + QK;
+  const float* decay = decay_.data<float>();
+  if (sp_) lasp2_chunk_state(ctx_, sp_->local_state(), fk, fv, decay, dims);
   if (sp_) sp_->begin_forward();  // M_j travels while the chunk's own attention runs
-  linear_attention_forward(ctx_, y_.data(), fq, fk, fv, s.decay.data(), state_in, state_out, dims);
+  linear_attention_forward(ctx_, y_, fq, fk, fv, decay, state_in, state_out, dims);
   if (sp_) {
-    sp_->end_forward(prefix_.data());
-    lasp2_add_prefix_output(ctx_, y_.data(), fq, prefix_.data(), s.decay.data(), dims);
+    sp_->end_forward(prefix_);
+    lasp2_add_prefix_output(ctx_, y_, fq, prefix_, decay, dims);
   }
 
-  linear_attention_output_forward(ctx_, out, y_.data(), s.output_norm ? rstd_.data() : nullptr,
-                                  s.output_gate ? g_.data() : nullptr, s.output_gate ? g : nullptr, lay);
+  linear_attention_output_forward(ctx_, out, y_, rstd_,
+                                  g_, s.output_gate ? g : nullptr, lay);
   forward_done_ = true;
 }
 
@@ -250,24 +263,25 @@ void LinearAttentionCore::backward(float* dqkv, float* dg, const float* dout,
 
   // Through the gate and the norm to dL/d(kernel output) in dy_.
   const LinearAttentionLayout lay = layout();
-  linear_attention_output_backward(ctx_, dy_.data(), s.output_gate ? dg : nullptr, dout, y_.data(),
-                                   s.output_norm ? rstd_.data() : nullptr, s.output_gate ? g_.data() : nullptr, lay);
+  linear_attention_output_backward(ctx_, dy_, s.output_gate ? dg : nullptr, dout, y_,
+                                   rstd_, g_, lay);
 
   const LinearAttentionDims dims = this->dims();
-  const float *fq = feat_.data(), *fk = fq + Hd, *fv = fq + QK;
+  const float *fq = feat_, *fk = fq + Hd, *fv = fq + QK;
+  const float* decay = decay_.data<float>();
   float *dq = dqkv, *dk = dqkv + Hd, *dv = dqkv + QK;
-  if (sp_) lasp2_prefix_state_grad(ctx_, sp_->local_state(), fq, dy_.data(), s.decay.data(), dims);
+  if (sp_) lasp2_prefix_state_grad(ctx_, sp_->local_state(), fq, dy_, decay, dims);
   if (sp_) sp_->begin_backward();  // dP_j travels while the intra-chunk backward runs
-  linear_attention_backward(ctx_, dq, dk, dv, dstate_in, dy_.data(), dstate_out, fq, fk, fv,
-                            s.decay.data(), has_state_in_ ? state_in_.data() : nullptr, dims);
+  linear_attention_backward(ctx_, dq, dk, dv, dstate_in, dy_, dstate_out, fq, fk, fv,
+                            decay, has_state_in_ ? state_in_.data<float>() : nullptr, dims);
   if (sp_) {
-    lasp2_add_prefix_dq(ctx_, dq, dy_.data(), prefix_.data(), s.decay.data(), dims);
-    sp_->end_backward(suffix_.data());
-    lasp2_add_suffix_dkdv(ctx_, dk, dv, fk, fv, suffix_.data(), s.decay.data(), dims);
+    lasp2_add_prefix_dq(ctx_, dq, dy_, prefix_, decay, dims);
+    sp_->end_backward(suffix_);
+    lasp2_add_suffix_dkdv(ctx_, dk, dv, fk, fv, suffix_, decay, dims);
   }
 
   // Through key_scale and the feature map, in place on the q|k columns.
-  linear_attention_features_backward(ctx_, dqkv, feat_.data(), pre_.empty() ? nullptr : pre_.data(), lay);
+  linear_attention_features_backward(ctx_, dqkv, feat_, pre_, lay);
 }
 
 }  // namespace lintrain

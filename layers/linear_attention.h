@@ -138,9 +138,15 @@ class LinearAttentionCore {
   int B_, T_;
   int block_;  // spec.block, at most T_
   LinearAttentionLayout layout() const;
-  std::vector<float> feat_, pre_, y_, rstd_, g_, state_in_, dy_;
+  // feat_ .. suffix_ are pieces of buffers_, one block on ctx_.device
+  // (sizes: saved_bytes() and workspace_bytes()); null when not needed.
+  Tensor buffers_;
+  size_t saved_floats_ = 0, workspace_floats_ = 0;
+  float *feat_ = nullptr, *pre_ = nullptr, *y_ = nullptr, *rstd_ = nullptr, *g_ = nullptr, *dy_ = nullptr;
+  float *prefix_ = nullptr, *suffix_ = nullptr;  // (B, H, d, d) P_j, G_j; only under SP
+  Tensor decay_;     // (H) spec_.decay on ctx_.device: what the kernels read
+  Tensor state_in_;  // (B, H, d, d) copy of state_in, made on the first forward given one
   std::unique_ptr<Lasp2StateExchange> sp_;  // null = single rank
-  std::vector<float> prefix_, suffix_;      // (B, H, d, d) P_j, G_j; only under SP
   bool has_state_in_ = false;
   bool forward_done_ = false;
 };

@@ -7,6 +7,7 @@
 #include "layers/linear.h"
 #include "layers/linear_attention.h"
 #include "layers/softmax_attention.h"
+#include "runtime/buffer_plan.h"
 #include "runtime/device.h"
 #include "runtime/ops.h"
 #include "runtime/rng.h"
@@ -64,31 +65,6 @@ struct LinearLlama::Block {
   float* act = nullptr;                     // (N, F) swiglu output
 };
 
-namespace {
-// Cuts one block of floats into named pieces: each piece is asked for with
-// its size, then the block is allocated once and every pointer set.
-class ActivationPlan {
- public:
-  void add(float** where, size_t floats) {
-    pieces_.push_back({where, floats});
-    total_ += arena_round(floats * sizeof(float)) / sizeof(float);
-  }
-  Tensor allocate(Device device) {
-    Tensor block = Tensor::zeros({static_cast<int64_t>(total_)}, DType::F32, device);
-    float* p = static_cast<float*>(block.raw());
-    for (const auto& piece : pieces_) {
-      *piece.first = p;
-      p += arena_round(piece.second * sizeof(float)) / sizeof(float);
-    }
-    return block;
-  }
-
- private:
-  std::vector<std::pair<float**, size_t>> pieces_;
-  size_t total_ = 0;
-};
-}  // namespace
-
 LinearLlama::LinearLlama(const ModelConfig& cfg, int B, int T, bool bf16_compute, Communicator* sp)
     : cfg_(cfg), B_(B), T_(T), bf16_(bf16_compute), table_(make_param_table(cfg)), params_(table_),
       grads_(table_), head_(ctx_) {
@@ -96,7 +72,7 @@ LinearLlama::LinearLlama(const ModelConfig& cfg, int B, int T, bool bf16_compute
   const size_t N = static_cast<size_t>(B) * T, C = cfg.hidden_size, F = cfg.intermediate_size;
   const size_t HD = static_cast<size_t>(cfg.num_attention_heads) * cfg.head_dim();
   const size_t QKV = HD + 2 * static_cast<size_t>(cfg.kv_heads()) * cfg.head_dim();
-  ActivationPlan plan;
+  BufferPlan plan;
   bool gated = false;
   // The ops' scratch: each attention core reserves what its kernels take, and
   // the norms' below; the arena ends up holding the largest of them.

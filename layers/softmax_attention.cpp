@@ -10,6 +10,7 @@
 #include <cstring>
 
 #include "parallel/communicator.h"
+#include "runtime/buffer_plan.h"
 #include "runtime/error.h"
 #include "runtime/ops.h"
 
@@ -27,20 +28,25 @@ SoftmaxAttentionCore::SoftmaxAttentionCore(const Context& ctx, const ModelConfig
   LT_CHECK(d_ % 2 == 0, "[SoftmaxAttentionCore] head_dim = hidden_size / num_attention_heads = ", d_,
            " must be even for RoPE");
   const size_t N = static_cast<size_t>(B) * T;
-  qkv_rot_.resize(N * qkv_width());
-  o_.resize(N * out_width());
-  lse_.resize(static_cast<size_t>(B) * H_ * T);
+  BufferPlan plan;
+  saved_floats_ = N * qkv_width() + N * out_width() + static_cast<size_t>(B) * H_ * T;
+  plan.add(&qkv_rot_, N * qkv_width());
+  plan.add(&o_, N * out_width());
+  plan.add(&lse_, static_cast<size_t>(B) * H_ * T);
   if (sp != nullptr && sp->size() > 1) {
     sp_ = sp;
     W_ = sp->size();
     rank_ = sp->rank();
     LT_CHECK(rank_ >= 0 && rank_ < W_, "[SoftmaxAttentionCore] SP rank ", rank_, " outside [0, ", W_, ")");
     const size_t kvw = 2 * static_cast<size_t>(KVH_) * d_, seen = static_cast<size_t>(B) * (rank_ + 1) * T;
-    kv_.resize(seen * kvw);
-    dkv_.resize(seen * kvw);
-    xchg_.resize(static_cast<size_t>(W_) * N * kvw);
-    local_.resize(N * kvw);
+    plan.add(&kv_, seen * kvw);
+    plan.add(&dkv_, seen * kvw);
+    plan.add(&xchg_, static_cast<size_t>(W_) * N * kvw);
+    plan.add(&local_, N * kvw);
+    saved_floats_ += seen * kvw;
+    workspace_floats_ = seen * kvw + static_cast<size_t>(W_) * N * kvw + N * kvw;
   }
+  buffers_ = plan.allocate(ctx_.device);
   ctx_.arena("SoftmaxAttentionCore").reserve(scratch_bytes());
 }
 
@@ -63,11 +69,11 @@ AttentionDims SoftmaxAttentionCore::dims() const {
 
 size_t SoftmaxAttentionCore::saved_bytes() const {
   const size_t table = static_cast<size_t>(T_) * d_ * sizeof(float);  // what rope_ holds once built
-  return (qkv_rot_.size() + o_.size() + lse_.size() + kv_.size()) * sizeof(float) + table;
+  return saved_floats_ * sizeof(float) + table;
 }
 
 size_t SoftmaxAttentionCore::workspace_bytes() const {
-  return (dkv_.size() + xchg_.size() + local_.size()) * sizeof(float);
+  return workspace_floats_ * sizeof(float);
 }
 
 void SoftmaxAttentionCore::forward(float* out, const float* qkv, int pos_offset) {
@@ -75,8 +81,9 @@ void SoftmaxAttentionCore::forward(float* out, const float* qkv, int pos_offset)
   if (pos_offset_ != pos_offset) rope_ = RopeTable(d_, theta_, pos_offset + rank_ * T_, T_, ctx_.device);
   pos_offset_ = pos_offset;
   const int W = qkv_width(), first = pos_offset + rank_ * T_;
-  std::copy(qkv, qkv + qkv_rot_.size(), qkv_rot_.begin());
-  float* q = qkv_rot_.data();
+  const int64_t N = static_cast<int64_t>(B_) * T_;
+  copy_floats(ctx_, qkv_rot_, qkv, N * W);
+  float* q = qkv_rot_;
   float* k = q + H_ * d_;
   const float* v = k + KVH_ * d_;
   rope_forward(ctx_, k, W, B_, T_, KVH_, first, rope_);
@@ -84,28 +91,26 @@ void SoftmaxAttentionCore::forward(float* out, const float* qkv, int pos_offset)
     forward_sp(q, first);
   } else {
     rope_forward(ctx_, q, W, B_, T_, H_, first, rope_);
-    softmax_attention_forward(ctx_, dims(), o_.data(), out_width(), lse_.data(), q, W, k, W, v, W);
+    softmax_attention_forward(ctx_, dims(), o_, out_width(), lse_, q, W, k, W, v, W);
   }
-  std::copy(o_.begin(), o_.end(), out);
+  copy_floats(ctx_, out, o_, N * out_width());
 }
 
 void SoftmaxAttentionCore::forward_sp(const float* q, int first) {
   const int W = qkv_width(), kvw = 2 * KVH_ * d_;
   const size_t N = static_cast<size_t>(B_) * T_, chunk = static_cast<size_t>(T_) * kvw;
   // Send this chunk's rotated k|v rows (adjacent columns of qkv_rot_).
-  for (size_t n = 0; n < N; ++n)
-    std::memcpy(local_.data() + n * kvw, qkv_rot_.data() + n * W + H_ * d_, kvw * sizeof(float));
-  Request gather = sp_->iall_gather(local_.data(), xchg_.data(), local_.size());
-  rope_forward(ctx_, qkv_rot_.data(), W, B_, T_, H_, first, rope_);  // overlaps the gather
+  copy_rows(ctx_, local_, kvw, qkv_rot_ + H_ * d_, W, static_cast<int64_t>(N), kvw);
+  Request gather = sp_->iall_gather(local_, xchg_, N * kvw);
+  rope_forward(ctx_, qkv_rot_, W, B_, T_, H_, first, rope_);  // overlaps the gather
   gather->wait();
   // Rank-major (W, B, T, kvw) -> (B, (rank+1)*T, kvw), keeping chunks 0..rank.
   const size_t Tk = static_cast<size_t>(rank_ + 1) * T_;
   for (int u = 0; u <= rank_; ++u)
     for (int b = 0; b < B_; ++b)
-      std::memcpy(kv_.data() + (b * Tk + static_cast<size_t>(u) * T_) * kvw,
-                  xchg_.data() + (static_cast<size_t>(u) * B_ + b) * chunk, chunk * sizeof(float));
-  softmax_attention_forward(ctx_, dims(), o_.data(), out_width(), lse_.data(), q, W, kv_.data(), kvw,
-                            kv_.data() + KVH_ * d_, kvw);
+      copy_floats(ctx_, kv_ + (b * Tk + static_cast<size_t>(u) * T_) * kvw,
+                  xchg_ + (static_cast<size_t>(u) * B_ + b) * chunk, static_cast<int64_t>(chunk));
+  softmax_attention_forward(ctx_, dims(), o_, out_width(), lse_, q, W, kv_, kvw, kv_ + KVH_ * d_, kvw);
 }
 
 void SoftmaxAttentionCore::backward(float* dqkv, const float* dout) {
@@ -116,12 +121,12 @@ void SoftmaxAttentionCore::backward(float* dqkv, const float* dout) {
   if (sp_) {
     backward_sp(dqkv, dout);
   } else {
-    const float* q = qkv_rot_.data();
+    const float* q = qkv_rot_;
     const float* k = q + H_ * d_;
     const float* v = k + KVH_ * d_;
     float* dv = dk + KVH_ * d_;
-    softmax_attention_backward(ctx_, dims(), dq, W, dk, W, dv, W, dout, out_width(), q, W, k, W, v, W, o_.data(),
-                               out_width(), lse_.data());
+    softmax_attention_backward(ctx_, dims(), dq, W, dk, W, dv, W, dout, out_width(), q, W, k, W, v, W, o_,
+                               out_width(), lse_);
     rope_backward(ctx_, dq, W, B_, T_, H_, first, rope_);
   }
   rope_backward(ctx_, dk, W, B_, T_, KVH_, first, rope_);
@@ -131,23 +136,21 @@ void SoftmaxAttentionCore::backward_sp(float* dqkv, const float* dout) {
   const int W = qkv_width(), kvw = 2 * KVH_ * d_;
   const size_t N = static_cast<size_t>(B_) * T_, chunk = static_cast<size_t>(T_) * kvw;
   const size_t Tk = static_cast<size_t>(rank_ + 1) * T_;
-  softmax_attention_backward(ctx_, dims(), dqkv, W, dkv_.data(), kvw, dkv_.data() + KVH_ * d_, kvw, dout, out_width(),
-                             qkv_rot_.data(), W, kv_.data(), kvw, kv_.data() + KVH_ * d_, kvw, o_.data(),
-                             out_width(), lse_.data());
+  softmax_attention_backward(ctx_, dims(), dqkv, W, dkv_, kvw, dkv_ + KVH_ * d_, kvw, dout, out_width(), qkv_rot_, W,
+                             kv_, kvw, kv_ + KVH_ * d_, kvw, o_, out_width(), lse_);
   // (B, (rank+1)*T, kvw) -> rank-major by owner (W, B, T, kvw); later chunks get zeros.
   for (int u = 0; u < W_; ++u)
     for (int b = 0; b < B_; ++b) {
-      float* dst = xchg_.data() + (static_cast<size_t>(u) * B_ + b) * chunk;
+      float* dst = xchg_ + (static_cast<size_t>(u) * B_ + b) * chunk;
       if (u <= rank_)
-        std::memcpy(dst, dkv_.data() + (b * Tk + static_cast<size_t>(u) * T_) * kvw, chunk * sizeof(float));
+        copy_floats(ctx_, dst, dkv_ + (b * Tk + static_cast<size_t>(u) * T_) * kvw, static_cast<int64_t>(chunk));
       else
-        std::fill(dst, dst + chunk, 0.0f);
+        zero_floats(ctx_, dst, static_cast<int64_t>(chunk));
     }
-  Request scatter = sp_->ireduce_scatter(xchg_.data(), local_.data(), local_.size());
+  Request scatter = sp_->ireduce_scatter(xchg_, local_, N * kvw);
   rope_backward(ctx_, dqkv, W, B_, T_, H_, pos_offset_ + rank_ * T_, rope_);  // dq, overlaps the reduce-scatter
   scatter->wait();
-  for (size_t n = 0; n < N; ++n)
-    std::memcpy(dqkv + n * W + H_ * d_, local_.data() + n * kvw, kvw * sizeof(float));
+  copy_rows(ctx_, dqkv + H_ * d_, W, local_, kvw, static_cast<int64_t>(N), kvw);
 }
 
 }  // namespace lintrain

@@ -93,16 +93,19 @@ class SoftmaxAttentionCore {
   double theta_;
   int pos_offset_ = -1;       // of the saved forward; -1 = none yet
   RopeTable rope_;            // positions [pos_offset_, pos_offset_ + T), on ctx_.device
-  std::vector<float> qkv_rot_;  // (B*T, W)
-  std::vector<float> o_;        // (B*T, H*d)
-  std::vector<float> lse_;      // (B, H, T)
+  // Every buffer below is a piece of buffers_, one block on ctx_.device.
+  Tensor buffers_;
+  size_t saved_floats_ = 0, workspace_floats_ = 0;
+  float* qkv_rot_ = nullptr;  // (B*T, W)
+  float* o_ = nullptr;        // (B*T, H*d)
+  float* lse_ = nullptr;      // (B, H, T)
   // LASP-2H (only when W_ > 1); kv rows are [k (KVH*d) | v (KVH*d)].
   Communicator* sp_ = nullptr;
   int W_ = 1, rank_ = 0;
-  std::vector<float> kv_;       // saved (B, (rank+1)*T, 2*KVH*d) gathered, rearranged
-  std::vector<float> dkv_;      // scratch (B, (rank+1)*T, 2*KVH*d)
-  std::vector<float> xchg_;     // scratch (W, B, T, 2*KVH*d): gather receive / reduce-scatter send
-  std::vector<float> local_;    // scratch (B, T, 2*KVH*d): gather send / reduce-scatter receive
+  float* kv_ = nullptr;     // saved (B, (rank+1)*T, 2*KVH*d) gathered, rearranged
+  float* dkv_ = nullptr;    // scratch (B, (rank+1)*T, 2*KVH*d)
+  float* xchg_ = nullptr;   // scratch (W, B, T, 2*KVH*d): gather receive / reduce-scatter send
+  float* local_ = nullptr;  // scratch (B, T, 2*KVH*d): gather send / reduce-scatter receive
 };
 
 }  // namespace lintrain

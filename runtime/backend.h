@@ -30,6 +30,7 @@ void linear_attention_output_forward(float* out, float* y, float* rstd, float* g
 void linear_attention_output_backward(float* dy, float* dg, const float* dout, const float* y, const float* rstd,
                                       const float* g_saved, const LinearAttentionLayout& l);
 void zero_floats(float* dst, int64_t n);
+void copy_rows(float* dst, int64_t ldd, const float* src, int64_t lds, int64_t rows, int64_t cols);
 void matmul(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float* A, int lda, const float* B,
             int ldb, float beta, float* C, int ldc);
 void round_to_bf16(float* out, const float* in, int64_t n);
@@ -58,6 +59,8 @@ void linear_attention_output_forward(void* stream, float* out, float* y, float* 
 void linear_attention_output_backward(void* stream, float* dy, float* dg, const float* dout, const float* y,
                                       const float* rstd, const float* g_saved, const LinearAttentionLayout& l);
 void zero_floats(void* stream, float* dst, int64_t n);
+void copy_rows(void* stream, float* dst, int64_t ldd, const float* src, int64_t lds, int64_t rows,
+               int64_t cols);
 void matmul(void* stream, bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float* A, int lda,
             const float* B, int ldb, float beta, float* C, int ldc);
 void round_to_bf16(void* stream, float* out, const float* in, int64_t n);

@@ -84,6 +84,16 @@ void zero_floats(const Context& ctx, float* dst, int64_t n) {
   else cuda::zero_floats(ctx.stream, dst, n);
 }
 
+void copy_rows(const Context& ctx, float* dst, int64_t ldd, const float* src, int64_t lds, int64_t rows,
+               int64_t cols) {
+  LT_CHECK(rows >= 0 && cols >= 0 && ldd >= cols && lds >= cols, "[copy_rows] rows = ", rows, ", cols = ", cols,
+           " with row strides ", ldd, " (dst) and ", lds, " (src): strides must be >= cols");
+  if (rows == 0 || cols == 0) return;
+  LT_CHECK(dst != nullptr && src != nullptr, "[copy_rows] a null buffer (", rows, " x ", cols, ")");
+  if (on_cpu(ctx)) cpu::copy_rows(dst, ldd, src, lds, rows, cols);
+  else cuda::copy_rows(ctx.stream, dst, ldd, src, lds, rows, cols);
+}
+
 void matmul(const Context& ctx, bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float* A,
             int lda, const float* B, int ldb, float beta, float* C, int ldc) {
   LT_CHECK(M >= 0 && N >= 0 && K >= 0, "[matmul] negative size M = ", M, ", N = ", N, ", K = ", K);

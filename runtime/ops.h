@@ -48,6 +48,10 @@ void swiglu_backward(const Context& ctx, float* dgate_up, const float* dh, const
 // dst[0, n) = src[0, n) (floats, non-overlapping), and dst[0, n) = 0.
 void copy_floats(const Context& ctx, float* dst, const float* src, int64_t n);
 void zero_floats(const Context& ctx, float* dst, int64_t n);
+// rows x cols floats between row-strided matrices: dst[r * ldd + c] =
+// src[r * lds + c] (ldd, lds >= cols; the ranges must not overlap).
+void copy_rows(const Context& ctx, float* dst, int64_t ldd, const float* src, int64_t lds, int64_t rows,
+               int64_t cols);
 
 // ---- Matrix multiply (every projection, the output head) ----------------------
 

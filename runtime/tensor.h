@@ -54,7 +54,7 @@ class Tensor {
   const Shape& shape() const { return shape_; }
   int64_t dim(int i) const;  // negative i counts from the end
   int ndim() const { return static_cast<int>(shape_.size()); }
-  int64_t numel() const { return shape_numel(shape_); }
+  int64_t numel() const { return data_ != nullptr ? shape_numel(shape_) : 0; }  // 0 when undefined
   size_t nbytes() const { return static_cast<size_t>(numel()) * dtype_size(dtype_); }
   DType dtype() const { return dtype_; }
   Device device() const { return device_; }

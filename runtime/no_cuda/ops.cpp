@@ -24,6 +24,7 @@ void swiglu_forward(void*, float*, const float*, int, int) { no_cuda("swiglu_for
 void swiglu_backward(void*, float*, const float*, const float*, int, int) { no_cuda("swiglu_backward"); }
 void copy_floats(void*, float*, const float*, int64_t) { no_cuda("copy_floats"); }
 void zero_floats(void*, float*, int64_t) { no_cuda("zero_floats"); }
+void copy_rows(void*, float*, int64_t, const float*, int64_t, int64_t, int64_t) { no_cuda("copy_rows"); }
 void linear_attention_features_forward(void*, float*, float*, const float*, const LinearAttentionLayout&) {
   no_cuda("linear_attention_features_forward");
 }

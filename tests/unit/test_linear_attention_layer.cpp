@@ -259,8 +259,9 @@ TEST(LinearAttentionCore, SavedBytesAndDeterminism) {
   const LinearAttentionSpec sp = make_linear_attention_spec(small_model("lightning"), 0);
   const int B = 2, T = 9, N = B * T, W = (4 + 2 * 2) * 4, Hd = 16;
   LinearAttentionCore core(cpu_context(), sp, B, T);
-  // feat N W + pre (silu) N (H+KVH) d + y N H d + rstd N H + g N H d
-  const size_t base = (static_cast<size_t>(N) * W + N * 24 + N * Hd + N * 4 + N * Hd) * 4;
+  // feat N W + pre (silu) N (H+KVH) d + y N H d + rstd N H + g N H d, and
+  // the H decays the kernels read from the core's device
+  const size_t base = (static_cast<size_t>(N) * W + N * 24 + N * Hd + N * 4 + N * Hd + 4) * 4;
   EXPECT_EQ(core.saved_bytes(), base);
   EXPECT_EQ(core.workspace_bytes(), static_cast<size_t>(N) * Hd * 4);
   Rng rng(5);
