@@ -105,9 +105,11 @@ LinearLlama::LinearLlama(const ModelConfig& cfg, int B, int T, bool bf16_compute
   dh_final_.resize(N * C);
   dx_.resize(N * C);
   tokens_.resize(N);
-  // The ops' scratch, reserved once for the largest of them.
+  // The ops' scratch, reserved once for the largest of them (the gradient
+  // norm over grads_ included: the trainer runs it on this context).
   ctx_.scratch = &scratch_;
-  scratch_.reserve(rmsnorm_backward_scratch_bytes(ctx_.device, static_cast<int>(N), static_cast<int>(C)));
+  scratch_.reserve(std::max(rmsnorm_backward_scratch_bytes(ctx_.device, static_cast<int>(N), static_cast<int>(C)),
+                            grad_norm_squared_scratch_bytes(ctx_.device, grads_.numel())));
   d_act_.resize(N * F);
   d_gu_.resize(N * 2 * F);
   d_h_.resize(N * C);
