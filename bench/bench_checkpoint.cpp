@@ -139,7 +139,7 @@ int main(int argc, char** argv) {
   LinearLlama model(mc, B, T);
   model.init_weights(1);
   OptimConfig oc;
-  auto opt = make_optimizer(oc, model.table(), 1);
+  auto opt = make_optimizer(model.context(), oc, model.table(), 1);
   int64_t step = 0;
   auto build_state = [&] {
     RunState s;

@@ -82,7 +82,7 @@ Timing time_steps(const std::string& svd, int rank, int reps, const FlatBuffer& 
   Timing out{1e30, 1e30, {}};
   for (int gap : {1, 1 << 30}) {
     cfg.galore.update_proj_gap = gap;
-    Galore opt(cfg, group, table, 1);
+    Galore opt(Context{}, cfg, group, table, 1);
     opt.step(params, grads, 1e-3);  // the first step always refreshes; warm-up
     if (gap == 1) out.projector.assign(opt.state_tensors()[0].data, opt.state_tensors()[0].data + opt.state_tensors()[0].numel);
     for (int k = 0; k < reps; ++k) {

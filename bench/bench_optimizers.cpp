@@ -116,7 +116,7 @@ int main(int argc, char** argv) {
     c.galore.rank = galore_rank;
     c.galore.svd = svd;
     if (*v.frugal_proj) c.frugal.proj_type = v.frugal_proj;
-    auto opt = make_optimizer(c, table, 3);
+    auto opt = make_optimizer(Context{}, c, table, 3);
     // Step 1 is a refresh for every subspace rule; time it, then ordinary steps.
     double t0 = now_s();
     opt->step(params, grads, 1e-4);

@@ -28,7 +28,7 @@ static Result run(ModelConfig m, int B, int T, int steps) {
   model.init_weights(1);
   OptimConfig oc;
   oc.lr = 1e-4;
-  auto opt = make_optimizer(oc, model.table());
+  auto opt = make_optimizer(model.context(), oc, model.table());
   std::vector<int32_t> tok(static_cast<size_t>(B) * T), tgt(tok.size());
   Rng rng(2);
   for (size_t i = 0; i < tok.size(); ++i) tok[i] = static_cast<int32_t>(rng.below(m.vocab_size)), tgt[i] = static_cast<int32_t>(rng.below(m.vocab_size));

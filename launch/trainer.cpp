@@ -130,7 +130,7 @@ TrainResult train(const RunConfig& cfg, const TrainOptions& opts, Communicator& 
   const int B = cfg.train.micro_batch, T = cfg.data.seq_len, C = T / grid.sp_size();
   LinearLlama model(cfg.model, B, C, cfg.precision.compute == "bf16",
                     grid.sp_size() > 1 ? &grid.sp() : nullptr);
-  auto optimizer = make_optimizer(cfg.optim, model.table(), cfg.run.seed);
+  auto optimizer = make_optimizer(model.context(), cfg.optim, model.table(), cfg.run.seed);
   auto train_data = make_data_loader(cfg.data, Split::Train, cfg.model.vocab_size, B, T,
                                      cfg.run.seed, grid.dp_rank(), grid.dp_size());
   auto valid_data = make_data_loader(cfg.data, Split::Valid, cfg.model.vocab_size, B, T,
@@ -321,7 +321,7 @@ TrainResult train(const RunConfig& cfg, const TrainOptions& opts, Communicator& 
     if (reducer) reducer->finish();
     if (failpoint("train.nan-grad", step + 1)) model.grads().data()[0] = std::nanf("");
     stats.all_reduce(world);
-    const double grad_norm = grad_global_norm(model.grads());
+    const double grad_norm = grad_global_norm(model.context(), model.grads());
     const double loss = stats.loss(), acc = stats.accuracy();
     const double lr = learning_rate(cfg.schedule, optim_peak_lr(cfg.optim), step, cfg.train.steps);
     // Every rank sees the same loss and norm (both reduced), so all skip together.
@@ -332,7 +332,7 @@ TrainResult train(const RunConfig& cfg, const TrainOptions& opts, Communicator& 
     // and backward; from here on the state changes.
     checkpoints.fence();
     if (finite) {
-      clip_grad_norm(model.grads(), grad_norm, cfg.train.grad_clip);
+      clip_grad_norm(model.context(), model.grads(), grad_norm, cfg.train.grad_clip);
       optimizer->step(model.params(), model.grads(), lr);
       counters.bad_steps_in_row = 0;
     } else {

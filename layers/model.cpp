@@ -119,7 +119,10 @@ LinearLlama::LinearLlama(const ModelConfig& cfg, int B, int T, bool bf16_compute
   activations_ = plan.allocate(ctx_.device);
   tokens_ = Tensor::zeros({static_cast<int64_t>(N)}, DType::I32, ctx_.device);
   targets_ = Tensor::zeros({static_cast<int64_t>(N)}, DType::I32, ctx_.device);
-  scratch_.reserve(rmsnorm_backward_scratch_bytes(ctx_.device, static_cast<int>(N), static_cast<int>(C)));
+  // The ops' scratch, reserved once for the largest of them (the gradient
+  // norm over grads_ included: the trainer runs it on this context).
+  scratch_.reserve(std::max(rmsnorm_backward_scratch_bytes(ctx_.device, static_cast<int>(N), static_cast<int>(C)),
+                            grad_norm_squared_scratch_bytes(ctx_.device, grads_.numel())));
   head_.reserve(static_cast<int>(N), cfg.vocab_size);
 }
 

@@ -50,6 +50,10 @@ class LinearLlama {
   FlatBuffer& params() { return params_; }
   const FlatBuffer& params() const { return params_; }
   FlatBuffer& grads() { return grads_; }
+  // Where the model's ops run, with its scratch arena (which also holds the
+  // gradient norm's scratch over grads()): the optimizer and the gradient
+  // norm run on it too. Lives as long as the model.
+  const Context& context() const { return ctx_; }
   int batch() const { return B_; }
   int seq_len() const { return T_; }
 

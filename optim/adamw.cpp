@@ -2,6 +2,8 @@
 
 #include <cmath>
 
+#include "runtime/ops.h"
+
 namespace lintrain {
 
 ParamTable AdamW::state_layout(const ParamGroup& group, const ParamTable& table) {
@@ -14,8 +16,9 @@ ParamTable AdamW::state_layout(const ParamGroup& group, const ParamTable& table)
   return st;
 }
 
-AdamW::AdamW(const OptimConfig& cfg, const ParamGroup& group, const ParamTable& table)
-    : table_(table),
+AdamW::AdamW(const Context& ctx, const OptimConfig& cfg, const ParamGroup& group, const ParamTable& table)
+    : ctx_(ctx),
+      table_(table),
       group_(group),
       b1_(cfg.adamw.betas.at(0)),
       b2_(cfg.adamw.betas.at(1)),
@@ -25,28 +28,23 @@ AdamW::AdamW(const OptimConfig& cfg, const ParamGroup& group, const ParamTable& 
 
 void AdamW::step(FlatBuffer& params, const FlatBuffer& grads, double lr) {
   ++t_;
-  // 1 - b rounded from double: 1.0f - 0.999f is 1.3e-5 off in relative terms.
-  const float b1 = static_cast<float>(b1_), b2 = static_cast<float>(b2_);
-  const float c1 = static_cast<float>(1.0 - b1_), c2 = static_cast<float>(1.0 - b2_);
   const double bc1 = 1.0 - std::pow(b1_, static_cast<double>(t_));
   const double bc2 = 1.0 - std::pow(b2_, static_cast<double>(t_));
-  const float step_size = static_cast<float>(lr / bc1);
-  const float inv_sqrt_bc2 = static_cast<float>(1.0 / std::sqrt(bc2));
-  const float eps = static_cast<float>(eps_);
-  const float decay = static_cast<float>(1.0 - lr * group_.weight_decay);
+  AdamStep s;
+  s.b1 = static_cast<float>(b1_);
+  s.b2 = static_cast<float>(b2_);
+  // 1 - b rounded from double: 1.0f - 0.999f is 1.3e-5 off in relative terms.
+  s.c1 = static_cast<float>(1.0 - b1_);
+  s.c2 = static_cast<float>(1.0 - b2_);
+  s.eps = static_cast<float>(eps_);
+  s.step_size = static_cast<float>(lr / bc1);
+  s.inv_sqrt_bc2 = static_cast<float>(1.0 / std::sqrt(bc2));
+  s.decay = static_cast<float>(1.0 - lr * group_.weight_decay);
   for (size_t k = 0; k < group_.views.size(); ++k) {
     const TensorView& view = table_.view(group_.views[k]);
-    float* p = params.at(view);
-    const float* g = grads.at(view);
     float* m = state_.at(state_table_.view(static_cast<int>(2 * k)));
     float* v = state_.at(state_table_.view(static_cast<int>(2 * k + 1)));
-    const int64_t n = view.numel;
-#pragma omp parallel for simd schedule(static)
-    for (int64_t i = 0; i < n; ++i) {
-      m[i] = b1 * m[i] + c1 * g[i];
-      v[i] = b2 * v[i] + c2 * g[i] * g[i];
-      p[i] = p[i] * decay - step_size * m[i] / (std::sqrt(v[i]) * inv_sqrt_bc2 + eps);
-    }
+    adam_update(ctx_, params.at(view), m, v, grads.at(view), view.numel, s, AdamTarget::Param);
   }
 }
 
@@ -58,9 +56,8 @@ std::vector<StateWord> AdamW::state_words() { return {{"step", &t_}}; }
 
 const UpdateRuleInfo kAdamWRule = {
     "adamw",
-    [](const OptimConfig& cfg, const ParamGroup& group, const ParamTable& table, uint64_t) -> std::unique_ptr<Optimizer> {
-      return std::make_unique<AdamW>(cfg, group, table);
-    },
+    [](const Context& ctx, const OptimConfig& cfg, const ParamGroup& group, const ParamTable& table,
+       uint64_t) -> std::unique_ptr<Optimizer> { return std::make_unique<AdamW>(ctx, cfg, group, table); },
     [](const OptimConfig&, const ParamGroup& group, const ParamTable& table) {
       return AdamW::state_layout(group, table).buffer_numel();
     },

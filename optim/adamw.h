@@ -12,7 +12,7 @@ namespace lintrain {
 
 class AdamW : public Optimizer {
  public:
-  AdamW(const OptimConfig& cfg, const ParamGroup& group, const ParamTable& table);
+  AdamW(const Context& ctx, const OptimConfig& cfg, const ParamGroup& group, const ParamTable& table);
   void step(FlatBuffer& params, const FlatBuffer& grads, double lr) override;
   const char* name() const override { return "adamw"; }
   size_t state_bytes() const override;
@@ -24,6 +24,7 @@ class AdamW : public Optimizer {
   static ParamTable state_layout(const ParamGroup& group, const ParamTable& table);
 
  private:
+  Context ctx_;
   const ParamTable& table_;
   ParamGroup group_;
   double b1_, b2_, eps_;

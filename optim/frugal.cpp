@@ -7,14 +7,9 @@
 #include "optim/frugal_subspace.h"
 #include "runtime/cpu/gemm.h"
 #include "runtime/error.h"
+#include "runtime/ops.h"
 
 namespace lintrain {
-
-namespace {
-
-inline float sign_of(float x) { return static_cast<float>((x > 0.0f) - (x < 0.0f)); }
-
-}  // namespace
 
 // ---- layout ---------------------------------------------------------------------------
 
@@ -90,8 +85,10 @@ ParamTable Frugal::layout(const FrugalConfig& cfg, const ParamGroup& group, cons
 
 // ---- construction and state --------------------------------------------------------
 
-Frugal::Frugal(const OptimConfig& cfg, const ParamGroup& group, const ParamTable& table, uint64_t seed)
-    : table_(table),
+Frugal::Frugal(const Context& ctx, const OptimConfig& cfg, const ParamGroup& group, const ParamTable& table,
+               uint64_t seed)
+    : ctx_(ctx),
+      table_(table),
       group_(group),
       proj_(cfg.frugal.proj_type == "svd"      ? ProjType::Svd
             : cfg.frugal.proj_type == "random" ? ProjType::Random
@@ -138,6 +135,8 @@ std::vector<StateWord> Frugal::state_words() {
 
 // ---- subspaces --------------------------------------------------------------------------
 
+// Host-only (the RNG draws, LAPACK's SVD and QR): on a CUDA context the
+// gradient and the new basis are explicit copies.
 void Frugal::choose_subspace(const FlatBuffer& grads) {
   namespace fs = frugal_subspace;
   Rng rng = rng_.load();
@@ -199,15 +198,8 @@ void Frugal::split_gradient(size_t k, const float* g, float* coords, float* free
   }
   const float* basis = state_.at(state_table_.view(s.basis));
   const int64_t m = s.m, n = s.n, r = s.r;
-  if (proj_ == ProjType::RandK) {
-    if (s.right) {  // coords (m, r) = the chosen columns
-#pragma omp parallel for schedule(static)
-      for (int64_t i = 0; i < m; ++i)
-        for (int64_t j = 0; j < r; ++j) coords[i * r + j] = g[i * n + static_cast<int64_t>(basis[j])];
-    } else {  // coords (r, n) = the chosen rows
-      for (int64_t j = 0; j < r; ++j)
-        std::memcpy(coords + j * n, g + static_cast<int64_t>(basis[j]) * n, sizeof(float) * static_cast<size_t>(n));
-    }
+  if (proj_ == ProjType::RandK) {  // coords (m, r) = the chosen columns, or (r, n) = the chosen rows
+    index_gather(ctx_, coords, g, basis, m, n, r, s.right ? IndexAxis::Columns : IndexAxis::Rows);
   } else if (s.right) {  // (m, r) = G (m, n) @ P^T (n, r)
     gemm(false, true, static_cast<int>(m), static_cast<int>(r), static_cast<int>(n), 1.0f, g, static_cast<int>(n),
          basis, static_cast<int>(n), 0.0f, coords, static_cast<int>(r));
@@ -217,9 +209,7 @@ void Frugal::split_gradient(size_t k, const float* g, float* coords, float* free
   }
   if (!free) return;
   lift(k, coords, free);
-  const int64_t mn = m * n;
-#pragma omp parallel for simd schedule(static)
-  for (int64_t i = 0; i < mn; ++i) free[i] = g[i] - free[i];
+  subtract(ctx_, free, g, free, m * n);
 }
 
 void Frugal::lift(size_t k, const float* coords, float* full) const {
@@ -233,15 +223,7 @@ void Frugal::lift(size_t k, const float* coords, float* full) const {
   const float* basis = state_.at(state_table_.view(s.basis));
   const int64_t m = s.m, n = s.n, r = s.r;
   if (proj_ == ProjType::RandK) {
-    std::fill(full, full + m * n, 0.0f);
-    if (s.right) {
-#pragma omp parallel for schedule(static)
-      for (int64_t i = 0; i < m; ++i)
-        for (int64_t j = 0; j < r; ++j) full[i * n + static_cast<int64_t>(basis[j])] = coords[i * r + j];
-    } else {
-      for (int64_t j = 0; j < r; ++j)
-        std::memcpy(full + static_cast<int64_t>(basis[j]) * n, coords + j * n, sizeof(float) * static_cast<size_t>(n));
-    }
+    index_scatter(ctx_, full, coords, basis, m, n, r, s.right ? IndexAxis::Columns : IndexAxis::Rows);
   } else if (s.right) {  // (m, n) = R (m, r) @ P (r, n)
     gemm(false, false, static_cast<int>(m), static_cast<int>(n), static_cast<int>(r), 1.0f, coords,
          static_cast<int>(r), basis, static_cast<int>(n), 0.0f, full, static_cast<int>(n));
@@ -259,61 +241,54 @@ void Frugal::step(FlatBuffer& params, const FlatBuffer& grads, double lr) {
   // Bias correction counts the steps in this subspace (the official code
   // resets state["step"] with the moments).
   const double s = static_cast<double>((t_ - 1) % update_gap_ + 1);
-  const float step_size = static_cast<float>(lr / (1.0 - std::pow(b1_, s)));
-  const float inv_sqrt_bc2 = static_cast<float>(1.0 / std::sqrt(1.0 - std::pow(b2_, s)));
-  const float decay = static_cast<float>(1.0 - lr * group_.weight_decay);
+  AdamStep adam;
+  adam.b1 = static_cast<float>(b1_);
+  adam.b2 = static_cast<float>(b2_);
+  adam.c1 = 1.0f - adam.b1;  // rounded in f32 (AdamW rounds from double)
+  adam.c2 = 1.0f - adam.b2;
+  adam.eps = static_cast<float>(eps_);
+  adam.step_size = static_cast<float>(lr / (1.0 - std::pow(b1_, s)));
+  adam.inv_sqrt_bc2 = static_cast<float>(1.0 / std::sqrt(1.0 - std::pow(b2_, s)));
+  adam.decay = static_cast<float>(1.0 - lr * group_.weight_decay);
   const float lr_free = static_cast<float>(lr * inactive_lr_scale_);
   if (proj_ == ProjType::Blockwise) {
-    step_blockwise(params, grads, step_size, inv_sqrt_bc2, decay, lr_free);
+    step_blockwise(params, grads, adam, lr_free);
     return;
   }
   for (size_t k = 0; k < slots_.size(); ++k) {
     const TensorView& v = table_.view(slots_[k].view);
-    step_projected(slots_[k], k, params.at(v), grads.at(v), step_size, inv_sqrt_bc2, decay, lr_free);
+    step_projected(slots_[k], k, params.at(v), grads.at(v), adam, lr_free);
   }
 }
 
-void Frugal::step_projected(const Slot& s, size_t k, float* p, const float* g, float step_size, float inv_sqrt_bc2,
-                            float decay, float lr_free) {
+void Frugal::step_state_free(float* p, const float* d, int64_t n, float decay, float lr_free) {
+  if (free_ == StateFree::SignSgd) sgd_update(ctx_, p, d, n, decay, lr_free, SgdDirection::Sign);
+  else if (free_ == StateFree::Sgd) sgd_update(ctx_, p, d, n, decay, lr_free, SgdDirection::Plain);
+  else scale(ctx_, p, n, decay);
+}
+
+void Frugal::step_projected(const Slot& s, size_t k, float* p, const float* g, const AdamStep& adam, float lr_free) {
   float* R = coords_.data();
   float* F = full_.data();
   const int64_t mn = s.m * s.n;
   split_gradient(k, g, R, free_ == StateFree::None ? nullptr : F);
   // Decay, then the state-free step on G - P(G).
-  if (free_ == StateFree::SignSgd) {
-#pragma omp parallel for simd schedule(static)
-    for (int64_t i = 0; i < mn; ++i) p[i] = p[i] * decay - lr_free * sign_of(F[i]);
-  } else if (free_ == StateFree::Sgd) {
-#pragma omp parallel for simd schedule(static)
-    for (int64_t i = 0; i < mn; ++i) p[i] = p[i] * decay - lr_free * F[i];
-  } else {
-#pragma omp parallel for simd schedule(static)
-    for (int64_t i = 0; i < mn; ++i) p[i] *= decay;
-  }
+  step_state_free(p, F, mn, adam.decay, lr_free);
   // AdamW on the coordinates; R becomes the step in coordinates, lifted back.
   float* M = state_.at(state_table_.view(s.exp_avg));
   float* V = state_.at(state_table_.view(s.exp_avg_sq));
-  const float b1 = static_cast<float>(b1_), b2 = static_cast<float>(b2_), eps = static_cast<float>(eps_);
   const int64_t nc = s.right ? s.m * s.r : s.r * s.n;
-#pragma omp parallel for simd schedule(static)
-  for (int64_t i = 0; i < nc; ++i) {
-    M[i] = b1 * M[i] + (1.0f - b1) * R[i];
-    V[i] = b2 * V[i] + (1.0f - b2) * R[i] * R[i];
-    R[i] = step_size * M[i] / (std::sqrt(V[i]) * inv_sqrt_bc2 + eps);
-  }
+  adam_update(ctx_, R, M, V, R, nc, adam, AdamTarget::Direction);
   lift(k, R, F);
-#pragma omp parallel for simd schedule(static)
-  for (int64_t i = 0; i < mn; ++i) p[i] -= F[i];
+  subtract(ctx_, p, p, F, mn);
 }
 
-void Frugal::step_blockwise(FlatBuffer& params, const FlatBuffer& grads, float step_size, float inv_sqrt_bc2,
-                            float decay, float lr_free) {
+void Frugal::step_blockwise(FlatBuffer& params, const FlatBuffer& grads, const AdamStep& adam, float lr_free) {
   if (slots_.empty()) return;
   const float* active = state_.at(state_table_.view(active_));
   float* M = state_.at(state_table_.view(pool_m_));
   float* V = state_.at(state_table_.view(pool_v_));
   const int64_t capacity = state_table_.view(pool_m_).numel;
-  const float b1 = static_cast<float>(b1_), b2 = static_cast<float>(b2_), eps = static_cast<float>(eps_);
   int64_t offset = 0;
   for (size_t k = 0; k < slots_.size(); ++k) {
     const TensorView& v = table_.view(slots_[k].view);
@@ -323,32 +298,18 @@ void Frugal::step_blockwise(FlatBuffer& params, const FlatBuffer& grads, float s
     if (active[k] != 0.0f) {
       LT_CHECK(offset + n <= capacity, "[frugal] blockwise state-full tensors exceed the moment capacity ", capacity,
                "; the 'active' state does not fit this group");
-      float* m = M + offset;
-      float* w = V + offset;
+      adam_update(ctx_, p, M + offset, V + offset, g, n, adam, AdamTarget::Param);
       offset += n;
-#pragma omp parallel for simd schedule(static)
-      for (int64_t i = 0; i < n; ++i) {
-        m[i] = b1 * m[i] + (1.0f - b1) * g[i];
-        w[i] = b2 * w[i] + (1.0f - b2) * g[i] * g[i];
-        p[i] = p[i] * decay - step_size * m[i] / (std::sqrt(w[i]) * inv_sqrt_bc2 + eps);
-      }
-    } else if (free_ == StateFree::SignSgd) {
-#pragma omp parallel for simd schedule(static)
-      for (int64_t i = 0; i < n; ++i) p[i] = p[i] * decay - lr_free * sign_of(g[i]);
-    } else if (free_ == StateFree::Sgd) {
-#pragma omp parallel for simd schedule(static)
-      for (int64_t i = 0; i < n; ++i) p[i] = p[i] * decay - lr_free * g[i];
     } else {
-#pragma omp parallel for simd schedule(static)
-      for (int64_t i = 0; i < n; ++i) p[i] *= decay;
+      step_state_free(p, g, n, adam.decay, lr_free);
     }
   }
 }
 
 const UpdateRuleInfo kFrugalRule = {
     "frugal",
-    [](const OptimConfig& cfg, const ParamGroup& group, const ParamTable& table,
-       uint64_t seed) -> std::unique_ptr<Optimizer> { return std::make_unique<Frugal>(cfg, group, table, seed); },
+    [](const Context& ctx, const OptimConfig& cfg, const ParamGroup& group, const ParamTable& table,
+       uint64_t seed) -> std::unique_ptr<Optimizer> { return std::make_unique<Frugal>(ctx, cfg, group, table, seed); },
     [](const OptimConfig& cfg, const ParamGroup& group, const ParamTable& table) {
       return Frugal::state_layout(cfg.frugal, group, table).buffer_numel();
     },

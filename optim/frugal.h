@@ -57,11 +57,13 @@
 
 namespace lintrain {
 
+struct AdamStep;  // runtime/ops.h
+
 class Frugal : public Optimizer {
  public:
   // Throws ConfigError for an unknown proj_type/state_free, density outside
   // (0, 1], update_gap < 1, or a non-2-D tensor with a projecting proj_type.
-  Frugal(const OptimConfig& cfg, const ParamGroup& group, const ParamTable& table, uint64_t seed);
+  Frugal(const Context& ctx, const OptimConfig& cfg, const ParamGroup& group, const ParamTable& table, uint64_t seed);
   void step(FlatBuffer& params, const FlatBuffer& grads, double lr) override;
   const char* name() const override { return "frugal"; }
   size_t state_bytes() const override;
@@ -101,11 +103,12 @@ class Frugal : public Optimizer {
   };
   static ParamTable layout(const FrugalConfig& cfg, const ParamGroup& group, const ParamTable& table,
                            std::vector<Slot>* slots);
-  void step_projected(const Slot& s, size_t k, float* p, const float* g, float step_size, float inv_sqrt_bc2,
-                      float decay, float lr_free);
-  void step_blockwise(FlatBuffer& params, const FlatBuffer& grads, float step_size, float inv_sqrt_bc2, float decay,
-                      float lr_free);
+  // The state-free step on d (n): sign-SGD, SGD or decay alone.
+  void step_state_free(float* p, const float* d, int64_t n, float decay, float lr_free);
+  void step_projected(const Slot& s, size_t k, float* p, const float* g, const AdamStep& adam, float lr_free);
+  void step_blockwise(FlatBuffer& params, const FlatBuffer& grads, const AdamStep& adam, float lr_free);
 
+  Context ctx_;
   const ParamTable& table_;
   ParamGroup group_;
   ProjType proj_;

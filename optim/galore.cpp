@@ -5,6 +5,7 @@
 
 #include "runtime/cpu/gemm.h"
 #include "runtime/error.h"
+#include "runtime/ops.h"
 
 namespace lintrain {
 
@@ -44,8 +45,10 @@ ParamTable Galore::state_layout(const OptimConfig& cfg, const ParamGroup& group,
   return st;
 }
 
-Galore::Galore(const OptimConfig& cfg, const ParamGroup& group, const ParamTable& table, uint64_t seed)
-    : table_(table),
+Galore::Galore(const Context& ctx, const OptimConfig& cfg, const ParamGroup& group, const ParamTable& table,
+               uint64_t seed)
+    : ctx_(ctx),
+      table_(table),
       group_(group),
       b1_(cfg.galore.betas.at(0)),
       b2_(cfg.galore.betas.at(1)),
@@ -87,7 +90,13 @@ void Galore::step(FlatBuffer& params, const FlatBuffer& grads, double lr) {
   const double bc2 = 1.0 - std::pow(b2_, static_cast<double>(t_));
   const float update_scale = static_cast<float>(-(lr * std::sqrt(bc2) / bc1) * scale_);
   const float decay = static_cast<float>(1.0 - lr * group_.weight_decay);
-  const float b1 = static_cast<float>(b1_), b2 = static_cast<float>(b2_), eps = static_cast<float>(eps_);
+  // The bare direction N = m / (sqrt(v) + eps): the bias correction is in update_scale.
+  AdamStep s;
+  s.b1 = static_cast<float>(b1_);
+  s.b2 = static_cast<float>(b2_);
+  s.c1 = 1.0f - s.b1;  // rounded in f32, as the official code (AdamW rounds from double)
+  s.c2 = 1.0f - s.b2;
+  s.eps = static_cast<float>(eps_);
 
   Rng rng = rng_.load();
   for (const Matrix& w : matrices_) {
@@ -100,26 +109,18 @@ void Galore::step(FlatBuffer& params, const FlatBuffer& grads, double lr) {
     float* R = lowrank_.data();                 // (r, n) if left else (m, r)
     const int m = w.m, n = w.n, r = w.r;
 
+    // Host-only (LAPACK): on a CUDA context G and P are explicit copies.
     if (refresh) projector_.compute(G, m, n, r, P, rng);
     if (w.left) gemm(true, false, r, n, m, 1.0f, P, r, G, n, 0.0f, R, n);  // R = P^T G
     else gemm(false, true, m, r, n, 1.0f, G, n, P, n, 0.0f, R, r);         // R = G P^T
 
     const int64_t lowrank = int64_t{r} * (w.left ? n : m);
-#pragma omp parallel for simd schedule(static)
-    for (int64_t i = 0; i < lowrank; ++i) {
-      M[i] = b1 * M[i] + (1.0f - b1) * R[i];
-      V[i] = b2 * V[i] + (1.0f - b2) * R[i] * R[i];
-      R[i] = M[i] / (std::sqrt(V[i]) + eps);  // N, in place of R
-    }
+    adam_update(ctx_, R, M, V, R, lowrank, s, AdamTarget::Direction);  // N, in place of R
 
     // W += -step_size * scale * (P N or N P), accumulated by the GEMM itself.
     if (w.left) gemm(false, false, m, n, r, update_scale, P, r, R, n, 1.0f, W, n);
     else gemm(false, false, m, n, r, update_scale, R, r, P, n, 1.0f, W, n);
-    if (group_.weight_decay != 0.0) {
-      const int64_t numel = view.numel;
-#pragma omp parallel for simd schedule(static)
-      for (int64_t i = 0; i < numel; ++i) W[i] *= decay;
-    }
+    if (group_.weight_decay != 0.0) scale(ctx_, W, view.numel, decay);
   }
   if (refresh && randomized_) rng_.store(rng);
 }
@@ -136,8 +137,8 @@ std::vector<StateWord> Galore::state_words() {
 
 const UpdateRuleInfo kGaloreRule = {
     "galore",
-    [](const OptimConfig& cfg, const ParamGroup& group, const ParamTable& table,
-       uint64_t seed) -> std::unique_ptr<Optimizer> { return std::make_unique<Galore>(cfg, group, table, seed); },
+    [](const Context& ctx, const OptimConfig& cfg, const ParamGroup& group, const ParamTable& table,
+       uint64_t seed) -> std::unique_ptr<Optimizer> { return std::make_unique<Galore>(ctx, cfg, group, table, seed); },
     [](const OptimConfig& cfg, const ParamGroup& group, const ParamTable& table) {
       return Galore::state_layout(cfg, group, table).buffer_numel();
     },

@@ -45,7 +45,7 @@ namespace lintrain {
 class Galore : public Optimizer {
  public:
   // Throws ConfigError when a tensor of the group is not 2-D.
-  Galore(const OptimConfig& cfg, const ParamGroup& group, const ParamTable& table, uint64_t seed);
+  Galore(const Context& ctx, const OptimConfig& cfg, const ParamGroup& group, const ParamTable& table, uint64_t seed);
   void step(FlatBuffer& params, const FlatBuffer& grads, double lr) override;
   const char* name() const override { return "galore"; }
   size_t state_bytes() const override;
@@ -68,6 +68,7 @@ class Galore : public Optimizer {
     int exp_avg_sq;
   };
 
+  Context ctx_;
   const ParamTable& table_;
   ParamGroup group_;
   double b1_, b2_, eps_, scale_;

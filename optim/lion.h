@@ -18,7 +18,7 @@ namespace lintrain {
 
 class Lion : public Optimizer {
  public:
-  Lion(const OptimConfig& cfg, const ParamGroup& group, const ParamTable& table);
+  Lion(const Context& ctx, const OptimConfig& cfg, const ParamGroup& group, const ParamTable& table);
   void step(FlatBuffer& params, const FlatBuffer& grads, double lr) override;
   const char* name() const override { return "lion"; }
   size_t state_bytes() const override;
@@ -30,6 +30,7 @@ class Lion : public Optimizer {
   static ParamTable state_layout(const ParamGroup& group, const ParamTable& table);
 
  private:
+  Context ctx_;
   const ParamTable& table_;
   ParamGroup group_;
   double b1_, b2_;

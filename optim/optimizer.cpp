@@ -12,6 +12,7 @@
 #include "optim/param_groups.h"
 #include "optim/spam.h"
 #include "runtime/error.h"
+#include "runtime/ops.h"
 
 namespace lintrain {
 
@@ -29,8 +30,9 @@ const UpdateRuleInfo& find_update_rule(const std::string& name) {
   throw ConfigError(str_cat("optim: unknown optimizer '", name, "'; valid: ", valid));
 }
 
-std::unique_ptr<Optimizer> make_optimizer(const OptimConfig& cfg, const ParamTable& table, uint64_t seed) {
-  return std::make_unique<GroupedOptimizer>(cfg, table, seed);
+std::unique_ptr<Optimizer> make_optimizer(const Context& ctx, const OptimConfig& cfg, const ParamTable& table,
+                                          uint64_t seed) {
+  return std::make_unique<GroupedOptimizer>(ctx, cfg, table, seed);
 }
 
 std::vector<StateTensor> state_tensors_of(const ParamTable& table, const FlatBuffer& buffer) {
@@ -61,33 +63,14 @@ void RngWords::expose(const std::string& name, std::vector<StateWord>& out) {
   for (int i = 0; i < 6; ++i) out.push_back({str_cat(name, "/", i), &w[i]});
 }
 
-double grad_global_norm(const FlatBuffer& grads) {
-  // Fixed-size chunks summed in order: the same bits for any thread count.
-  const float* g = grads.data();
-  const int64_t n = grads.numel();
-  constexpr int64_t kChunk = 1 << 16;
-  const int64_t nchunks = (n + kChunk - 1) / kChunk;
-  std::vector<double> partial(static_cast<size_t>(nchunks), 0.0);
-#pragma omp parallel for schedule(static)
-  for (int64_t c = 0; c < nchunks; ++c) {
-    double s = 0.0;
-    const int64_t end = std::min(n, (c + 1) * kChunk);
-    for (int64_t i = c * kChunk; i < end; ++i) s += static_cast<double>(g[i]) * g[i];
-    partial[static_cast<size_t>(c)] = s;
-  }
-  double total = 0.0;
-  for (double s : partial) total += s;
-  return std::sqrt(total);
+double grad_global_norm(const Context& ctx, const FlatBuffer& grads) {
+  return std::sqrt(grad_norm_squared(ctx, grads.data(), grads.numel()));
 }
 
-double clip_grad_norm(FlatBuffer& grads, double norm, double max_norm) {
+double clip_grad_norm(const Context& ctx, FlatBuffer& grads, double norm, double max_norm) {
   if (max_norm <= 0.0 || !(norm > max_norm)) return 1.0;
   const double scale = max_norm / (norm + 1e-6);
-  const float s = static_cast<float>(scale);
-  float* g = grads.data();
-  const int64_t n = grads.numel();
-#pragma omp parallel for simd schedule(static)
-  for (int64_t i = 0; i < n; ++i) g[i] *= s;
+  lintrain::scale(ctx, grads.data(), grads.numel(), static_cast<float>(scale));
   return scale;
 }
 

@@ -8,6 +8,14 @@
 // flat buffer with a table of named views (moments, projectors, masks), and
 // exposes that state and its integer words (step counters, RNG states) so a
 // checkpoint can save it and a restore continues bit-identically.
+//
+// Every rule and the gradient norm run their loops as ops (runtime/ops.h) on
+// the Context given at construction: the model's (LinearLlama::context()), so
+// they run where its parameters and gradients live. The host-only parts (SVD
+// and QR refreshes of GaLore and FRUGAL through LAPACK, SPAM's mask draws)
+// read and write host memory; on a CUDA context they are explicit copies to
+// and from the device (state residency on the device is later work: today the
+// flat buffers are host memory, so the optimizers run on a CPU context).
 #pragma once
 
 #include <cstdint>
@@ -16,6 +24,7 @@
 #include <vector>
 
 #include "runtime/config/config.h"
+#include "runtime/context.h"
 #include "runtime/param_table.h"
 #include "runtime/rng.h"
 
@@ -66,8 +75,8 @@ struct ParamGroup {
 // are never allocated).
 struct UpdateRuleInfo {
   const char* name;
-  std::unique_ptr<Optimizer> (*make)(const OptimConfig& cfg, const ParamGroup& group, const ParamTable& table,
-                                     uint64_t seed);
+  std::unique_ptr<Optimizer> (*make)(const Context& ctx, const OptimConfig& cfg, const ParamGroup& group,
+                                     const ParamTable& table, uint64_t seed);
   int64_t (*state_floats)(const OptimConfig& cfg, const ParamGroup& group, const ParamTable& table);
 };
 
@@ -90,14 +99,18 @@ const std::vector<UpdateRuleInfo>& update_rules();
 const UpdateRuleInfo& find_update_rule(const std::string& name);
 
 // The run's optimizer: the parameter groups of cfg (optim.groups, or the
-// defaults of optim.name) over `table`, each with its update rule. `seed`
+// defaults of optim.name) over `table`, each with its update rule, running its
+// ops on `ctx` (copied; its arena, if any, must outlive the optimizer). `seed`
 // seeds random subspaces (FRUGAL, randomized SVD).
-std::unique_ptr<Optimizer> make_optimizer(const OptimConfig& cfg, const ParamTable& table, uint64_t seed = 0);
+std::unique_ptr<Optimizer> make_optimizer(const Context& ctx, const OptimConfig& cfg, const ParamTable& table,
+                                          uint64_t seed = 0);
 
-// Global L2 norm of the gradient buffer (double accumulation, fixed order).
-double grad_global_norm(const FlatBuffer& grads);
+// Global L2 norm of the gradient buffer (the grad_norm_squared op: double
+// accumulation, fixed order). ctx needs grad_norm_squared_scratch_bytes of
+// scratch for grads.numel() (LinearLlama reserves it for its gradients).
+double grad_global_norm(const Context& ctx, const FlatBuffer& grads);
 // Scales grads by max_norm / norm when norm > max_norm (max_norm > 0); returns the
 // scale applied (1 when not clipped).
-double clip_grad_norm(FlatBuffer& grads, double norm, double max_norm);
+double clip_grad_norm(const Context& ctx, FlatBuffer& grads, double norm, double max_norm);
 
 }  // namespace lintrain

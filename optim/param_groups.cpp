@@ -194,13 +194,14 @@ std::vector<ParamGroup> resolve_param_groups(const OptimConfig& cfg, const Param
 
 // ---- GroupedOptimizer ------------------------------------------------------------------
 
-GroupedOptimizer::GroupedOptimizer(const OptimConfig& cfg, const ParamTable& table, uint64_t seed)
+GroupedOptimizer::GroupedOptimizer(const Context& ctx, const OptimConfig& cfg, const ParamTable& table,
+                                   uint64_t seed)
     : name_(cfg.name), groups_(resolve_param_groups(cfg, table)) {
   for (size_t i = 0; i < groups_.size(); ++i) {
     // Each group draws from its own stream, so adding a group elsewhere does
     // not change another group's random subspaces.
     const uint64_t group_seed = Rng::stream(seed, 0x6f70740000000000ull + i).next_u64();
-    rules_.push_back(find_update_rule(groups_[i].optimizer).make(cfg, groups_[i], table, group_seed));
+    rules_.push_back(find_update_rule(groups_[i].optimizer).make(ctx, cfg, groups_[i], table, group_seed));
   }
 }
 

@@ -36,7 +36,7 @@ std::vector<ParamGroup> resolve_param_groups(const OptimConfig& cfg, const Param
 // are "<group>/<name inside the rule>"; its step count is the steps taken.
 class GroupedOptimizer : public Optimizer {
  public:
-  GroupedOptimizer(const OptimConfig& cfg, const ParamTable& table, uint64_t seed);
+  GroupedOptimizer(const Context& ctx, const OptimConfig& cfg, const ParamTable& table, uint64_t seed);
   void step(FlatBuffer& params, const FlatBuffer& grads, double lr) override;
   const char* name() const override { return name_.c_str(); }
   size_t state_bytes() const override;

@@ -7,84 +7,17 @@
 #include <vector>
 
 #include "runtime/error.h"
+#include "runtime/ops.h"
 
 namespace lintrain {
 
 namespace {
 
-constexpr int kMaskBits = 16;          // mask bits per f32 word: integers below 2^16 are exact
-constexpr int64_t kChunkWords = 1024;  // mask words per parallel chunk of the sparse update
+constexpr int kMaskBits = kSpamMaskBits;  // mask bits per f32 word: integers below 2^16 are exact
 
 bool is_sparse(const SpamConfig& cfg, const TensorView& v) { return cfg.density < 1.0 && v.shape.size() == 2; }
 
 int64_t mask_words(int64_t numel) { return (numel + kMaskBits - 1) / kMaskBits; }
-
-struct Coeffs {
-  float b1, b2;
-  float c1, c2;  // 1 - b1, 1 - b2, rounded from double (1 - 0.999f is 1.3e-5 off 0.001)
-  float eps, theta;
-  float step;   // lr * s(t) * sqrt(1 - b2^t) / (1 - b1^t)
-  float decay;  // 1 - lr * wd
-  bool clip;
-};
-
-// One element of the update (see spam.h); shared by the dense and sparse loops.
-inline void update_element(float& p, float g, float& m, float& v, const Coeffs& c) {
-  if (c.clip) {
-    const float limit_sq = c.theta * v;  // v before this step's update
-    g = g * g > limit_sq ? std::copysign(std::sqrt(limit_sq), g) : g;
-  }
-  m = c.b1 * m + c.c1 * g;
-  v = c.b2 * v + c.c2 * g * g;
-  p = (p - c.step * m / (std::sqrt(v) + c.eps)) * c.decay;
-}
-
-// Pass 1 of a sparse update: where each chunk of mask words starts among the
-// moments (chunk_start[ch], and the total at the end), checking the words on
-// the way (they may come from a checkpoint) so pass 2 never indexes past the
-// moments.
-void count_mask_chunks(const std::string& name, int64_t numel, const float* mask, int64_t words, int64_t capacity,
-                       std::vector<int64_t>& chunk_start) {
-  const int64_t nchunks = (words + kChunkWords - 1) / kChunkWords;
-  const uint32_t last_word_bits = static_cast<uint32_t>((1ull << (numel - (words - 1) * kMaskBits)) - 1);
-  chunk_start.assign(static_cast<size_t>(nchunks) + 1, 0);
-  int64_t bad_words = 0;
-#pragma omp parallel for schedule(static) reduction(+ : bad_words)
-  for (int64_t ch = 0; ch < nchunks; ++ch) {
-    int64_t count = 0;
-    for (int64_t w = ch * kChunkWords; w < std::min(words, (ch + 1) * kChunkWords); ++w) {
-      const float x = mask[w];
-      const uint32_t allowed = w == words - 1 ? last_word_bits : 0xffffu;
-      if (!(x >= 0.0f && x <= 65535.0f) || x != std::floor(x) || (static_cast<uint32_t>(x) & ~allowed) != 0) {
-        ++bad_words;
-        continue;
-      }
-      count += __builtin_popcount(static_cast<uint32_t>(x));
-    }
-    chunk_start[static_cast<size_t>(ch) + 1] = count;
-  }
-  for (size_t ch = 0; ch < static_cast<size_t>(nchunks); ++ch) chunk_start[ch + 1] += chunk_start[ch];
-  LT_CHECK(bad_words == 0 && chunk_start.back() == capacity, "[spam] the momentum mask of '", name, "' holds ",
-           chunk_start.back(), " entries in valid words (", bad_words, " invalid words), expected ", capacity,
-           ": the optimizer state is damaged or was written with another optim.spam.density");
-}
-
-// Pass 2: the update of the entries in the mask (entry i is the k-th set bit
-// and owns moment k); the other entries are left alone.
-void sparse_update(const float* mask, int64_t words, const std::vector<int64_t>& chunk_start, float* p,
-                   const float* g, float* m, float* v, const Coeffs& c) {
-  const int64_t nchunks = static_cast<int64_t>(chunk_start.size()) - 1;
-#pragma omp parallel for schedule(static)
-  for (int64_t ch = 0; ch < nchunks; ++ch) {
-    int64_t k = chunk_start[static_cast<size_t>(ch)];
-    for (int64_t w = ch * kChunkWords; w < std::min(words, (ch + 1) * kChunkWords); ++w) {
-      for (uint32_t bits = static_cast<uint32_t>(mask[w]); bits != 0; bits &= bits - 1, ++k) {
-        const int64_t i = w * kMaskBits + __builtin_ctz(bits);
-        update_element(p[i], g[i], m[k], v[k], c);
-      }
-    }
-  }
-}
 
 }  // namespace
 
@@ -125,8 +58,10 @@ bool Spam::clips_at(const SpamConfig& cfg, uint64_t t) {
   return phase >= static_cast<uint64_t>(cfg.clip_delay);
 }
 
-Spam::Spam(const OptimConfig& cfg, const ParamGroup& group, const ParamTable& table, uint64_t seed)
-    : table_(table),
+Spam::Spam(const Context& ctx, const OptimConfig& cfg, const ParamGroup& group, const ParamTable& table,
+           uint64_t seed)
+    : ctx_(ctx),
+      table_(table),
       group_(group),
       cfg_(cfg.spam),
       state_table_(state_layout(cfg, group, table)),
@@ -153,18 +88,25 @@ Spam::Spam(const OptimConfig& cfg, const ParamGroup& group, const ParamTable& ta
 }
 
 void Spam::step(FlatBuffer& params, const FlatBuffer& grads, double lr) {
-  // Every mask is checked before anything changes.
+  // Every mask is checked before anything changes (it may come from a
+  // checkpoint), so the update never indexes past the moments.
   for (size_t s = 0; s < slots_.size(); ++s) {
     if (slots_[s].mask < 0) continue;
     const TensorView& view = table_.view(slots_[s].param);
     const TensorView& mask = state_table_.view(slots_[s].mask);
-    count_mask_chunks(view.name, view.numel, state_.at(mask), mask.numel, slots_[s].capacity, chunk_starts_[s]);
+    std::vector<int64_t>& chunk_start = chunk_starts_[s];
+    chunk_start.assign(static_cast<size_t>(spam_mask_chunks(mask.numel)) + 1, 0);
+    const SpamMaskCount count = spam_mask_offsets(ctx_, chunk_start.data(), state_.at(mask), mask.numel, view.numel);
+    LT_CHECK(count.invalid_words == 0 && count.entries == slots_[s].capacity, "[spam] the momentum mask of '",
+             view.name, "' holds ", count.entries, " entries in valid words (", count.invalid_words,
+             " invalid words), expected ", slots_[s].capacity,
+             ": the optimizer state is damaged or was written with another optim.spam.density");
   }
   ++t_;
   const double t = static_cast<double>(t_);
   const double b1 = cfg_.betas.at(0), b2 = cfg_.betas.at(1);
   const double step_size = lr * warmup_scale(cfg_, t_) * std::sqrt(1.0 - std::pow(b2, t)) / (1.0 - std::pow(b1, t));
-  Coeffs c;
+  SpamStep c;
   c.b1 = static_cast<float>(b1);
   c.b2 = static_cast<float>(b2);
   c.c1 = static_cast<float>(1.0 - b1);
@@ -183,12 +125,10 @@ void Spam::step(FlatBuffer& params, const FlatBuffer& grads, double lr) {
     float* v = state_.at(state_table_.view(slot.exp_avg_sq));
     if (slot.mask >= 0) {
       const TensorView& mask = state_table_.view(slot.mask);
-      sparse_update(state_.at(mask), mask.numel, chunk_starts_[s], p, g, m, v, c);
-      continue;
+      spam_sparse_update(ctx_, p, m, v, g, state_.at(mask), mask.numel, chunk_starts_[s].data(), c);
+    } else {
+      spam_update(ctx_, p, m, v, g, view.numel, c);
     }
-    const int64_t n = view.numel;
-#pragma omp parallel for simd schedule(static)
-    for (int64_t i = 0; i < n; ++i) update_element(p[i], g[i], m[i], v[i], c);
   }
   // The official code redraws the masks and restarts the warm-up at the end
   // of step D - 1 but zeroes the moments at the start of step D; zeroing them
@@ -198,6 +138,8 @@ void Spam::step(FlatBuffer& params, const FlatBuffer& grads, double lr) {
   if (d > 0 && (t_ + 1) % d == 0) reset();
 }
 
+// Host-only, as the mask draws: on a CUDA context the zeroed moments and the
+// new masks are explicit copies to the device.
 void Spam::reset() {
   Rng rng = rng_.load();
   for (const Slot& slot : slots_) {
@@ -243,8 +185,8 @@ std::vector<StateWord> Spam::state_words() {
 
 const UpdateRuleInfo kSpamRule = {
     "spam",
-    [](const OptimConfig& cfg, const ParamGroup& group, const ParamTable& table,
-       uint64_t seed) -> std::unique_ptr<Optimizer> { return std::make_unique<Spam>(cfg, group, table, seed); },
+    [](const Context& ctx, const OptimConfig& cfg, const ParamGroup& group, const ParamTable& table,
+       uint64_t seed) -> std::unique_ptr<Optimizer> { return std::make_unique<Spam>(ctx, cfg, group, table, seed); },
     [](const OptimConfig& cfg, const ParamGroup& group, const ParamTable& table) {
       return Spam::state_layout(cfg, group, table).buffer_numel();
     },

@@ -49,7 +49,7 @@ namespace lintrain {
 
 class Spam : public Optimizer {
  public:
-  Spam(const OptimConfig& cfg, const ParamGroup& group, const ParamTable& table, uint64_t seed);
+  Spam(const Context& ctx, const OptimConfig& cfg, const ParamGroup& group, const ParamTable& table, uint64_t seed);
   void step(FlatBuffer& params, const FlatBuffer& grads, double lr) override;
   const char* name() const override { return "spam"; }
   size_t state_bytes() const override;
@@ -77,6 +77,7 @@ class Spam : public Optimizer {
   void reset();
   void draw_mask(const Slot& slot, Rng& rng);
 
+  Context ctx_;
   const ParamTable& table_;
   ParamGroup group_;
   SpamConfig cfg_;
@@ -86,7 +87,7 @@ class Spam : public Optimizer {
   bool sparse_ = false;
   RngWords rng_;
   uint64_t t_ = 0;
-  std::vector<std::vector<int64_t>> chunk_starts_;  // per slot: scratch of the sparse update
+  std::vector<std::vector<int64_t>> chunk_starts_;  // per slot: the sparse update's chunk offsets (spam_mask_offsets)
 };
 
 extern const UpdateRuleInfo kSpamRule;

@@ -152,3 +152,52 @@ size_t lasp2_merge_states_scratch_bytes(int B, int H, int d);
 }  // namespace cuda
 
 }  // namespace lintrain
+
+// ---- optimizer updates, gradient norm, clipping (runtime/{cpu,cuda}/optim_update) ----
+namespace lintrain {
+
+struct AdamStep;
+struct LionStep;
+struct SpamStep;
+struct SpamMaskCount;
+enum class AdamTarget;
+enum class SgdDirection;
+enum class IndexAxis;
+
+namespace cpu {
+void adam_update(float* out, float* m, float* v, const float* g, int64_t n, const AdamStep& s, AdamTarget target);
+void lion_update(float* p, float* m, const float* g, int64_t n, const LionStep& s);
+void spam_update(float* p, float* m, float* v, const float* g, int64_t n, const SpamStep& s);
+SpamMaskCount spam_mask_offsets(int64_t* chunk_start, const float* mask, int64_t words, int64_t numel);
+void spam_sparse_update(float* p, float* m, float* v, const float* g, const float* mask, int64_t words,
+                        const int64_t* chunk_start, const SpamStep& s);
+void sgd_update(float* p, const float* d, int64_t n, float decay, float lr, SgdDirection dir);
+void scale(float* x, int64_t n, float s);
+void subtract(float* out, const float* a, const float* b, int64_t n);
+void index_gather(float* out, const float* in, const float* idx, int64_t m, int64_t n, int64_t r, IndexAxis axis);
+void index_scatter(float* out, const float* in, const float* idx, int64_t m, int64_t n, int64_t r, IndexAxis axis);
+double grad_norm_squared(Arena& scratch, const float* g, int64_t n);
+size_t grad_norm_squared_scratch_bytes(int64_t n);
+}  // namespace cpu
+
+namespace cuda {
+void adam_update(void* stream, float* out, float* m, float* v, const float* g, int64_t n, const AdamStep& s,
+                 AdamTarget target);
+void lion_update(void* stream, float* p, float* m, const float* g, int64_t n, const LionStep& s);
+void spam_update(void* stream, float* p, float* m, float* v, const float* g, int64_t n, const SpamStep& s);
+SpamMaskCount spam_mask_offsets(void* stream, int64_t* chunk_start, const float* mask, int64_t words,
+                                int64_t numel);
+void spam_sparse_update(void* stream, float* p, float* m, float* v, const float* g, const float* mask,
+                        int64_t words, const int64_t* chunk_start, const SpamStep& s);
+void sgd_update(void* stream, float* p, const float* d, int64_t n, float decay, float lr, SgdDirection dir);
+void scale(void* stream, float* x, int64_t n, float s);
+void subtract(void* stream, float* out, const float* a, const float* b, int64_t n);
+void index_gather(void* stream, float* out, const float* in, const float* idx, int64_t m, int64_t n, int64_t r,
+                  IndexAxis axis);
+void index_scatter(void* stream, float* out, const float* in, const float* idx, int64_t m, int64_t n, int64_t r,
+                   IndexAxis axis);
+double grad_norm_squared(void* stream, Arena& scratch, const float* g, int64_t n);
+size_t grad_norm_squared_scratch_bytes(int64_t n);
+}  // namespace cuda
+
+}  // namespace lintrain

@@ -233,7 +233,7 @@ TEST(Frugal, MatchesFloat64ReferenceForEveryProjectionAndStateFreeRule) {
       const OptimConfig cfg = frugal_config(proj, free);
       const bool blockwise = std::string(proj) == "blockwise";
       const ParamTable table = blockwise ? block_table() : matrix_table();
-      Frugal opt(cfg, whole_group(table, "frugal", wd), table, 42);
+      Frugal opt(Context{}, cfg, whole_group(table, "frugal", wd), table, 42);
       FlatBuffer p(table), g(table);
       Rng rng(7);
       const size_t T = table.size();
@@ -328,7 +328,7 @@ TEST(Frugal, MatchesFloat64ReferenceForEveryProjectionAndStateFreeRule) {
 TEST(Frugal, SvdProjectorIsOrthonormalAndSpansTheTopSingularSubspace) {
   const OptimConfig cfg = frugal_config("svd", "signsgd");
   const ParamTable table = matrix_table();
-  Frugal opt(cfg, whole_group(table, "frugal", 0.0), table, 1);
+  Frugal opt(Context{}, cfg, whole_group(table, "frugal", 0.0), table, 1);
   FlatBuffer p(table), g(table);
   Rng rng(3);
   for (const TensorView& v : table.views())
@@ -366,7 +366,7 @@ TEST(Frugal, SvdProjectorIsOrthonormalAndSpansTheTopSingularSubspace) {
 TEST(Frugal, RandomBasesAreOrthonormalAndRedrawnAtEachChange) {
   const OptimConfig cfg = frugal_config("random", "signsgd");
   const ParamTable table = matrix_table();
-  Frugal opt(cfg, whole_group(table, "frugal", 0.0), table, 5);
+  Frugal opt(Context{}, cfg, whole_group(table, "frugal", 0.0), table, 5);
   FlatBuffer p(table), g(table);
   std::map<std::string, Vec> previous;
   for (int t = 1; t <= 9; ++t) {
@@ -398,7 +398,7 @@ TEST(Frugal, RandomBasesAreOrthonormalAndRedrawnAtEachChange) {
 TEST(Frugal, RandKIndicesAreDistinctSortedAndRedrawn) {
   const OptimConfig cfg = frugal_config("randk", "signsgd");
   const ParamTable table = matrix_table();
-  Frugal opt(cfg, whole_group(table, "frugal", 0.0), table, 5);
+  Frugal opt(Context{}, cfg, whole_group(table, "frugal", 0.0), table, 5);
   FlatBuffer p(table), g(table);
   std::map<std::string, std::vector<float>> previous;
   int changed = 0;
@@ -429,7 +429,7 @@ TEST(Frugal, RandKIndicesAreDistinctSortedAndRedrawn) {
 TEST(Frugal, BlockwiseTakesTensorsUntilTheDensityBudgetAndVisitsAll) {
   const OptimConfig cfg = frugal_config("blockwise", "signsgd");
   const ParamTable table = block_table();
-  Frugal opt(cfg, whole_group(table, "frugal", 0.0), table, 11);
+  Frugal opt(Context{}, cfg, whole_group(table, "frugal", 0.0), table, 11);
   FlatBuffer p(table), g(table);
   const int64_t total = table.param_count();  // 72 + 140 + 256 + 7 + 15 = 490
   const double budget = 0.25 * static_cast<double>(total);
@@ -464,7 +464,7 @@ TEST(Frugal, SplitGradientPartsAddBackToTheGradient) {
     const OptimConfig cfg = frugal_config(proj, "signsgd");
     const bool blockwise = std::string(proj) == "blockwise";
     const ParamTable table = blockwise ? block_table() : matrix_table();
-    Frugal opt(cfg, whole_group(table, "frugal", 0.0), table, 2);
+    Frugal opt(Context{}, cfg, whole_group(table, "frugal", 0.0), table, 2);
     FlatBuffer p(table), g(table);
     Rng rng(9);
     for (int64_t i = 0; i < g.numel(); ++i) g.data()[i] = static_cast<float>(rng.normal());
@@ -523,7 +523,7 @@ TEST(Frugal, MomentsAreZeroAfterASubspaceChange) {
     SCOPED_TRACE(proj);
     const OptimConfig cfg = frugal_config(proj, "sgd");
     const ParamTable table = std::string(proj) == "blockwise" ? block_table() : matrix_table();
-    Frugal opt(cfg, whole_group(table, "frugal", 0.1), table, 4);
+    Frugal opt(Context{}, cfg, whole_group(table, "frugal", 0.1), table, 4);
     FlatBuffer p(table), g(table);
     Rng rng(5);
     auto fill = [&] {
@@ -547,7 +547,7 @@ TEST(Frugal, MomentsAreZeroAfterASubspaceChange) {
 
     // Through step(): step 5 changes the subspace, and its moments hold this
     // step's coordinates only, none of the old ones.
-    Frugal opt2(cfg, whole_group(table, "frugal", 0.1), table, 4);
+    Frugal opt2(Context{}, cfg, whole_group(table, "frugal", 0.1), table, 4);
     for (int t = 1; t <= 5; ++t) fill(), opt2.step(p, g, 1e-2);
     const std::vector<StateTensor> st = opt2.state_tensors();
     if (std::string(proj) == "blockwise") {
@@ -596,7 +596,7 @@ TEST(Frugal, StateSizeIsAQuarterOfAdamWPlusTheProjectors) {
   int i = 0;
   for (const char* proj : {"svd", "random", "randk", "blockwise"}) {
     OptimConfig cfg = frugal_config(proj, "signsgd");
-    Frugal opt(cfg, group, t, 0);
+    Frugal opt(Context{}, cfg, group, t, 0);
     const int64_t planned = find_update_rule("frugal").state_floats(cfg, group, t);
     EXPECT_EQ(planned, expected[i++]) << proj;
     EXPECT_EQ(opt.state_bytes(), static_cast<size_t>(planned) * sizeof(float)) << proj;
@@ -615,7 +615,7 @@ TEST(Frugal, OneDimensionalTensorInAProjectedGroupIsAConfigError) {
   const ParamGroup group = whole_group(t, "frugal", 0.0);
   for (const char* proj : {"svd", "random", "randk"}) {
     try {
-      Frugal opt(frugal_config(proj, "signsgd"), group, t, 0);
+      Frugal opt(Context{}, frugal_config(proj, "signsgd"), group, t, 0);
       FAIL() << proj << ": expected ConfigError";
     } catch (const ConfigError& e) {
       const std::string msg = e.what();
@@ -624,10 +624,10 @@ TEST(Frugal, OneDimensionalTensorInAProjectedGroupIsAConfigError) {
     }
     EXPECT_THROW(find_update_rule("frugal").state_floats(frugal_config(proj, "signsgd"), group, t), ConfigError);
   }
-  EXPECT_NO_THROW(Frugal(frugal_config("blockwise", "signsgd"), group, t, 0));
+  EXPECT_NO_THROW(Frugal(Context{}, frugal_config("blockwise", "signsgd"), group, t, 0));
   OptimConfig bad = frugal_config("svd", "signsgd");
   bad.frugal.proj_type = "topk";
-  EXPECT_THROW(Frugal(bad, whole_group(t, "frugal", 0.0), t, 0), ConfigError);
+  EXPECT_THROW(Frugal(Context{}, bad, whole_group(t, "frugal", 0.0), t, 0), ConfigError);
 }
 
 TEST(Frugal, RegisteredAndUsedByTheDefaultFrugalGroups) {
@@ -636,7 +636,7 @@ TEST(Frugal, RegisteredAndUsedByTheDefaultFrugalGroups) {
   t.add("model.layers.0.input_layernorm.weight", {8});
   OptimConfig cfg = frugal_config("randk", "signsgd");
   EXPECT_STREQ(find_update_rule("frugal").name, "frugal");
-  auto opt = make_optimizer(cfg, t, 3);
+  auto opt = make_optimizer(Context{}, cfg, t, 3);
   bool has_indices = false, has_rng = false;
   for (const StateTensor& s : opt->state_tensors())
     has_indices |= s.name == "frugal/model.layers.0.mlp.up_proj.weight/indices";
@@ -662,10 +662,10 @@ TEST(Frugal, RestoredStateContinuesBitIdenticallyAcrossASubspaceChange) {
     }
     FlatBuffer pa(table), pb(table);
     for (int64_t i = 0; i < pa.numel(); ++i) pa.data()[i] = static_cast<float>(rng.normal());
-    Frugal a(cfg, group, table, 77);
+    Frugal a(Context{}, cfg, group, table, 77);
     for (int s = 0; s < kSave; ++s) a.step(pa, grads[s], 1e-2 * (1 + 0.1 * s));
 
-    Frugal b(cfg, group, table, 12345);  // another seed: the RNG must come from the save
+    Frugal b(Context{}, cfg, group, table, 12345);  // another seed: the RNG must come from the save
     std::memcpy(pb.data(), pa.data(), sizeof(float) * static_cast<size_t>(pa.numel()));
     const std::vector<StateTensor> from = a.state_tensors(), to = b.state_tensors();
     ASSERT_EQ(from.size(), to.size());

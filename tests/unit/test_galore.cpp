@@ -235,7 +235,7 @@ TEST_P(GaloreReference, MatchesFloat64ReferenceAcrossRefreshes) {
   table.add("w", {m, n});
   const OptimConfig cfg = galore_config(rank, gap);
   const double wd = 0.1;
-  Galore opt(cfg, whole_group(table, "galore", wd), table, /*seed=*/1);
+  Galore opt(Context{}, cfg, whole_group(table, "galore", wd), table, /*seed=*/1);
   FlatBuffer p(table), g(table);
   Rng rng(7);
   Mat W(static_cast<size_t>(m) * n), G(W.size());
@@ -287,7 +287,7 @@ TEST(Galore, MomentsAndStepCountCarryAcrossARefresh) {
   const int m = 10, n = 24, rank = 4, gap = 3;
   ParamTable table;
   table.add("w", {m, n});
-  Galore opt(galore_config(rank, gap), whole_group(table, "galore", 0.0), table, 1);
+  Galore opt(Context{}, galore_config(rank, gap), whole_group(table, "galore", 0.0), table, 1);
   FlatBuffer p(table), g(table);
   Rng rng(11);
   for (int t = 0; t < gap; ++t) {
@@ -388,8 +388,8 @@ TEST(Galore, RandomizedSvdTracksExactOnGappedGradients) {
     table.add("w", {m, n});
     OptimConfig exact_cfg = galore_config(rank, gap), rand_cfg = exact_cfg;
     rand_cfg.galore.svd = "randomized";
-    Galore exact(exact_cfg, whole_group(table, "galore", 0.1), table, 1);
-    Galore randomized(rand_cfg, whole_group(table, "galore", 0.1), table, 1);
+    Galore exact(Context{}, exact_cfg, whole_group(table, "galore", 0.1), table, 1);
+    Galore randomized(Context{}, rand_cfg, whole_group(table, "galore", 0.1), table, 1);
     FlatBuffer pe(table), pr(table), g(table);
     Rng rng(13);
     for (int64_t i = 0; i < m * n; ++i) pe.data()[i] = pr.data()[i] = static_cast<float>(rng.normal());
@@ -421,7 +421,7 @@ TEST(Galore, StateLayoutMatchesRuleInfoAndIsSmallerThanAdamW) {
   table.add("wide", {16, 24});
   OptimConfig cfg = galore_config(16, 200);
   const ParamGroup group = whole_group(table, "galore", 0.0);
-  Galore opt(cfg, group, table, 0);
+  Galore opt(Context{}, cfg, group, table, 0);
   EXPECT_EQ(static_cast<int64_t>(opt.state_bytes() / sizeof(float)), kGaloreRule.state_floats(cfg, group, table));
   EXPECT_STREQ(find_update_rule("galore").name, "galore");
   EXPECT_STREQ(update_rules()[0].name, "adamw");
@@ -455,7 +455,7 @@ TEST(Galore, StateLayoutMatchesRuleInfoAndIsSmallerThanAdamW) {
   EXPECT_EQ(opt.state_words()[0].name, "step");
 
   cfg.galore.svd = "randomized";
-  Galore rand_opt(cfg, group, table, 0);
+  Galore rand_opt(Context{}, cfg, group, table, 0);
   const std::vector<StateWord> words = rand_opt.state_words();
   ASSERT_EQ(words.size(), 7u) << "step and the sketch generator's six words";
   EXPECT_EQ(words[1].name, "rng/0");
@@ -470,7 +470,7 @@ TEST(Galore, DefaultGroupsOfAModelPlanTheMemoryTheyAllocate) {
   table.add("model.layers.0.mlp.down_proj.weight", {32, 86});
   table.add("model.layers.0.input_layernorm.weight", {32});
   OptimConfig cfg = galore_config(8, 200);
-  auto opt = make_optimizer(cfg, table, 0);
+  auto opt = make_optimizer(Context{}, cfg, table, 0);
   const OptimizerMemory mem = plan_optimizer_memory(cfg, table);
   EXPECT_EQ(static_cast<int64_t>(opt->state_bytes() / sizeof(float)), mem.state_floats);
   ASSERT_FALSE(mem.groups.empty());
@@ -504,7 +504,7 @@ TEST(Galore, RestoredMidRunContinuesBitIdentically) {
     OptimConfig cfg = galore_config(4, 5);
     cfg.galore.svd = svd;
     const ParamGroup group = whole_group(table, "galore", 0.1);
-    Galore a(cfg, group, table, /*seed=*/3);
+    Galore a(Context{}, cfg, group, table, /*seed=*/3);
     FlatBuffer pa(table), pb(table), g(table);
     Rng rng(17);
     for (const TensorView& v : table.views())
@@ -516,7 +516,7 @@ TEST(Galore, RestoredMidRunContinuesBitIdentically) {
 
     // B is built from another seed: only the restored words can make its
     // sketches equal to A's.
-    Galore b(cfg, group, table, /*seed=*/99);
+    Galore b(Context{}, cfg, group, table, /*seed=*/99);
     copy_state(a, b);
     std::vector<uint64_t> words_at_restore;
     for (const StateWord& w : a.state_words()) words_at_restore.push_back(*w.value);
@@ -554,7 +554,7 @@ TEST(Galore, RejectsATensorThatIsNotAMatrix) {
   cfg.groups = {everything};
   for (int attempt = 0; attempt < 2; ++attempt) {
     try {
-      if (attempt == 0) make_optimizer(cfg, table, 0);
+      if (attempt == 0) make_optimizer(Context{}, cfg, table, 0);
       else plan_optimizer_memory(cfg, table);  // the memory plan fails the same way, before allocating
       ADD_FAILURE() << "expected a ConfigError";
     } catch (const ConfigError& e) {
@@ -568,7 +568,7 @@ TEST(Galore, RejectsATensorThatIsNotAMatrix) {
   // With ndim: 2 the norm weight falls through to the default optimizer.
   cfg.groups[0].ndim = 2;
   cfg.name = "adamw";
-  EXPECT_NO_THROW(make_optimizer(cfg, table, 0));
+  EXPECT_NO_THROW(make_optimizer(Context{}, cfg, table, 0));
 }
 
 }  // namespace
@@ -582,7 +582,7 @@ TEST(Galore, RankAboveTheMatrixIsRefused) {
   const OptimConfig cfg = galore_config(16, 200);
   const ParamGroup group = whole_group(table, "galore", 0.0);
   try {
-    Galore opt(cfg, group, table, 0);
+    Galore opt(Context{}, cfg, group, table, 0);
     FAIL() << "rank 16 on a (24, 10) matrix was accepted";
   } catch (const ConfigError& e) {
     const std::string msg = e.what();

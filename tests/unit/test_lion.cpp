@@ -32,7 +32,7 @@ TEST(Lion, MatchesFloat64ReferenceOverManySteps) {
   cfg.weight_decay = 0.1;
   cfg.no_decay = {"n"};
   cfg.lion.betas = {0.9, 0.99};
-  auto opt = make_optimizer(cfg, table);
+  auto opt = make_optimizer(Context{}, cfg, table);
   FlatBuffer p(table), g(table);
   Rng rng(5);
   fill_normal(p, table, rng);
@@ -75,7 +75,7 @@ TEST(Lion, ZeroGradientAndZeroMomentumOnlyDecays) {
   table.add("w", {3, 4});
   OptimConfig cfg;
   for (const double wd : {0.0, 0.1}) {
-    auto opt = kLionRule.make(cfg, whole_group(table, "lion", wd), table, 0);
+    auto opt = kLionRule.make(Context{}, cfg, whole_group(table, "lion", wd), table, 0);
     FlatBuffer p(table), g(table);  // g = 0, and the momentum starts at 0
     Rng rng(1);
     fill_normal(p, table, rng);
@@ -101,7 +101,7 @@ TEST(Lion, StateIsOneFloatPerParameter) {
   table.add("n", {9});
   OptimConfig cfg;
   const ParamGroup group = whole_group(table, "lion", 0.0);
-  auto opt = kLionRule.make(cfg, group, table, 0);
+  auto opt = kLionRule.make(Context{}, cfg, group, table, 0);
   EXPECT_EQ(static_cast<int64_t>(opt->state_bytes() / sizeof(float)), kLionRule.state_floats(cfg, group, table));
   EXPECT_EQ(opt->state_bytes(), sizeof(float) * (48 + 16)) << "exp_avg per tensor, each padded to 16";
   ASSERT_EQ(opt->state_tensors().size(), 2u);
@@ -115,7 +115,7 @@ TEST(Lion, StateCopiedMidRunContinuesBitIdentically) {
   table.add("n", {7});
   OptimConfig cfg;
   const ParamGroup group = whole_group(table, "lion", 0.05);
-  auto a = kLionRule.make(cfg, group, table, 0);
+  auto a = kLionRule.make(Context{}, cfg, group, table, 0);
   FlatBuffer pa(table), pb(table), g(table);
   Rng rng(2);
   fill_normal(pa, table, rng);
@@ -128,7 +128,7 @@ TEST(Lion, StateCopiedMidRunContinuesBitIdentically) {
     fill_normal(grads.back(), table, rng);
   }
   run(*a, pa, 0, 5);
-  auto b = kLionRule.make(cfg, group, table, 0);
+  auto b = kLionRule.make(Context{}, cfg, group, table, 0);
   std::memcpy(pb.data(), pa.data(), static_cast<size_t>(pa.numel()) * sizeof(float));
   const auto ta = a->state_tensors(), tb = b->state_tensors();
   ASSERT_EQ(ta.size(), tb.size());

@@ -8,6 +8,7 @@
 #include "optim/adamw.h"
 #include "optim/param_groups.h"
 #include "optim/schedule.h"
+#include "runtime/ops.h"
 #include "runtime/rng.h"
 
 using namespace lintrain;
@@ -24,7 +25,7 @@ TEST(AdamW, MatchesFloat64ReferenceOverManySteps) {
   // The default rules: one AdamW group, with the norm ("n" matches no "*norm*",
   // so exempt it explicitly) in the no_decay group.
   cfg.no_decay = {"n"};
-  auto opt_ptr = make_optimizer(cfg, table);
+  auto opt_ptr = make_optimizer(Context{}, cfg, table);
   Optimizer& opt = *opt_ptr;
   FlatBuffer p(table), g(table);
   Rng rng(3);
@@ -62,12 +63,16 @@ TEST(Clip, ScalesToMaxNormOnlyWhenAbove) {
   table.add("w", {3});
   FlatBuffer g(table);
   g.data()[0] = 3, g.data()[1] = 4;
-  const double norm = grad_global_norm(g);
+  Arena arena;
+  arena.reserve(grad_norm_squared_scratch_bytes(Device::CPU, g.numel()));
+  Context ctx;
+  ctx.scratch = &arena;
+  const double norm = grad_global_norm(ctx, g);
   EXPECT_DOUBLE_EQ(norm, 5.0);
-  EXPECT_EQ(clip_grad_norm(g, norm, 10.0), 1.0);
+  EXPECT_EQ(clip_grad_norm(ctx, g, norm, 10.0), 1.0);
   EXPECT_EQ(g.data()[0], 3.0f);
-  clip_grad_norm(g, norm, 1.0);
-  EXPECT_NEAR(grad_global_norm(g), 1.0, 1e-6);
+  clip_grad_norm(ctx, g, norm, 1.0);
+  EXPECT_NEAR(grad_global_norm(ctx, g), 1.0, 1e-6);
 }
 
 TEST(Schedule, WarmupThenCosineToMin) {

@@ -152,7 +152,7 @@ TEST(ParamGroups, UnknownOptimizerInARuleIsAConfigError) {
   r.optimizer = "sgdm";
   c.groups = {r};
   try {
-    make_optimizer(c, t);
+    make_optimizer(Context{}, c, t);
     FAIL() << "expected ConfigError";
   } catch (const ConfigError& e) {
     EXPECT_NE(std::string(e.what()).find("unknown optimizer 'sgdm'; valid: adamw"), std::string::npos) << e.what();
@@ -164,7 +164,7 @@ TEST(MemoryReport, PlanEqualsWhatEachOptimizerAllocates) {
   for (const UpdateRuleInfo& rule : update_rules()) {
     const OptimConfig c = fast_cycling(rule.name);
     const OptimizerMemory mem = plan_optimizer_memory(c, t);
-    auto opt = make_optimizer(c, t, 7);
+    auto opt = make_optimizer(Context{}, c, t, 7);
     EXPECT_EQ(static_cast<size_t>(mem.state_floats) * sizeof(float), opt->state_bytes()) << rule.name;
     EXPECT_EQ(mem.params, t.param_count());
     const std::string report = format_optimizer_report(c, mem);
@@ -224,7 +224,7 @@ TEST(OptimizerState, SaveRestoreMidRunContinuesBitIdentically) {
     };
     LinearLlama a(mc, B, T);
     a.init_weights(5);
-    auto opt_a = make_optimizer(c, a.table(), 9);
+    auto opt_a = make_optimizer(a.context(), c, a.table(), 9);
     std::vector<double> losses_a, losses_b;
     run_steps(a, *opt_a, 0, kSaveAt, losses_a);
     const std::string path = dir.file(rule.name);
@@ -234,7 +234,7 @@ TEST(OptimizerState, SaveRestoreMidRunContinuesBitIdentically) {
 
     LinearLlama b(mc, B, T);
     b.init_weights(123);  // different: everything must come from the save
-    auto opt_b = make_optimizer(c, b.table(), 9);
+    auto opt_b = make_optimizer(b.context(), c, b.table(), 9);
     std::memcpy(b.params().data(), saved_params.data(), saved_params.size() * sizeof(float));
     load_state(*opt_b, path);
     EXPECT_EQ(opt_b->step_count(), kSaveAt) << rule.name;
@@ -251,12 +251,12 @@ TEST(OptimizerState, MismatchedCheckpointIsRefusedAndChangesNothing) {
   TempDir dir("optstate_bad");
   FlatBuffer p(t), g(t);
   for (int64_t i = 0; i < g.numel(); ++i) g.data()[i] = 0.01f * static_cast<float>(i % 7);
-  auto adamw = make_optimizer(fast_cycling("adamw"), t);
+  auto adamw = make_optimizer(Context{}, fast_cycling("adamw"), t);
   adamw->step(p, g, 1e-3);
   save_state(*adamw, dir.str(), 1);
 
   // Another optimizer: its tensors are missing and the checkpoint's are foreign.
-  auto lion = make_optimizer(fast_cycling("lion"), t);
+  auto lion = make_optimizer(Context{}, fast_cycling("lion"), t);
   try {
     load_state(*lion, dir.str());
     FAIL();
@@ -270,7 +270,7 @@ TEST(OptimizerState, MismatchedCheckpointIsRefusedAndChangesNothing) {
   // Same optimizer, other groups: a missing tensor, and the target keeps its state.
   OptimConfig other = fast_cycling("adamw");
   other.no_decay = {};
-  auto fresh = make_optimizer(other, t);
+  auto fresh = make_optimizer(Context{}, other, t);
   const std::vector<StateTensor> before = fresh->state_tensors();
   try {
     load_state(*fresh, dir.str());

@@ -114,7 +114,7 @@ void run_against_reference(const SpamConfig& spam, int steps, int64_t rows = 8, 
   OptimConfig cfg;
   cfg.spam = spam;
   const double wd = 0.1;
-  auto opt = kSpamRule.make(cfg, whole_group(table, "spam", wd), table, 17);
+  auto opt = kSpamRule.make(Context{}, cfg, whole_group(table, "spam", wd), table, 17);
   const bool sparse = spam.density < 1.0;
   const int64_t capacity = Spam::sparse_capacity(spam.density, numel);
   FlatBuffer p(table), g(table);
@@ -195,7 +195,7 @@ TEST(Spam, SparseMaskHoldsExactlyDensityCountAndIsRedrawnAtResets) {
   OptimConfig cfg;
   cfg.spam.density = 0.1;
   cfg.spam.reset_interval = 3;
-  auto opt = kSpamRule.make(cfg, whole_group(table, "spam", 0.0), table, 3);
+  auto opt = kSpamRule.make(Context{}, cfg, whole_group(table, "spam", 0.0), table, 3);
   FlatBuffer p(table), g(table);
   Rng rng(8);
   std::vector<std::vector<int64_t>> masks = {mask_entries(state_of(*opt, "w/mask"), 2000)};
@@ -215,8 +215,8 @@ TEST(Spam, SparseMaskHoldsExactlyDensityCountAndIsRedrawnAtResets) {
   std::set_intersection(masks[1].begin(), masks[1].end(), masks[2].begin(), masks[2].end(), std::back_inserter(common));
   EXPECT_LT(common.size(), 60u);
   // The same seed draws the same masks; another seed others.
-  auto same = kSpamRule.make(cfg, whole_group(table, "spam", 0.0), table, 3);
-  auto other = kSpamRule.make(cfg, whole_group(table, "spam", 0.0), table, 4);
+  auto same = kSpamRule.make(Context{}, cfg, whole_group(table, "spam", 0.0), table, 3);
+  auto other = kSpamRule.make(Context{}, cfg, whole_group(table, "spam", 0.0), table, 4);
   EXPECT_EQ(mask_entries(state_of(*same, "w/mask"), 2000), masks[0]);
   EXPECT_NE(mask_entries(state_of(*other, "w/mask"), 2000), masks[0]);
 }
@@ -227,7 +227,7 @@ TEST(Spam, DamagedMaskIsRefusedBeforeAnyUpdate) {
   table.add("w", {8, 10});
   OptimConfig cfg;
   cfg.spam.density = 0.3;
-  auto opt = kSpamRule.make(cfg, whole_group(table, "spam", 0.0), table, 1);
+  auto opt = kSpamRule.make(Context{}, cfg, whole_group(table, "spam", 0.0), table, 1);
   FlatBuffer p(table), g(table);
   for (int64_t i = 0; i < g.numel(); ++i) g.data()[i] = 1.0f;
   const StateTensor mask = state_of(*opt, "w/mask");
@@ -252,7 +252,7 @@ TEST(Spam, PlantedSpikeIsClippedToSqrtThetaV) {
   ParamTable table;
   table.add("x", {16});
   OptimConfig cfg;  // the defaults: theta 5000, clip_delay 20, reset_interval 500
-  auto opt = kSpamRule.make(cfg, whole_group(table, "spam", 0.0), table, 0);
+  auto opt = kSpamRule.make(Context{}, cfg, whole_group(table, "spam", 0.0), table, 0);
   FlatBuffer p(table), g(table);
   Rng rng(6);
   for (int t = 1; t <= 24; ++t) {  // v settles on gradients ~1e-3
@@ -310,7 +310,7 @@ TEST(Spam, NoClippingWithinClipDelayAfterReset) {
   OptimConfig cfg;
   cfg.spam.reset_interval = 10;
   cfg.spam.clip_delay = 3;
-  auto opt = kSpamRule.make(cfg, whole_group(table, "spam", 0.0), table, 0);
+  auto opt = kSpamRule.make(Context{}, cfg, whole_group(table, "spam", 0.0), table, 0);
   FlatBuffer p(table), g(table);
   Rng rng(9);
   // A spike of 1e4x on a fresh entry at each of these steps; clipped only at
@@ -342,7 +342,7 @@ TEST(Spam, MomentsAreZeroRightAfterEachReset) {
   cfg.spam.reset_interval = 5;
   cfg.spam.warmup = 2;
   cfg.spam.threshold = 0;
-  auto opt = kSpamRule.make(cfg, whole_group(table, "spam", 0.0), table, 0);
+  auto opt = kSpamRule.make(Context{}, cfg, whole_group(table, "spam", 0.0), table, 0);
   FlatBuffer p(table), g(table);
   Rng rng(10);
   const double lr = 1.0, b1 = 0.9, b2 = 0.999;
@@ -404,8 +404,8 @@ TEST(Spam, WarmupFactorIsTheOfficialCosine) {
   with.spam.reset_interval = 12;
   without.spam = with.spam;
   without.spam.warmup = 0;
-  auto a = kSpamRule.make(with, whole_group(table, "spam", 0.0), table, 0);
-  auto b = kSpamRule.make(without, whole_group(table, "spam", 0.0), table, 0);
+  auto a = kSpamRule.make(Context{}, with, whole_group(table, "spam", 0.0), table, 0);
+  auto b = kSpamRule.make(Context{}, without, whole_group(table, "spam", 0.0), table, 0);
   FlatBuffer pa(table), pb(table), g(table);
   Rng rng(12);
   for (int t = 1; t <= 18; ++t) {
@@ -426,13 +426,13 @@ TEST(Spam, StateFloatsAreTwoPerParameterOrTwoPerMaskedEntryPlusMask) {
   table.add("b", {7});
   OptimConfig cfg;
   const ParamGroup group = whole_group(table, "spam", 0.0);
-  auto dense = kSpamRule.make(cfg, group, table, 0);
+  auto dense = kSpamRule.make(Context{}, cfg, group, table, 0);
   EXPECT_EQ(static_cast<int64_t>(dense->state_bytes() / sizeof(float)), kSpamRule.state_floats(cfg, group, table));
   EXPECT_EQ(dense->state_bytes() / sizeof(float), 2u * (4096 + 16)) << "two moments, each padded to 16";
   EXPECT_EQ(dense->state_words().size(), 1u) << "step only: dense SPAM draws nothing";
 
   cfg.spam.density = 0.25;
-  auto sparse = kSpamRule.make(cfg, group, table, 0);
+  auto sparse = kSpamRule.make(Context{}, cfg, group, table, 0);
   EXPECT_EQ(static_cast<int64_t>(sparse->state_bytes() / sizeof(float)), kSpamRule.state_floats(cfg, group, table));
   // w: 2 x 1024 moments + 4096 / 16 mask words = (2 x 0.25 + 1/16) per parameter; b stays dense.
   EXPECT_EQ(sparse->state_bytes() / sizeof(float), 2u * 1024 + 256 + 2u * 16);
@@ -453,7 +453,7 @@ TEST(Spam, StateCopiedMidRunContinuesBitIdenticallyAcrossResets) {
     cfg.spam.threshold = 4;
     cfg.spam.density = density;
     const ParamGroup group = whole_group(table, "spam", 0.1);
-    auto a = kSpamRule.make(cfg, group, table, 21);
+    auto a = kSpamRule.make(Context{}, cfg, group, table, 21);
     FlatBuffer pa(table), pb(table);
     Rng rng(13);
     fill_normal(pa, table, rng);
@@ -467,7 +467,7 @@ TEST(Spam, StateCopiedMidRunContinuesBitIdenticallyAcrossResets) {
     };
     run(*a, pa, 0, 4);
     // Another seed: B's masks and RNG must come from the copy.
-    auto b = kSpamRule.make(cfg, group, table, 22);
+    auto b = kSpamRule.make(Context{}, cfg, group, table, 22);
     std::memcpy(pb.data(), pa.data(), static_cast<size_t>(pa.numel()) * sizeof(float));
     const auto ta = a->state_tensors(), tb = b->state_tensors();
     ASSERT_EQ(ta.size(), tb.size());
