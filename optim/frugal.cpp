@@ -5,7 +5,6 @@
 #include <cstring>
 
 #include "optim/frugal_subspace.h"
-#include "runtime/cpu/gemm.h"
 #include "runtime/error.h"
 #include "runtime/ops.h"
 
@@ -201,10 +200,10 @@ void Frugal::split_gradient(size_t k, const float* g, float* coords, float* free
   if (proj_ == ProjType::RandK) {  // coords (m, r) = the chosen columns, or (r, n) = the chosen rows
     index_gather(ctx_, coords, g, basis, m, n, r, s.right ? IndexAxis::Columns : IndexAxis::Rows);
   } else if (s.right) {  // (m, r) = G (m, n) @ P^T (n, r)
-    gemm(false, true, static_cast<int>(m), static_cast<int>(r), static_cast<int>(n), 1.0f, g, static_cast<int>(n),
+    matmul(ctx_, false, true, static_cast<int>(m), static_cast<int>(r), static_cast<int>(n), 1.0f, g, static_cast<int>(n),
          basis, static_cast<int>(n), 0.0f, coords, static_cast<int>(r));
   } else {  // (r, n) = P^T (r, m) @ G (m, n)
-    gemm(true, false, static_cast<int>(r), static_cast<int>(n), static_cast<int>(m), 1.0f, basis, static_cast<int>(r),
+    matmul(ctx_, true, false, static_cast<int>(r), static_cast<int>(n), static_cast<int>(m), 1.0f, basis, static_cast<int>(r),
          g, static_cast<int>(n), 0.0f, coords, static_cast<int>(n));
   }
   if (!free) return;
@@ -225,10 +224,10 @@ void Frugal::lift(size_t k, const float* coords, float* full) const {
   if (proj_ == ProjType::RandK) {
     index_scatter(ctx_, full, coords, basis, m, n, r, s.right ? IndexAxis::Columns : IndexAxis::Rows);
   } else if (s.right) {  // (m, n) = R (m, r) @ P (r, n)
-    gemm(false, false, static_cast<int>(m), static_cast<int>(n), static_cast<int>(r), 1.0f, coords,
+    matmul(ctx_, false, false, static_cast<int>(m), static_cast<int>(n), static_cast<int>(r), 1.0f, coords,
          static_cast<int>(r), basis, static_cast<int>(n), 0.0f, full, static_cast<int>(n));
   } else {  // (m, n) = P (m, r) @ R (r, n)
-    gemm(false, false, static_cast<int>(m), static_cast<int>(n), static_cast<int>(r), 1.0f, basis,
+    matmul(ctx_, false, false, static_cast<int>(m), static_cast<int>(n), static_cast<int>(r), 1.0f, basis,
          static_cast<int>(r), coords, static_cast<int>(n), 0.0f, full, static_cast<int>(n));
   }
 }

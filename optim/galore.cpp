@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <cmath>
 
-#include "runtime/cpu/gemm.h"
 #include "runtime/error.h"
 #include "runtime/ops.h"
 
@@ -111,15 +110,15 @@ void Galore::step(FlatBuffer& params, const FlatBuffer& grads, double lr) {
 
     // Host-only (LAPACK): on a CUDA context G and P are explicit copies.
     if (refresh) projector_.compute(G, m, n, r, P, rng);
-    if (w.left) gemm(true, false, r, n, m, 1.0f, P, r, G, n, 0.0f, R, n);  // R = P^T G
-    else gemm(false, true, m, r, n, 1.0f, G, n, P, n, 0.0f, R, r);         // R = G P^T
+    if (w.left) matmul(ctx_, true, false, r, n, m, 1.0f, P, r, G, n, 0.0f, R, n);  // R = P^T G
+    else matmul(ctx_, false, true, m, r, n, 1.0f, G, n, P, n, 0.0f, R, r);         // R = G P^T
 
     const int64_t lowrank = int64_t{r} * (w.left ? n : m);
     adam_update(ctx_, R, M, V, R, lowrank, s, AdamTarget::Direction);  // N, in place of R
 
     // W += -step_size * scale * (P N or N P), accumulated by the GEMM itself.
-    if (w.left) gemm(false, false, m, n, r, update_scale, P, r, R, n, 1.0f, W, n);
-    else gemm(false, false, m, n, r, update_scale, R, r, P, n, 1.0f, W, n);
+    if (w.left) matmul(ctx_, false, false, m, n, r, update_scale, P, r, R, n, 1.0f, W, n);
+    else matmul(ctx_, false, false, m, n, r, update_scale, R, r, P, n, 1.0f, W, n);
     if (group_.weight_decay != 0.0) scale(ctx_, W, view.numel, decay);
   }
   if (refresh && randomized_) rng_.store(rng);
