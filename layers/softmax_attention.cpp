@@ -38,6 +38,9 @@ SoftmaxAttentionCore::SoftmaxAttentionCore(const Context& ctx, const ModelConfig
     W_ = sp->size();
     rank_ = sp->rank();
     LT_CHECK(rank_ >= 0 && rank_ < W_, "[SoftmaxAttentionCore] SP rank ", rank_, " outside [0, ", W_, ")");
+    LT_CHECK(sp->device() == ctx.device, "[SoftmaxAttentionCore] the SP communicator (", sp->name(), ") takes ",
+             device_name(sp->device()), " buffers but the layer runs on ", device_name(ctx.device),
+             ": LASP-2H needs a communicator of the layer's device (NCCL for cuda)");
     const size_t kvw = 2 * static_cast<size_t>(KVH_) * d_, seen = static_cast<size_t>(B) * (rank_ + 1) * T;
     plan.add(&kv_, seen * kvw);
     plan.add(&dkv_, seen * kvw);

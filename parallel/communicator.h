@@ -22,6 +22,8 @@
 #include <memory>
 #include <string>
 
+#include "runtime/tensor.h"  // Device
+
 namespace lintrain {
 
 // A pending collective. wait() blocks until it is complete and its output
@@ -49,6 +51,10 @@ class Communicator {
   virtual int rank() const = 0;
   virtual int size() const = 0;
   virtual std::string name() const = 0;  // "self", "mpi", "nccl"
+  // Where the float buffers of the collectives must live: host memory for
+  // self, MPI and threads, GPU memory for NCCL. Layers check it against
+  // their context's device.
+  virtual Device device() const = 0;
 
   // recv (size * count) = concatenation of every rank's send (count), in rank order.
   // In place when send == recv + rank * count.

@@ -3,6 +3,10 @@
 // merge ops of runtime/ops.h).
 #include "parallel/lasp2.h"
 
+#include <algorithm>
+
+#include "runtime/buffer_plan.h"
+#include "runtime/device.h"
 #include "runtime/error.h"
 #include "runtime/ops.h"
 
@@ -31,8 +35,17 @@ Lasp2StateExchange::Lasp2StateExchange(const Context& ctx, Communicator* comm, i
   LT_CHECK(decay_.size() == static_cast<size_t>(H), "[Lasp2StateExchange] ", decay_.size(),
            " decays for H=", H, " heads");
   check_args("Lasp2StateExchange", size_, rank_, B, H, d, C, decay_.data());
-  send_.resize(static_cast<size_t>(B) * H * d * d);
-  recv_.resize(send_.size() * size_);
+  LT_CHECK(comm->device() == ctx.device, "[Lasp2StateExchange] the SP communicator (", comm->name(), ") takes ",
+           device_name(comm->device()), " buffers but the layer runs on ", device_name(ctx.device),
+           ": LASP-2 needs a communicator of the layer's device (NCCL for cuda)");
+  state_floats_ = static_cast<size_t>(B) * H * d * d;
+  BufferPlan plan;
+  plan.add(&send_, state_floats_);
+  plan.add(&recv_, state_floats_ * size_);
+  buffers_ = plan.allocate(ctx.device);
+  decay_dev_ = Tensor::zeros({H}, DType::F32, ctx.device);
+  if (ctx.device == Device::CPU) std::copy(decay_.begin(), decay_.end(), decay_dev_.data<float>());
+  else cuda_copy_to_device(decay_dev_.raw(), decay_.data(), decay_.size() * sizeof(float));
 }
 
 Lasp2StateExchange::~Lasp2StateExchange() = default;  // pending_'s destructor waits
@@ -44,7 +57,7 @@ size_t Lasp2StateExchange::merge_scratch_bytes() const {
 void Lasp2StateExchange::begin(Phase phase, const char* who) {
   LT_CHECK(phase_ == Phase::idle, "[Lasp2StateExchange::", who,
            "] the previous exchange was not finished (call end_forward/end_backward first)");
-  pending_ = comm_->iall_gather(send_.data(), recv_.data(), send_.size());
+  pending_ = comm_->iall_gather(send_, recv_, state_floats_);
   phase_ = phase;
 }
 
@@ -61,12 +74,12 @@ void Lasp2StateExchange::begin_backward() { begin(Phase::backward, "begin_backwa
 
 void Lasp2StateExchange::end_forward(float* P) {
   end(Phase::forward, "end_forward");
-  lasp2_prefix_states(ctx_, P, recv_.data(), size_, rank_, B_, H_, d_, C_, decay_.data());
+  lasp2_prefix_states(ctx_, P, recv_, size_, rank_, B_, H_, d_, C_, decay_dev_.data<float>());
 }
 
 void Lasp2StateExchange::end_backward(float* G) {
   end(Phase::backward, "end_backward");
-  lasp2_suffix_states(ctx_, G, recv_.data(), size_, rank_, B_, H_, d_, C_, decay_.data());
+  lasp2_suffix_states(ctx_, G, recv_, size_, rank_, B_, H_, d_, C_, decay_dev_.data<float>());
 }
 
 }  // namespace lintrain

@@ -38,9 +38,11 @@ class Lasp2StateExchange {
   // comm: the SP group, not owned, must outlive this object; its rank is the
   // chunk index. B batch, H query heads, d head dim, C tokens per chunk (equal
   // on every rank), decay (H) lambda_h in (0, 1]. ctx: where the merges run
-  // (host buffers: a CPU context); its arena must outlive this object and
-  // hold merge_scratch_bytes() when end_* runs.
-  // Owns (W + 1) * B * H * d * d floats (send and receive buffers).
+  // and where the buffers live, which must be where comm's collectives take
+  // them (comm->device()); its arena must outlive this object and hold
+  // merge_scratch_bytes() when end_* runs.
+  // Owns (W + 1) * B * H * d * d floats (send and receive buffers) and the
+  // H decays, on ctx.device.
   Lasp2StateExchange(const Context& ctx, Communicator* comm, int B, int H, int d, int C,
                      std::vector<float> decay);
   ~Lasp2StateExchange();
@@ -48,7 +50,7 @@ class Lasp2StateExchange {
   Lasp2StateExchange& operator=(const Lasp2StateExchange&) = delete;
 
   // The (B, H, d, d) send buffer: write M_j (forward) or dP_j (backward) here.
-  float* local_state() { return send_.data(); }
+  float* local_state() { return send_; }
   // Starts the AllGather of local_state() (B*H*d*d floats from this rank).
   void begin_forward();
   void begin_backward();
@@ -58,8 +60,8 @@ class Lasp2StateExchange {
 
   int rank() const { return rank_; }
   int size() const { return size_; }
-  size_t state_floats() const { return send_.size(); }
-  size_t buffer_bytes() const { return (send_.size() + recv_.size()) * sizeof(float); }
+  size_t state_floats() const { return state_floats_; }
+  size_t buffer_bytes() const { return buffers_.nbytes() + decay_dev_.nbytes(); }
   // Scratch the merges of end_forward / end_backward take from ctx's arena.
   size_t merge_scratch_bytes() const;
 
@@ -71,9 +73,12 @@ class Lasp2StateExchange {
   Context ctx_;
   Communicator* comm_;
   int rank_, size_, B_, H_, d_, C_;
-  std::vector<float> decay_;
-  std::vector<float> send_;  // (B, H, d, d)
-  std::vector<float> recv_;  // (W, B, H, d, d)
+  std::vector<float> decay_;  // host copy: checked at construction
+  Tensor decay_dev_;          // (H) on ctx.device: what the merges read
+  size_t state_floats_ = 0;   // B * H * d * d
+  Tensor buffers_;            // send_ and recv_, on ctx.device
+  float* send_ = nullptr;     // (B, H, d, d)
+  float* recv_ = nullptr;     // (W, B, H, d, d)
   Request pending_;
   Phase phase_ = Phase::idle;
 };

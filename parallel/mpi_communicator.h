@@ -98,6 +98,7 @@ class MpiCommunicator : public Communicator {
   int rank() const override { return rank_; }
   int size() const override { return size_; }
   std::string name() const override { return "mpi"; }
+  Device device() const override { return Device::CPU; }
   MPI_Comm handle() const { return comm_; }
 
   // Buffers are host memory. Element counts up to INT_MAX per rank for

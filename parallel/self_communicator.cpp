@@ -18,6 +18,7 @@ class SelfCommunicator : public Communicator {
   int rank() const override { return 0; }
   int size() const override { return 1; }
   std::string name() const override { return "self"; }
+  Device device() const override { return Device::CPU; }
 
   Request iall_gather(const float* send, float* recv, size_t count) override {
     stats_.all_gather_bytes += count * sizeof(float);

@@ -219,6 +219,7 @@ class ThreadCommunicator final : public Communicator {
   int rank() const override { return rank_; }
   int size() const override { return group_->size(); }
   std::string name() const override { return "thread"; }
+  Device device() const override { return Device::CPU; }
   const std::shared_ptr<World>& world() const { return group_->world; }
 
   Request iall_gather(const float* send, float* recv, size_t count) override {

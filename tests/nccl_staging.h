@@ -42,6 +42,7 @@ class StagingCommunicator : public Communicator {
   int rank() const override { return inner_->rank(); }
   int size() const override { return inner_->size(); }
   std::string name() const override { return inner_->name(); }
+  Device device() const override { return Device::CPU; }  // host buffers, staged to the device
 
   Request iall_gather(const float* send, float* recv, size_t count) override {
     const size_t total = static_cast<size_t>(size()) * count, mine = static_cast<size_t>(rank()) * count;

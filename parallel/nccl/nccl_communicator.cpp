@@ -100,6 +100,7 @@ class NcclCommunicator final : public Communicator {
   int rank() const override { return rank_; }
   int size() const override { return size_; }
   std::string name() const override { return "nccl"; }
+  Device device() const override { return Device::CUDA; }
 
   Request iall_gather(const float* send, float* recv, size_t count) override {
     stats_.all_gather_bytes += count * sizeof(float);

@@ -127,6 +127,7 @@ class SpTestGroup {
     int rank() const override { return r_; }
     int size() const override { return g_->W_; }
     std::string name() const override { return "sp-test-threads"; }
+    Device device() const override { return Device::CPU; }
     Request iall_gather(const float* send, float* recv, size_t count) override {
       stats_.all_gather_bytes += count * sizeof(float);
       stats_.all_gather_calls += 1;

@@ -331,3 +331,19 @@ TEST(Lasp2StateExchange, GathersAndMergesOverRanks) {
     }
   }
 }
+
+// The exchange's buffers live where its communicator takes them: a host
+// communicator under a CUDA layer is refused, naming both.
+TEST(Lasp2StateExchange, RefusesACommunicatorOfAnotherDevice) {
+  auto comm = make_self_communicator();
+  Context cuda;
+  cuda.device = Device::CUDA;
+  try {
+    Lasp2StateExchange ex(cuda, comm.get(), 1, 2, 4, 8, {0.5f, 0.9f});
+    FAIL() << "accepted a host communicator for a CUDA layer";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("the SP communicator (self) takes cpu buffers but the layer runs on cuda"),
+              std::string::npos)
+        << e.what();
+  }
+}
