@@ -8,6 +8,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cstdint>
 #include <cmath>
 #include <type_traits>
 #include <vector>
@@ -42,19 +43,24 @@ class Backend {
     arena_.reserve(64 << 20);
   }
   const Context& ctx() const { return ctx_; }
-  // A buffer on the device holding `host`; returns its pointer.
+  // A buffer on the device holding `host` (f32, i32 or i64; at least one
+  // element is allocated, so an empty input still has a pointer).
   template <typename T>
   T* upload(const std::vector<T>& host) {
-    const DType dtype = std::is_same<T, float>::value ? DType::F32 : DType::I32;
-    Tensor t = Tensor::zeros({static_cast<int64_t>(host.size())}, dtype, ctx_.device);
+    static_assert(std::is_same<T, float>::value || std::is_same<T, int32_t>::value || std::is_same<T, int64_t>::value,
+                  "f32, i32 or i64 buffers");
+    const DType dtype = std::is_same<T, float>::value ? DType::F32 : std::is_same<T, int32_t>::value ? DType::I32
+                                                                                                    : DType::I64;
+    Tensor t = Tensor::zeros({static_cast<int64_t>(std::max<size_t>(host.size(), 1))}, dtype, ctx_.device);
     if (ctx_.device == Device::CUDA) cuda_copy_to_device(t.raw(), host.data(), host.size() * sizeof(T));
     else std::copy(host.begin(), host.end(), static_cast<T*>(t.raw()));
     owned_.push_back(t);
     return static_cast<T*>(t.raw());
   }
-  std::vector<float> download(const float* p, size_t n) const {
-    std::vector<float> v(n);
-    if (ctx_.device == Device::CUDA) cuda_copy_to_host(v.data(), p, n * sizeof(float));
+  template <typename T>
+  std::vector<T> download(const T* p, size_t n) const {
+    std::vector<T> v(n);
+    if (ctx_.device == Device::CUDA) cuda_copy_to_host(v.data(), p, n * sizeof(T));
     else std::copy(p, p + n, v.begin());
     return v;
   }

@@ -20,16 +20,12 @@
 #include "runtime/error.h"
 #include "runtime/ops.h"
 #include "runtime/rng.h"
+#include "tests/unit/ops_backend.h"
 
 using namespace lintrain;
+using namespace lintrain::test;
 
 namespace {
-
-std::vector<float> randn(size_t n, Rng& rng, double scale = 1.0) {
-  std::vector<float> v(n);
-  for (auto& x : v) x = static_cast<float>(rng.normal() * scale);
-  return v;
-}
 
 // Second moments: non-negative.
 std::vector<float> rand_sq(size_t n, Rng& rng, double scale = 1.0) {
@@ -40,58 +36,6 @@ std::vector<float> rand_sq(size_t n, Rng& rng, double scale = 1.0) {
 
 bool same_bits(const std::vector<float>& a, const std::vector<float>& b) {
   return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
-}
-
-double normalised_error(const std::vector<float>& got, const std::vector<float>& want) {
-  double num = 0, den = 0;
-  for (size_t i = 0; i < want.size(); ++i) {
-    num = std::max(num, std::fabs(static_cast<double>(got[i]) - want[i]));
-    den = std::max(den, std::fabs(static_cast<double>(want[i])));
-  }
-  return num / std::max(den, 1e-30);
-}
-
-// One backend: a context with an arena on its device, and buffers there.
-class Backend {
- public:
-  explicit Backend(Device device) : arena_(device) {
-    ctx_.device = device;
-    ctx_.scratch = &arena_;
-    arena_.reserve(1 << 20);
-  }
-  const Context& ctx() const { return ctx_; }
-  template <typename T>
-  T* upload(const std::vector<T>& host) {
-    const DType dtype = std::is_same<T, float>::value ? DType::F32 : DType::I64;
-    static_assert(std::is_same<T, float>::value || std::is_same<T, int64_t>::value, "f32 or i64 buffers");
-    Tensor t = Tensor::zeros({static_cast<int64_t>(std::max<size_t>(host.size(), 1))}, dtype, ctx_.device);
-    if (ctx_.device == Device::CUDA) cuda_copy_to_device(t.raw(), host.data(), host.size() * sizeof(T));
-    else std::copy(host.begin(), host.end(), static_cast<T*>(t.raw()));
-    owned_.push_back(t);
-    return static_cast<T*>(t.raw());
-  }
-  template <typename T>
-  std::vector<T> download(const T* p, size_t n) const {
-    std::vector<T> v(n);
-    if (ctx_.device == Device::CUDA) cuda_copy_to_host(v.data(), p, n * sizeof(T));
-    else std::copy(p, p + n, v.begin());
-    return v;
-  }
-
- private:
-  Arena arena_;
-  Context ctx_;
-  std::vector<Tensor> owned_;
-};
-
-template <typename Body>
-void compare_with_cpu(const char* op, double tol, Body body) {
-  if (!LINTRAIN_HAS_CUDA) GTEST_SKIP() << "built without CUDA: " << op << " runs on the CPU only";
-  if (!cuda_available()) GTEST_SKIP() << "no CUDA GPU on this machine: " << op << " on CUDA is not exercised";
-  Backend cpu(Device::CPU), gpu(Device::CUDA);
-  const std::vector<std::vector<float>> want = body(cpu), got = body(gpu);
-  ASSERT_EQ(want.size(), got.size());
-  for (size_t i = 0; i < want.size(); ++i) EXPECT_LT(normalised_error(got[i], want[i]), tol) << op << " output " << i;
 }
 
 // Not a multiple of any vector width or of the 256-thread block; the grad
