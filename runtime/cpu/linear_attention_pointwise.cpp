@@ -7,42 +7,11 @@
 #include <cstring>
 
 #include "runtime/backend.h"
+#include "runtime/feature_map_math.h"
 
 namespace lintrain::cpu {
 
-namespace {
-
-inline float sigmoid(float x) { return 1.0f / (1.0f + std::exp(-x)); }
-
-float feature(FeatureMap f, float x) {
-  switch (f) {
-    case FeatureMap::identity: return x;
-    case FeatureMap::elu1: return x > 0.0f ? x + 1.0f : std::exp(x);
-    case FeatureMap::silu: return x * sigmoid(x);
-    case FeatureMap::relu: return x > 0.0f ? x : 0.0f;
-  }
-  return x;
-}
-
-// phi'(x) from the feature y = phi(x) (not for silu, whose derivative needs x).
-// elu1: x > 0 <=> y > 1, and phi' = exp(x) = y for x <= 0 (continuous at 0, so
-// rounding near the boundary is harmless).
-float feature_grad_from_y(FeatureMap f, float y) {
-  switch (f) {
-    case FeatureMap::identity: return 1.0f;
-    case FeatureMap::elu1: return y > 1.0f ? 1.0f : y;
-    case FeatureMap::relu: return y > 0.0f ? 1.0f : 0.0f;
-    case FeatureMap::silu: break;
-  }
-  return 1.0f;
-}
-
-float silu_grad(float x) {
-  const float s = sigmoid(x);
-  return s * (1.0f + x * (1.0f - s));
-}
-
-}  // namespace
+using namespace feature_math;
 
 void linear_attention_features_forward(float* feat, float* pre, const float* qkv, const LinearAttentionLayout& l) {
   const int W = l.W, Hd = l.Hd, QK = l.QK;

@@ -8,6 +8,7 @@
 
 #include "runtime/backend.h"
 #include "runtime/cuda/check.h"
+#include "runtime/feature_map_math.h"
 
 namespace lintrain::cuda {
 
@@ -17,32 +18,7 @@ constexpr int kThreads = 256;
 
 int blocks_for(int64_t n) { return static_cast<int>(std::min<int64_t>((n + kThreads - 1) / kThreads, 65535 * 8)); }
 
-__device__ float sigmoid(float x) { return 1.0f / (1.0f + expf(-x)); }
-
-__device__ float feature(FeatureMap f, float x) {
-  switch (f) {
-    case FeatureMap::identity: return x;
-    case FeatureMap::elu1: return x > 0.0f ? x + 1.0f : expf(x);
-    case FeatureMap::silu: return x * sigmoid(x);
-    case FeatureMap::relu: return x > 0.0f ? x : 0.0f;
-  }
-  return x;
-}
-
-__device__ float feature_grad_from_y(FeatureMap f, float y) {
-  switch (f) {
-    case FeatureMap::identity: return 1.0f;
-    case FeatureMap::elu1: return y > 1.0f ? 1.0f : y;
-    case FeatureMap::relu: return y > 0.0f ? 1.0f : 0.0f;
-    case FeatureMap::silu: break;
-  }
-  return 1.0f;
-}
-
-__device__ float silu_grad(float x) {
-  const float s = sigmoid(x);
-  return s * (1.0f + x * (1.0f - s));
-}
+using namespace feature_math;
 
 __global__ void features_forward_kernel(float* feat, float* pre, const float* qkv, LinearAttentionLayout l) {
   const int64_t total = l.N * l.W;
