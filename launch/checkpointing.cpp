@@ -12,6 +12,7 @@
 #include <thread>
 
 #include "launch/metrics.h"
+#include "launch/stop_signals.h"
 #include "parallel/communicator.h"
 #include "parallel/process_grid.h"
 #include "runtime/checkpoint/service/client.h"
@@ -287,7 +288,14 @@ bool RunCheckpoints::due(int64_t step, int64_t total) const {
   return every > 0 && (step % every == 0 || step == total);
 }
 
-void RunCheckpoints::save(int64_t step, const RunState& state, bool wait) { saver_->save(step, state, wait); }
+void RunCheckpoints::save(int64_t step, const RunState& state, bool wait, bool stop_cuts_wait) {
+  if (!stop_cuts_wait) return saver_->save(step, state, wait);
+  const int signals = stop_signal_count();
+  saver_->save(step, state, wait, [&] {
+    cut_by_signal_ = stop_signal_count() != signals;
+    return cut_by_signal_;
+  });
+}
 
 void RunCheckpoints::fence() { saver_->fence(); }
 

@@ -53,8 +53,12 @@ class RunCheckpoints {
   // When checkpoints are periodic, allocates the saver's staging buffer for
   // `state` (rank 0), so the first save costs what every other does.
   void reserve(const RunState& state);
-  // Starts the save of `state` as of `step`; wait = finish it before returning.
-  void save(int64_t step, const RunState& state, bool wait);
+  // Starts the save of `state` as of `step`; wait = finish it before
+  // returning. With stop_cuts_wait (the final save of a finished run, which
+  // may wait up to checkpoint.timeout_s on a service), a stop signal that
+  // arrives meanwhile abandons the save: cut_by_signal() then says so.
+  void save(int64_t step, const RunState& state, bool wait, bool stop_cuts_wait = false);
+  bool cut_by_signal() const { return cut_by_signal_; }
   // Returns once the save in flight has its copy of the state: call before
   // the optimizer step (or anything else) changes it.
   void fence();
@@ -87,6 +91,7 @@ class RunCheckpoints {
   std::unique_ptr<CheckpointStore> lock_;  // rank 0: the writer lock
   std::unique_ptr<CheckpointSaver> saver_;
   bool last_ok_ = true;
+  bool cut_by_signal_ = false;
   std::string last_where_, last_error_;
 };
 

@@ -11,6 +11,7 @@
 #include <sys/prctl.h>
 #include <unistd.h>
 
+#include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -202,6 +203,10 @@ lintrain::RunConfig load_checked(const Args& args) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // A write past the file-size limit (ulimit -f) fails with EFBIG, which the
+  // writers report with the limit and its fix, instead of SIGXFSZ killing the
+  // process without a word. Inherited by mpirun and the ranks it starts.
+  std::signal(SIGXFSZ, SIG_IGN);
   lintrain::select_blas_kernels(argc, argv);
   if (argc < 2 || !std::strcmp(argv[1], "-h") || !std::strcmp(argv[1], "--help") ||
       !std::strcmp(argv[1], "help")) {
@@ -222,6 +227,7 @@ int main(int argc, char** argv) {
       lintrain::install_stop_signals();
       die_with_launcher();
       lintrain::check_tmpdir();  // MPI_Init needs it, and fails in Open MPI's words
+      lintrain::check_file_size_limit();  // likewise
       lintrain::MpiRuntime mpi(&argc, &argv);
       try {
         const lintrain::RunConfig cfg = lintrain::load_run_config(args.file, args.overrides);

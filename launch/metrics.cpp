@@ -94,7 +94,7 @@ MetricsLog::MetricsLog(const std::string& out_dir, int total_steps, int64_t resu
     throw IoError(str_cat("metrics file '", path_, "' is not a regular file; remove it or choose another run.out_dir"));
   }
   if (resumed_step < 0 && ::ftruncate(fd_, 0) != 0)
-    throw IoError(str_cat("cannot truncate metrics file '", path_, "': ", std::strerror(errno)));
+    throw IoError(str_cat("cannot truncate metrics file '", path_, "': ", write_error_text(errno)));
   (void)::fcntl(fd_, F_SETFL, O_APPEND);
   good_size_ = resumed_step < 0 ? 0 : static_cast<uint64_t>(st.st_size);
 }
@@ -149,11 +149,11 @@ bool MetricsLog::flush_held() {
       }
       if (!failing_) {
         failing_ = true;
-        print_line(str_cat("lintrain: warning: cannot write ", path_, ": ", std::strerror(err),
+        print_line(str_cat("lintrain: warning: cannot write ", path_, ": ", write_error_text(err),
                            "; training continues and keeps the records in memory (up to ", kMaxHeld,
                            ") until the file can be written again\n"));
       }
-      last_error_ = std::strerror(err);
+      last_error_ = write_error_text(err);
       return false;
     }
     good_size_ += line.size();

@@ -368,6 +368,15 @@ void check_tmpdir() {
                         "); MPI keeps its session files there", fix));
 }
 
+void check_file_size_limit() {
+  struct rlimit rl;
+  if (::getrlimit(RLIMIT_FSIZE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur >= kMinFileSizeLimit) return;
+  throw Error(str_cat("the file-size limit is ulimit -f = ", rl.rlim_cur / 1024, " blocks of 1 KiB (", rl.rlim_cur,
+                      " bytes): MPI's shared-memory segment alone needs ", kMinFileSizeLimit / 1024, " blocks and ",
+                      "each checkpoint file needs its size; raise it (ulimit -f ", kMinFileSizeLimit / 1024,
+                      " at least, or ulimit -f unlimited) before starting lintrain"));
+}
+
 // Rank 0 takes run.out_dir: creates it (saying why it cannot), locks it for
 // the run's life and checks that the files the run writes at its end can be
 // written, so that no run trains for hours and then fails at its export.

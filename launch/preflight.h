@@ -77,4 +77,13 @@ void check_eval_batches(const RunConfig& cfg, const DataLoader& valid);
 // its own text and no word of TMPDIR; called before MPI starts. Throws Error.
 void check_tmpdir();
 
+// The file-size limit (ulimit -f, RLIMIT_FSIZE) is at least kMinFileSizeLimit:
+// Open MPI's shared-memory segment (4 MiB + 8 bytes per rank, in /dev/shm)
+// fails to grow under a smaller one and MPI_Init_thread aborts in PMIx's
+// words (measured: 4000 blocks of 1 KiB abort, 4500 start). Called before
+// MPI starts; throws Error naming ulimit -f, its value and the fix. A limit
+// above this but below a checkpoint's size fails that save with a warning.
+constexpr uint64_t kMinFileSizeLimit = uint64_t{5} << 20;  // the segment and 1 MiB to spare
+void check_file_size_limit();
+
 }  // namespace lintrain

@@ -17,7 +17,9 @@ namespace {
 // taken away: a signal during start-up is answered at the first step, and a
 // second SIGTERM while the run is already saving and exiting changes nothing.
 volatile sig_atomic_t g_stop_signal = 0;
+volatile sig_atomic_t g_stop_count = 0;
 void on_stop_signal(int sig) {
+  g_stop_count = g_stop_count + 1;
   if (sig == SIGINT) {
     if (g_stop_signal == SIGINT) {
       std::signal(SIGINT, SIG_DFL);
@@ -35,6 +37,8 @@ void on_stop_signal(int sig) {
 }  // namespace
 
 int stop_signal_received() { return g_stop_signal; }
+
+int stop_signal_count() { return g_stop_count; }
 
 int stop_cause() { return stop_signal_received() > 0 ? stop_signal_received() : -1; }
 

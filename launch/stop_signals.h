@@ -11,6 +11,9 @@ namespace lintrain {
 void install_stop_signals();
 // The stop signal this process received (the last Ctrl-C wins), or 0.
 int stop_signal_received();
+// How many stop signals this process has received: a change tells one that
+// arrived after a given moment (a wait that a signal cuts short).
+int stop_signal_count();
 // What TrainResult::stopped_by_signal records: the signal this rank got, or
 // -1 when only another rank got one.
 int stop_cause();

@@ -403,7 +403,8 @@ TrainResult train(const RunConfig& cfg, const TrainOptions& opts, Communicator& 
     }
     if (stop || checkpoints.due(step + 1, cfg.train.steps)) {
       const watchdog::Allowance saving(cfg.checkpoint.timeout_s);  // others wait in the next collective meanwhile
-      checkpoints.save(step + 1, state.snapshot(), /*wait=*/last || stop);
+      // The final save of a finished run: a stop signal cuts its wait short.
+      checkpoints.save(step + 1, state.snapshot(), /*wait=*/last || stop, /*stop_cuts_wait=*/last && !stop);
     }
     checkpoints.report(log.get(), print);
     failpoint_kill("train.kill-after-step", step + 1);
@@ -422,6 +423,8 @@ TrainResult train(const RunConfig& cfg, const TrainOptions& opts, Communicator& 
   // srun --kill-on-bad-exit a rank that exits with 75 first would end the rest.
   world.barrier();
   finishing.end();
+  double final_save_cut = checkpoints.cut_by_signal() ? 1 : 0;  // rank 0's save; every rank ends alike
+  world.all_reduce_f64(&final_save_cut, 1);
   if (log) log->finish();
   result.tokens_per_s = static_cast<double>(counters.step - first_step) * step_tokens / seconds_since(run_start);
   const int64_t ran = counters.step - first_step, skipped = counters.bad_steps_total - bad_before;
@@ -469,6 +472,18 @@ TrainResult train(const RunConfig& cfg, const TrainOptions& opts, Communicator& 
                                         "checkpoint.dir and run.out_dir, then run the same command again")));
     }
   }
+  if (final_save_cut > 0) {
+    result.stopped_by_signal = stop_cause();
+    if (print) {
+      std::printf("lintrain: stopped by %s while saving the final checkpoint (step %lld): it was not saved (%s); "
+                  "the trained weights are in %s/model.safetensors. Run the same command again to redo the steps "
+                  "since the last saved checkpoint and save it (exit code %d)\n",
+                  signal_name(result.stopped_by_signal), static_cast<long long>(counters.step),
+                  checkpoints.last_error().c_str(), cfg.run.out_dir.c_str(), kExitPreempted);
+      std::fflush(stdout);
+    }
+    return result;
+  }
   if (result.stopped_by_signal) {
     if (print) {
       const char* what = final_eval_cut ? "during the final evaluation" : "after step";
@@ -488,6 +503,12 @@ TrainResult train(const RunConfig& cfg, const TrainOptions& opts, Communicator& 
     }
     return result;
   }
+  // A run whose final checkpoint failed is not done: the error says so
+  // (exit 1) instead of a "done" line above it.
+  if (saved_last && !checkpoints.last_ok())
+    throw Error(str_cat("the final checkpoint (step ", counters.step, ") could not be saved: ",
+                        checkpoints.last_error(), "; the trained weights are in ", cfg.run.out_dir,
+                        "/model.safetensors"));
   if (print) {
     std::printf("lintrain: done in %s; weights in %s/model.safetensors%s\n",
                 format_duration(seconds_since(run_start)).c_str(), cfg.run.out_dir.c_str(),
@@ -502,10 +523,6 @@ TrainResult train(const RunConfig& cfg, const TrainOptions& opts, Communicator& 
       std::printf("lintrain: %s arrived after the last step; the run is complete\n",
                   signal_name(stop_signal_received()));
   }
-  if (saved_last && !checkpoints.last_ok())
-    throw Error(str_cat("the final checkpoint (step ", counters.step, ") could not be saved: ",
-                        checkpoints.last_error(), "; the trained weights are in ", cfg.run.out_dir,
-                        "/model.safetensors"));
   return result;
 }
 

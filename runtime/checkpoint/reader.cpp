@@ -129,7 +129,16 @@ std::optional<OpenedCheckpoint> open_newest(CheckpointSource& source,
   // pointer update leaves one by the same job).
   const int64_t latest = source.latest_step();
   std::string latest_job;
-  if (latest >= 0) {
+  // `latest` naming a checkpoint that is not there (removed by hand, another
+  // run's pointer copied in): said, with what is done instead, never silent.
+  const bool latest_missing =
+      latest >= 0 && std::none_of(all.begin(), all.end(), [&](const CheckpointInfo& i) { return i.step == latest; });
+  const auto latest_gone = [&](const std::string& instead) {
+    if (warn)
+      warn(str_cat("`latest` in ", source.describe(), " names ", fs::path(source.where(latest)).filename().string(),
+                   ", which is not there; ", instead));
+  };
+  if (latest >= 0 && !latest_missing) {
     try {
       latest_job = parse_manifest(source.read_manifest(latest), source.where(latest)).job;
     } catch (const IoError&) {
@@ -157,6 +166,7 @@ std::optional<OpenedCheckpoint> open_newest(CheckpointSource& source,
     if (it->complete) {
       try {
         OpenedCheckpoint c = open_checkpoint(source, it->step);
+        if (latest_missing) latest_gone(str_cat("resuming from the newest checkpoint that verifies, ", c.where));
         for (size_t i = 0; i < problems.size() && warn; ++i)
           warn(str_cat("checkpoint ", problems[i], i + 1 == problems.size() ? "; using " + c.where + " instead" : ""));
         return c;
@@ -166,10 +176,15 @@ std::optional<OpenedCheckpoint> open_newest(CheckpointSource& source,
     }
     problems.push_back(str_cat(source.where(it->step), " cannot be used: ", problem));
   }
-  if (problems.empty()) return std::nullopt;
+  if (problems.empty()) {
+    if (latest_missing)
+      latest_gone("it holds no checkpoint, so the run starts from step 0 and its first save rewrites "
+                  "`latest`");
+    return std::nullopt;
+  }
   std::string msg = str_cat("[checkpoint] ", source.describe(), " holds ", problems.size(),
-                            problems.size() == 1 ? " checkpoint and it" : " checkpoints and none of them",
-                            " can be used: ");
+                            problems.size() == 1 ? " checkpoint, which cannot" : " checkpoints, none of which can",
+                            " be used: ");
   for (size_t i = 0; i < problems.size(); ++i) msg += str_cat(i ? "; " : "", problems[i]);
   throw NoUsableCheckpointError(msg, std::move(problems));
 }

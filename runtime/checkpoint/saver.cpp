@@ -84,9 +84,10 @@ bool SaveControl::wait(double seconds) {
   return !stopped();
 }
 
-void SaveControl::cancel() {
+void SaveControl::cancel(const std::string& why) {
   {
     std::lock_guard<std::mutex> lock(mu_);
+    if (!cancelled_) why_ = why;
     cancelled_ = true;
     if (interrupt_) interrupt_();
   }
@@ -111,7 +112,10 @@ bool SaveControl::stopped() const { return cancelled_ || now_s() >= deadline_; }
 double SaveControl::remaining_s() const { return std::max(0.0, deadline_ - now_s()); }
 
 void SaveControl::check(const std::string& doing) const {
-  if (cancelled_) throw Error(str_cat("abandoned while ", doing, ": the next checkpoint was due"));
+  if (cancelled_) {
+    std::lock_guard<std::mutex> lock(mu_);
+    throw Error(str_cat("abandoned while ", doing, ": ", why_));
+  }
   if (now_s() >= deadline_)
     throw Error(str_cat("timed out after ", timeout_s_, " s (checkpoint.timeout_s) while ", doing));
 }
@@ -132,7 +136,15 @@ bool CheckpointSaver::busy() const {
   return busy_;
 }
 
-void CheckpointSaver::finish() {
+void CheckpointSaver::finish(const std::function<bool()>& give_up) {
+  if (give_up && ctl_)
+    while (busy()) {
+      if (give_up()) {
+        ctl_->cancel(kGiveUpWhy);
+        break;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
   if (worker_.joinable()) worker_.join();
 }
 
@@ -141,7 +153,7 @@ std::vector<SaveReport> CheckpointSaver::take_reports() {
   return std::exchange(reports_, {});
 }
 
-void CheckpointSaver::save(int64_t step, const RunState& state, bool wait) {
+void CheckpointSaver::save(int64_t step, const RunState& state, bool wait, const std::function<bool()>& give_up) {
   const double t0 = now_s();
   // At most one save in flight: cancel the last one if it only waits on
   // others, else wait for it to finish writing. A live service answers in
@@ -180,7 +192,7 @@ void CheckpointSaver::save(int64_t step, const RunState& state, bool wait) {
   }
   worker_ = std::thread([this, id = SaveId{opts_.job, step, opts_.resumed_from}, report] { run(id, report); });
   if (wait || !opts_.async) {
-    finish();
+    finish(wait ? give_up : std::function<bool()>());
     // A synchronous save stalls training for all of it.
     std::lock_guard<std::mutex> lock(mu_);
     if (!reports_.empty() && reports_.back().step == step) reports_.back().stall_s = now_s() - t0;

@@ -49,7 +49,8 @@ class SaveControl {
   // next save may cancel it). Returns false when cancelled or past the
   // deadline, at once.
   bool wait(double seconds);
-  void cancel();
+  // `why` ends the error of the save's next check ("abandoned while ...: why").
+  void cancel(const std::string& why = "the next checkpoint was due");
   bool stopped() const;  // cancelled or past the deadline
   double remaining_s() const;  // seconds to the deadline (0 when past it)
   bool cancelled() const { return cancelled_.load(); }
@@ -77,6 +78,7 @@ class SaveControl {
   double deadline_;  // steady-clock seconds
   std::atomic<bool> cancelled_{false}, passive_{false};
   std::function<void()> interrupt_;  // under mu_
+  std::string why_;                  // under mu_: why it was cancelled
   mutable std::mutex mu_;
   std::condition_variable cv_;
 };
@@ -144,7 +146,9 @@ class CheckpointSaver {
   // returns only when the save has ended. The memory `state` points to must
   // stay unchanged until fence() returns (or the save ends). A state holding
   // a non-finite float is not saved: the report says which tensor.
-  void save(int64_t step, const RunState& state, bool wait = false);
+  // With wait, `give_up` (polled while waiting) returning true cancels the
+  // save: its report fails with "abandoned while ...: <its answer's why>".
+  void save(int64_t step, const RunState& state, bool wait = false, const std::function<bool()>& give_up = {});
   // Returns once the save in flight no longer reads the live state (at once
   // when none does). Call before changing anything the saved state points to.
   void fence();
@@ -154,8 +158,11 @@ class CheckpointSaver {
   void reserve(const RunState& state);
   // Sets SaverOptions::resumed_from for the saves from now on.
   void set_resumed_from(int64_t step);
-  // Blocks until no save is in flight.
-  void finish();
+  // Blocks until no save is in flight. `give_up`, polled meanwhile, cancels
+  // the save in flight when it returns true (a stop signal during the wait).
+  void finish(const std::function<bool()>& give_up = {});
+  // The why of a save that finish()'s give_up cancelled.
+  static constexpr const char* kGiveUpWhy = "a stop signal arrived while the save was waiting";
   bool busy() const;
   // Reports of the saves that ended since the last call, oldest first.
   std::vector<SaveReport> take_reports();

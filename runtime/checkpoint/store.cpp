@@ -148,7 +148,7 @@ CheckpointStore::~CheckpointStore() {
   if (lock_fd_ >= 0) ::close(lock_fd_);
 }
 
-void CheckpointStore::lock_for_writing(const std::string& who) {
+void CheckpointStore::lock_for_writing(const std::string& who, const std::string& dir_setting) {
   if (lock_fd_ >= 0) return;
   const std::string path = dir_ + "/" + kWriterLock;
   const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
@@ -159,7 +159,8 @@ void CheckpointStore::lock_for_writing(const std::string& who) {
     ::close(fd);
     throw IoError(str_cat("[checkpoint] '", dir_, "' is already being written by ",
                           holder.empty() ? std::string("another process") : holder,
-                          "; two runs cannot share a checkpoint directory: stop the other one or set checkpoint.dir"));
+                          "; two writers cannot share a checkpoint directory: stop the other one or choose another ",
+                          dir_setting));
   }
   const std::string text = who + "\n";
   if (::ftruncate(fd, 0) != 0 || ::pwrite(fd, text.data(), text.size(), 0) < 0) {

@@ -99,8 +99,9 @@ class CheckpointStore {
   // ---- writing -------------------------------------------------------------
   // Takes the directory's writer lock for the life of this object. Throws
   // IoError naming the holder (`who` it wrote: "pid 123 on host a") when
-  // another process has it.
-  void lock_for_writing(const std::string& who);
+  // another process has it; the fix names `dir_setting`, the setting that
+  // chose this directory where the caller runs ("--dir" for ckpt serve).
+  void lock_for_writing(const std::string& who, const std::string& dir_setting = "checkpoint.dir");
   // Removes what killed writers left: half-deleted checkpoints, temporary
   // files, and pending saves idle for longer than max_idle_s (0: all of
   // them; a negative value keeps every pending save and removes only their

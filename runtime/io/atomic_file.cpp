@@ -14,6 +14,7 @@
 #include <utility>
 
 #include "runtime/error.h"
+#include "runtime/io/input_file.h"
 
 namespace lintrain {
 
@@ -70,7 +71,7 @@ void AtomicFileWriter::fail(const std::string& what, int err) {
   if (fd_ >= 0) ::close(fd_);
   fd_ = -1;
   ::unlink(temp_path_.c_str());
-  throw IoError(str_cat("[io] cannot write '", path_, "': ", what, " failed: ", std::strerror(err)));
+  throw IoError(str_cat("[io] cannot write '", path_, "': ", what, " failed: ", write_error_text(err)));
 }
 
 void AtomicFileWriter::write_fd(const void* data, size_t nbytes) {

@@ -1,6 +1,7 @@
 #include "runtime/io/input_file.h"
 
 #include <fcntl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -87,6 +88,21 @@ std::string output_error_text(const std::string& dir, const std::string& path, c
 }
 
 }  // namespace
+
+std::string write_error_text(int err) {
+  switch (err) {
+    case EFBIG: {
+      struct rlimit rl;
+      std::string limit = "ulimit -f";
+      if (::getrlimit(RLIMIT_FSIZE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY)
+        limit = str_cat("ulimit -f = ", rl.rlim_cur / 1024, " blocks of 1 KiB, ", rl.rlim_cur, " bytes");
+      return str_cat("the file would exceed this process's file-size limit (", limit, "); raise it (ulimit -f ",
+                     "unlimited) before starting lintrain");
+    }
+    default:
+      return std::strerror(err);
+  }
+}
 
 void create_output_dir(const std::string& path, const std::string& what) {
   if (path.empty()) throw IoError(str_cat(what, " is an empty path; give a directory"));

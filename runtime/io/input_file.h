@@ -26,6 +26,14 @@ std::string read_input_file(const std::string& path, const std::string& what, si
 // "permission denied on 'p' (...)", ... One wording for every reader.
 std::string input_error_text(const std::string& path, const std::string& what, int err);
 
+// Why a write() (or ftruncate, fsync) of an output failed, from its errno:
+// strerror, except EFBIG, which names its cause and fix: it is this
+// process's file-size limit (RLIMIT_FSIZE; main ignores SIGXFSZ so that a
+// write past it fails instead of killing the process):
+// "the file would exceed this process's file-size limit (ulimit -f = 6000
+// blocks of 1 KiB); raise it (ulimit -f unlimited) before starting lintrain".
+std::string write_error_text(int err);
+
 // "a FIFO", "a directory", "a character device", ... for st_mode, or "" for
 // a regular file.
 std::string non_regular_kind(unsigned mode);

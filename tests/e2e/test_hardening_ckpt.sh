@@ -37,7 +37,7 @@ out="$WORK/damaged"
 flip "$out/checkpoints/step-00000003/trainer.safetensors"
 flip "$out/checkpoints/step-00000006/trainer.safetensors"
 cp "$out/metrics.jsonl" "$WORK/metrics.before"
-expect_error damaged-all "holds 2 checkpoints and none of them can be used" -- \
+expect_error damaged-all "holds 2 checkpoints, none of which can be used" -- \
   "$LINTRAIN" train "$RUN" "${BASE[@]}" --set run.out_dir="$out" --set train.steps=9
 for want in "step-00000006/trainer.safetensors has checksum" "step-00000003/trainer.safetensors has checksum" \
   "lintrain ckpt verify $out/checkpoints" "--set resume=none"; do

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstring>
 #include <filesystem>
@@ -408,6 +409,25 @@ TEST(CheckpointSaver, MissingRankTimesOut) {
   EXPECT_TRUE(tmp.listing().empty());  // the pending folder is gone
 }
 
+// A waiting save (here for a rank that never arrives, timeout 600 s) whose
+// give_up answers true ends at once, abandoned, its error saying why.
+TEST(CheckpointSaver, GiveUpCutsAWaitingSaveShort) {
+  TempDir tmp("ckpt");
+  TestState s0(7);
+  CheckpointSaver r0(options(false, 0, 0, 2, 600), directory_target(tmp.str(), 0));
+  const auto t0 = std::chrono::steady_clock::now();
+  r0.save(7, s0.rs, /*wait=*/true,
+          [&] { return std::chrono::steady_clock::now() - t0 > std::chrono::milliseconds(200); });
+  const double took = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  EXPECT_LT(took, 10.0);  // far below the 600 s timeout; generous for a loaded machine
+  const std::vector<SaveReport> rep = r0.take_reports();
+  ASSERT_EQ(rep.size(), 1u);
+  EXPECT_FALSE(rep[0].ok);
+  EXPECT_TRUE(rep[0].abandoned);
+  EXPECT_HAS(rep[0].error, CheckpointSaver::kGiveUpWhy);
+  EXPECT_TRUE(tmp.listing().empty());  // the pending folder is gone
+}
+
 TEST(CheckpointReader, FlippedByteFailsChecksumAndFallsBack) {
   TempDir tmp("ckpt");
   save_steps(tmp.str(), 1, 2);
@@ -497,7 +517,7 @@ TEST(CheckpointReader, EveryCheckpointDamagedIsRefusedNamingEach) {
     ADD_FAILURE() << "every checkpoint is damaged, yet open_newest did not refuse";
   } catch (const NoUsableCheckpointError& e) {
     const std::string msg = e.what();
-    EXPECT_HAS(msg, "holds 2 checkpoints and none of them can be used");
+    EXPECT_HAS(msg, "holds 2 checkpoints, none of which can be used");
     EXPECT_HAS(msg, tmp.file("step-00000002/trainer.safetensors"));
     EXPECT_HAS(msg, tmp.file("step-00000001/trainer.safetensors"));
     EXPECT_HAS(msg, "checksum");
@@ -508,6 +528,47 @@ TEST(CheckpointReader, EveryCheckpointDamagedIsRefusedNamingEach) {
   // An empty directory is not an error: a fresh run starts.
   TempDir empty("ckpt");
   EXPECT_FALSE(open_newest(*directory_source(empty.str()), nullptr).has_value());
+}
+
+// One checkpoint, damaged: the count and the verdict agree (not "holds 1
+// checkpoint and it can be used: ... cannot be used").
+TEST(CheckpointReader, TheOnlyCheckpointDamagedSaysItCannotBeUsed) {
+  TempDir tmp("ckpt");
+  fs::create_directory(tmp.file("step-00000003"));
+  write_all(tmp.file("step-00000003/MANIFEST.json"), "junk\n");
+  try {
+    open_newest(*directory_source(tmp.str()), nullptr);
+    ADD_FAILURE() << "the only checkpoint is damaged, yet open_newest did not refuse";
+  } catch (const NoUsableCheckpointError& e) {
+    const std::string msg = e.what();
+    EXPECT_HAS(msg, "holds 1 checkpoint, which cannot be used: ");
+    EXPECT_EQ(msg.find("it can be used"), std::string::npos) << msg;
+  }
+}
+
+// `latest` naming a checkpoint that is not there: a warning naming it and
+// what is done instead, both when an older one is used and when there is
+// none (the run starts fresh and its first save rewrites `latest`).
+TEST(CheckpointReader, LatestNamingAMissingCheckpointIsWarned) {
+  TempDir tmp("ckpt");
+  save_steps(tmp.str(), 1, 2);
+  write_all(tmp.file("latest"), "step-00000099\n");
+  Names warnings;
+  auto opened = open_newest(*directory_source(tmp.str()), [&](const std::string& w) { warnings.push_back(w); });
+  ASSERT_TRUE(opened.has_value());
+  EXPECT_EQ(opened->manifest.step, 2);
+  ASSERT_EQ(warnings.size(), 1u);
+  EXPECT_HAS(warnings[0], "`latest`");
+  EXPECT_HAS(warnings[0], "step-00000099, which is not there");
+  EXPECT_HAS(warnings[0], "resuming from the newest checkpoint that verifies, " + tmp.file("step-00000002"));
+
+  TempDir empty("ckpt");
+  write_all(empty.file("latest"), "step-00000099\n");
+  warnings.clear();
+  EXPECT_FALSE(open_newest(*directory_source(empty.str()), [&](const std::string& w) { warnings.push_back(w); }));
+  ASSERT_EQ(warnings.size(), 1u);
+  EXPECT_HAS(warnings[0], "step-00000099, which is not there");
+  EXPECT_HAS(warnings[0], "starts from step 0");
 }
 
 TEST(CheckpointStore, KnowsWhenAPathIsInsideACheckpoint) {
@@ -645,6 +706,12 @@ TEST(CheckpointStore, WriterLockNamesTheHolder) {
     // process conflicts just as another process would.
     CheckpointStore second(tmp.str());
     EXPECT_HAS(message_of<IoError>([&] { second.lock_for_writing("pid 1 on host beta"); }), "pid 4242 on host alpha");
+    // The fix names the setting that chose the directory where the caller
+    // runs: checkpoint.dir for a trainer, --dir for `ckpt serve`.
+    EXPECT_HAS(message_of<IoError>([&] { second.lock_for_writing("b"); }), "choose another checkpoint.dir");
+    const std::string served = message_of<IoError>([&] { second.lock_for_writing("b", "--dir"); });
+    EXPECT_HAS(served, "choose another --dir");
+    EXPECT_EQ(served.find("checkpoint.dir"), std::string::npos) << served;
   }
   CheckpointStore third(tmp.str());
   EXPECT_NO_THROW(third.lock_for_writing("pid 2 on host gamma"));  // released with its holder

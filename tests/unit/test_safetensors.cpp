@@ -4,7 +4,10 @@
 // crash, including every truncation and every single-byte header corruption.
 #include <gtest/gtest.h>
 
+#include <sys/resource.h>
 #include <unistd.h>
+
+#include <csignal>
 
 #include <cmath>
 #include <cstdlib>
@@ -402,6 +405,33 @@ TEST(AtomicFile, LeavesOnlyTheFinalFileOrNothing) {
     fs::remove(next_guess);
   }
   EXPECT_EQ(read_all(dir.file("x")), "new");
+}
+
+// A write past the file-size limit (ulimit -f) fails, with SIGXFSZ ignored
+// as main does, with an IoError naming the limit and its fix, not a bare
+// "File too large"; the temporary file is gone.
+TEST(AtomicFile, AWritePastTheFileSizeLimitNamesUlimit) {
+  TempDir dir;
+  struct rlimit old;
+  ASSERT_EQ(::getrlimit(RLIMIT_FSIZE, &old), 0);
+  struct rlimit small = old;
+  small.rlim_cur = 64 << 10;
+  ASSERT_EQ(::setrlimit(RLIMIT_FSIZE, &small), 0);
+  auto* const previous = std::signal(SIGXFSZ, SIG_IGN);
+  std::string msg;
+  try {
+    AtomicFileWriter w(dir.file("big.bin"));
+    const std::vector<char> bytes(128 << 10, 'x');
+    w.write(bytes.data(), bytes.size());
+    w.commit();
+  } catch (const IoError& e) {
+    msg = e.what();
+  }
+  ::setrlimit(RLIMIT_FSIZE, &old);
+  std::signal(SIGXFSZ, previous);
+  EXPECT_NE(msg.find("file-size limit (ulimit -f = 64 blocks of 1 KiB"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("ulimit -f unlimited"), std::string::npos) << msg;
+  EXPECT_TRUE(dir.listing().empty());
 }
 
 // ---- config.json -----------------------------------------------------------------

@@ -420,7 +420,8 @@ CheckpointService::CheckpointService(const ServiceOptions& opts) : impl_(std::ma
                               "hosts needs --token-file FILE (a shared secret the trainers give through "
                               "checkpoint.token_file)"));
   s.store.lock_for_writing(str_cat("the checkpoint service (pid ", ::getpid(), " on ", host_name(), ", ",
-                                   opts.listen, ")"));
+                                   opts.listen, ")"),
+                         "--dir");
   // Files that arrived whole stay, so a save in progress survives a restart.
   s.store.remove_stale(-1);
   // Asked first, so that a port in use gets our one line, not gRPC's log.
