@@ -69,7 +69,10 @@ Flags parse_flags(int argc, char** argv, int first, const std::vector<std::strin
 }
 
 std::string one_positional(const Flags& f, const char* what) {
-  if (f.positional.size() != 1) throw UsageError(str_cat("ckpt needs ", what));
+  if (f.positional.empty()) throw UsageError(str_cat("ckpt needs ", what));
+  if (f.positional.size() > 1)
+    throw UsageError(str_cat("ckpt takes one argument, '", f.positional[0], "', but was also given '", f.positional[1],
+                             "'; it needs ", what));
   return f.positional[0];
 }
 

@@ -21,6 +21,7 @@
 #include <cstring>
 #include <fstream>
 #include <memory>
+#include <set>
 #include <thread>
 
 #include "launch/checkpointing.h"
@@ -111,6 +112,11 @@ void forward_signal(int sig) {
 LaunchOptions parse_launch_args(int argc, char** argv, int first) {
   LaunchOptions o;
   bool nproc_given = false;
+  std::set<std::string> seen;  // launch's own flags: each at most once, as ckpt's are
+  auto once = [&](const std::string& flag) {
+    if (!seen.insert(flag).second)
+      throw ConfigError(str_cat("launch: ", flag, " is given twice; give it once"));
+  };
   for (int i = first; i < argc; ++i) {
     const std::string arg = argv[i];
     auto value = [&](const std::string& flag) -> std::string {
@@ -120,11 +126,14 @@ LaunchOptions parse_launch_args(int argc, char** argv, int first) {
     };
     auto is = [&](const std::string& flag) { return arg == flag || arg.rfind(flag + "=", 0) == 0; };
     if (is("--nproc")) {
+      once("--nproc");
       o.nproc = parse_positive("--nproc", value("--nproc"));
       nproc_given = true;
     } else if (arg == "--oversubscribe") {
+      once("--oversubscribe");
       o.oversubscribe = true;
     } else if (is("--threads-per-rank")) {
+      once("--threads-per-rank");
       o.threads_per_rank = parse_positive("--threads-per-rank", value("--threads-per-rank"));
     } else if ((arg == "--set" || arg == "--init-from") && i + 1 < argc) {
       o.train_args.push_back(arg);  // the option and its value go to train as they are
@@ -163,6 +172,24 @@ std::string nproc_problem(const LaunchOptions& opts, int cores, int slurm_ntasks
                  " or fewer (and parallel.data / parallel.sequence to match), run across machines with mpirun "
                  "--hostfile or srun (see the README's Starting the ranks), or add --oversubscribe to lintrain "
                  "launch if you mean it");
+}
+
+std::string threads_per_rank_problem(const LaunchOptions& opts, int run_threads, int cores) {
+  const int k = opts.threads_per_rank;
+  if (k <= 0) return "";
+  const int per_rank = std::max(1, cores / std::max(1, opts.nproc));
+  // The ranks' own limit (launch/preflight.cpp threads_per_rank): twice the cores.
+  if (k > 2 * cores)
+    return str_cat("launch --threads-per-rank ", k, " is far above this machine's ", cores,
+                   " usable cores (at most ", 2 * cores, " is accepted); use --threads-per-rank ", per_rank,
+                   " (the cores per rank), or leave it out to let lintrain choose");
+  // Each rank takes run.threads over OMP_NUM_THREADS, so the flag would be
+  // silently overridden.
+  if (run_threads > 0 && run_threads != k)
+    return str_cat("launch --threads-per-rank ", k, " but the run sets run.threads = ", run_threads,
+                   ", which each rank would use instead; drop --threads-per-rank, or set run.threads to ", k,
+                   " (or to 0, so that --threads-per-rank decides)");
+  return "";
 }
 
 std::vector<std::string> mpirun_command(const LaunchOptions& opts, const std::string& mpirun,
@@ -225,6 +252,8 @@ int run_launch(int argc, char** argv) {
   const std::string too_many =
       nproc_problem(opts, usable_cores(), ntasks && std::getenv("SLURM_JOB_ID") ? std::atoi(ntasks) : 0);
   if (!too_many.empty()) throw ConfigError(too_many);
+  const std::string threads = threads_per_rank_problem(opts, cfg.run.threads, usable_cores());
+  if (!threads.empty()) throw ConfigError(threads);
   const std::string mpirun = find_on_path("mpirun");
   if (mpirun.empty())
     throw Error("mpirun not found on PATH; lintrain launch needs Open MPI: install the Debian package "

@@ -48,7 +48,7 @@ struct LaunchOptions {
 
 // Parses argv[first..argc) of `lintrain launch`. Throws lintrain::ConfigError
 // with a one-line message on a missing/invalid --nproc or --threads-per-rank,
-// or a missing or unreadable run file.
+// one of launch's own flags given twice, or a missing or unreadable run file.
 LaunchOptions parse_launch_args(int argc, char** argv, int first);
 
 // Ranks per core (or per allocated slot) above which launch refuses --nproc
@@ -61,6 +61,12 @@ constexpr int kMaxRanksPerCore = 4;
 // (`slurm_ntasks`, 0 when not in one, mpirun spreads the ranks over its
 // nodes), without --oversubscribe. Pure, for tests.
 std::string nproc_problem(const LaunchOptions& opts, int usable_cores, int slurm_ntasks);
+
+// Why --threads-per-rank cannot stand ("" when it can): above twice the
+// usable cores (the limit each rank applies to OMP_NUM_THREADS), or given
+// while the run sets another run.threads (which each rank would use
+// instead). Pure, for tests.
+std::string threads_per_rank_problem(const LaunchOptions& opts, int run_threads, int usable_cores);
 
 // The mpirun command line (argv[0] is `mpirun`) for `opts`: pure, for tests.
 // `self` is the lintrain binary the ranks run; `as_root` adds

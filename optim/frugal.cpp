@@ -12,6 +12,27 @@ namespace lintrain {
 
 // ---- layout ---------------------------------------------------------------------------
 
+namespace {
+
+// `x` rounded up at 3 significant digits: a density printed as advice must
+// itself pass the check it is advice for.
+double round_up_3(double x) {
+  const double scale = std::pow(10.0, 2 - static_cast<int>(std::floor(std::log10(x))));
+  return std::ceil(x * scale) / scale;
+}
+
+// A density too small to select one element would be clamped to one (rank 1,
+// or the first tensor) without a word: refused, naming the effective value.
+void check_density_selects(const FrugalConfig& cfg, double selected, double min_density, const std::string& what,
+                           const std::string& effective) {
+  if (selected >= 1.0) return;
+  throw ConfigError(str_cat("optim.frugal.density ", cfg.density, " selects less than one ", what,
+                            ", so it would run as ", effective, "; use optim.frugal.density >= ",
+                            round_up_3(min_density), " (0.25 is usual)"));
+}
+
+}  // namespace
+
 ParamTable Frugal::state_layout(const FrugalConfig& cfg, const ParamGroup& group, const ParamTable& table) {
   return layout(cfg, group, table, nullptr);
 }
@@ -43,6 +64,10 @@ ParamTable Frugal::layout(const FrugalConfig& cfg, const ParamGroup& group, cons
       total += v.numel;
       largest = std::max(largest, v.numel);
     }
+    if (!out.empty())
+      check_density_selects(cfg, cfg.density * static_cast<double>(total), 1.0 / static_cast<double>(total),
+                            str_cat("of the ", total, " elements of the group's tensors"),
+                            str_cat("its first tensor, '", table.view(out[0].view).name, "', alone"));
     if (!out.empty()) {
       // The walk stops once the count reaches density * total, so before the last
       // tensor it was below that: at most floor(density * total), plus the last.
@@ -64,6 +89,11 @@ ParamTable Frugal::layout(const FrugalConfig& cfg, const ParamGroup& group, cons
       s.n = v.shape[1];
       s.right = s.m >= s.n;
       const int64_t side = std::min(s.m, s.n);
+      check_density_selects(cfg, std::nearbyint(cfg.density * static_cast<double>(side)),
+                            0.5 / static_cast<double>(side),
+                            str_cat("row or column of '", v.name, "' of shape ", shape_str(v.shape),
+                                    " (density x ", side, " rounds to 0)"),
+                            "rank 1");
       // Half to even, like the official code's Python round().
       s.r = std::max<int64_t>(1, static_cast<int64_t>(std::nearbyint(cfg.density * static_cast<double>(side))));
       s.r = std::min(s.r, side);

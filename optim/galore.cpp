@@ -26,13 +26,19 @@ ParamTable Galore::state_layout(const OptimConfig& cfg, const ParamGroup& group,
     const TensorView& v = table.view(i);
     check_matrix(group, v);
     const int64_t m = v.shape[0], n = v.shape[1];
-    // A rank above the smaller side is no projection at all: it would keep the
-    // whole gradient plus a projector, more memory than AdamW.
-    if (cfg.galore.rank > std::min(m, n))
-      throw ConfigError(str_cat("optim.galore.rank ", cfg.galore.rank, " is above the smaller side of '", v.name,
-                                "' of shape ", shape_str(v.shape), ", so GaLore would not reduce it and would cost more "
-                                "memory than AdamW; use optim.galore.rank <= ", std::min(m, n),
-                                " (a quarter of it is usual), or send that tensor to adamw with an optim.groups rule"));
+    // GaLore keeps a projector (s, r) and two moments (r, L) on a matrix of
+    // sides s <= L, where AdamW keeps two (s, L) moments: r (s + 2L) values
+    // against 2 s L. A rank past that break-even (a rank above the smaller
+    // side included) costs more than AdamW, so it is no saving at all.
+    const int64_t s = std::min(m, n), l = std::max(m, n);
+    const int64_t rank = cfg.galore.rank;
+    const int64_t max_rank = 2 * s * l / (s + 2 * l);
+    if (rank > max_rank)
+      throw ConfigError(str_cat("optim.galore.rank ", rank, " on '", v.name, "' of shape ", shape_str(v.shape),
+                                " keeps ", std::min(rank, s) * (s + 2 * l), " values of optimizer state against AdamW's ",
+                                2 * s * l, ", so GaLore would cost more memory than AdamW; use optim.galore.rank <= ",
+                                max_rank, " (a quarter of the smaller side, ", std::max<int64_t>(1, s / 4),
+                                ", is usual), or send that tensor to adamw with an optim.groups rule"));
     const int64_t r = galore_rank(cfg.galore, m, n);
     const bool left = galore_projects_left(m, n);
     const Shape projector = left ? Shape{m, r} : Shape{r, n};

@@ -30,6 +30,15 @@ ParamTable Spam::state_layout(const OptimConfig& cfg, const ParamGroup& group, c
   ParamTable st;
   for (int i : group.views) {
     const TensorView& v = table.view(i);
+    if (is_sparse(cfg.spam, v) && cfg.spam.density * static_cast<double>(v.numel) < 1.0) {
+      // sparse_capacity would clamp it to one entry without a word.
+      const double min_density = 1.0 / static_cast<double>(v.numel);
+      const double scale = std::pow(10.0, 2 - static_cast<int>(std::floor(std::log10(min_density))));
+      throw ConfigError(str_cat("optim.spam.density ", cfg.spam.density, " keeps less than one of the ", v.numel,
+                                " entries of '", v.name, "' of shape ", shape_str(v.shape),
+                                ", so it would run as one entry; use optim.spam.density >= ",
+                                std::ceil(min_density * scale) / scale, " (or 1 for dense moments)"));
+    }
     if (is_sparse(cfg.spam, v)) {
       const int64_t k = sparse_capacity(cfg.spam.density, v.numel);
       st.add(v.name + "/exp_avg", {k});

@@ -118,7 +118,12 @@ KeySpec group_rules_key(const char* n, Reader r, Writer w, const char* meaning) 
 }
 
 // ---- checks of single string values ----------------------------------------------
-std::string non_empty(const std::string& s) { return s.empty() ? "must not be empty" : ""; }
+// A value of spaces only reads as empty in every listing (a run named "  ", a
+// directory named three spaces), so it is refused like the empty string.
+std::string non_empty(const std::string& s) {
+  if (s.empty()) return "must not be empty";
+  return s.find_first_not_of(' ') == std::string::npos ? "must not be only spaces" : "";
+}
 
 std::string layer_pattern_check(const std::string& s) {
   if (!s.empty() && s.find_first_not_of("LS") == std::string::npos) return "";

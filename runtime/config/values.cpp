@@ -89,11 +89,11 @@ void check_range(const KeySpec& key, const std::string& name, double x, const st
 }
 
 // A name, path or choice is one line of printable text. Control characters
-// are refused here; a quoted value that runs past its line (what an unclosed
+// (a TAB too: invisible in logs and shell listings) are refused here; a quoted value that runs past its line (what an unclosed
 // quote does: YAML folds the rest of the file into it) in check_one_line.
 void check_printable(const std::string& name, const std::string& text, const std::string& where) {
   for (unsigned char c : text)
-    if ((c < 0x20 && c != '\t') || c == 0x7f)
+    if (c < 0x20 || c == 0x7f)
       fail(where, str_cat(name, ": the value holds a control character (code ", int(c),
                           "); names, paths and choices are one line of printable text"));
 }

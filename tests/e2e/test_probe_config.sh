@@ -40,8 +40,12 @@ note "ok: unused keys warned"
 for cmd in config memory; do
   expect_error "fp8_$cmd" "precision.fp8.enabled: FP8 GEMMs are not available" -- \
     "$LINTRAIN" "$cmd" "$CFG" --set precision.fp8.enabled=true
-  expect_error "galore_$cmd" "optim.galore.rank 65 is above the smaller side" -- \
+  expect_error "galore_$cmd" "optim.galore.rank 65 on '" -- \
     "$LINTRAIN" "$cmd" "$CFG" --set optim.name=galore --set optim.galore.rank=65
+  # Rank 64 on (64, 64) matrices is not above their side, but its projector and
+  # moments outweigh AdamW's moments (125.8%): refused the same way.
+  expect_error "galore_full_$cmd" "optim.galore.rank 64 on '" -- \
+    "$LINTRAIN" "$cmd" "$CFG" --set optim.name=galore --set optim.galore.rank=64
 done
 
 # F11: u32 ids under the default u16.
@@ -68,4 +72,24 @@ for cmd in config train; do
     "$LINTRAIN" "$cmd" "$CFG" "${extra[@]}" --set 'optim.no_decay=["*norm*", "*bais*"]'
 done
 [ ! -e "$WORK/out/metrics.jsonl" ] || fail "a refused no_decay glob trained"
+
+# Probe 3: a TAB or spaces-only name, an extra ckpt argument, a launch flag twice.
+expect_error tab_name "run.name: the value holds a control character (code 9)" -- \
+  "$LINTRAIN" config "$CFG" --set "run.name=$(printf 'x\ty')"
+expect_error spaces_out_dir "run.out_dir: must not be only spaces" -- "$LINTRAIN" config "$CFG" --set "run.out_dir=   "
+expect_error ckpt_extra "but was also given 'extra'" -- "$LINTRAIN" ckpt verify "$WORK" extra
+expect_error nproc_twice "launch: --nproc is given twice" -- "$LINTRAIN" launch --nproc 1 --nproc 2 "$CFG"
+expect_error threads_far "launch --threads-per-rank 999 is far above" -- \
+  "$LINTRAIN" launch --nproc 1 --threads-per-rank 999 "$CFG" "${RUN[@]}"
+# A density that selects less than one element would be clamped to one (FRUGAL rank 1, SPAM one entry).
+expect_error frugal_tiny "optim.frugal.density 1e-30 selects less than one row or column of '.*so it would run as rank 1; use optim.frugal.density >= 0.00782" -- \
+  "$LINTRAIN" memory "$CFG" --set optim.name=frugal --set optim.frugal.density=1e-30
+expect_error frugal_block_tiny "optim.frugal.density 1e-30 selects less than one of the" -- \
+  "$LINTRAIN" memory "$CFG" --set optim.name=frugal --set optim.frugal.proj_type=blockwise --set optim.frugal.density=1e-30
+expect_error spam_tiny "optim.spam.density 1e-30 keeps less than one of the .*use optim.spam.density >= " -- \
+  "$LINTRAIN" memory "$CFG" --set optim.name=spam --set optim.spam.density=1e-30
+"$LINTRAIN" memory "$CFG" --set optim.name=frugal --set optim.frugal.density=0.01 >/dev/null ||
+  fail "optim.frugal.density 0.01 (rank 1 of 64, not clamped) was refused"
+expect_error threads_both "but the run sets run.threads = 1" -- \
+  "$LINTRAIN" launch --nproc 1 --threads-per-rank 2 "$CFG" "${RUN[@]}" --set run.threads=1
 note "passed"

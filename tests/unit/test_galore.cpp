@@ -417,8 +417,8 @@ TEST(Galore, RandomizedSvdTracksExactOnGappedGradients) {
 TEST(Galore, StateLayoutMatchesRuleInfoAndIsSmallerThanAdamW) {
   ParamTable table;
   table.add("w", {64, 64});
-  table.add("tall", {24, 16});
-  table.add("wide", {16, 24});
+  table.add("tall", {40, 24});
+  table.add("wide", {24, 40});
   OptimConfig cfg = galore_config(16, 200);
   const ParamGroup group = whole_group(table, "galore", 0.0);
   Galore opt(Context{}, cfg, group, table, 0);
@@ -442,8 +442,8 @@ TEST(Galore, StateLayoutMatchesRuleInfoAndIsSmallerThanAdamW) {
   };
   const std::vector<Expected> expected = {
       {"w/projector", {16, 64}}, {"w/exp_avg", {64, 16}},     {"w/exp_avg_sq", {64, 16}},
-      {"tall/projector", {16, 16}}, {"tall/exp_avg", {24, 16}}, {"tall/exp_avg_sq", {24, 16}},  // r = min(24, 16)
-      {"wide/projector", {16, 16}}, {"wide/exp_avg", {16, 24}}, {"wide/exp_avg_sq", {16, 24}},
+      {"tall/projector", {16, 24}}, {"tall/exp_avg", {40, 16}}, {"tall/exp_avg_sq", {40, 16}},
+      {"wide/projector", {24, 16}}, {"wide/exp_avg", {16, 40}}, {"wide/exp_avg_sq", {16, 40}},
   };
   const std::vector<StateTensor> tensors = opt.state_tensors();
   ASSERT_EQ(tensors.size(), expected.size());
@@ -573,8 +573,10 @@ TEST(Galore, RejectsATensorThatIsNotAMatrix) {
 
 }  // namespace
 
-// A rank above a matrix's smaller side is no projection (it would cost more
-// than AdamW): refused, naming the tensor, its shape and the largest rank.
+// A rank whose projector and moments outweigh AdamW's two moments is no
+// saving: refused, naming the tensor, its shape and the largest rank. On
+// (24, 10): r (10 + 48) <= 480 holds up to r = 8; 10 (the smaller side, which
+// is not above it) already costs 580 values against 480.
 TEST(Galore, RankAboveTheMatrixIsRefused) {
   ParamTable table;
   table.add("w", {64, 64});
@@ -588,6 +590,12 @@ TEST(Galore, RankAboveTheMatrixIsRefused) {
     const std::string msg = e.what();
     EXPECT_NE(msg.find("optim.galore.rank 16"), std::string::npos) << msg;
     EXPECT_NE(msg.find("'narrow' of shape (24, 10)"), std::string::npos) << msg;
-    EXPECT_NE(msg.find("optim.galore.rank <= 10"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("optim.galore.rank <= 8 "), std::string::npos) << msg;
+    EXPECT_NE(msg.find("would cost more memory than AdamW"), std::string::npos) << msg;
   }
+  table = ParamTable();
+  table.add("narrow", {24, 10});
+  const ParamGroup narrow = whole_group(table, "galore", 0.0);
+  EXPECT_THROW(Galore(Context{}, galore_config(9, 200), narrow, table, 0), ConfigError);
+  EXPECT_NO_THROW(Galore(Context{}, galore_config(8, 200), narrow, table, 0));
 }

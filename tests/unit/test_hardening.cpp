@@ -101,6 +101,14 @@ TEST(Hardening, ARecordedConfigWithTheDefaultPatternReadsBack) {
 TEST(Hardening, ControlCharactersInNamesAreRefused) {
   EXPECT_HAS(parse_error(std::string(kMqar) + "run:\n  name: \"a\\x01b\"\n"), "control character (code 1)");
   EXPECT_HAS(parse_error(std::string(kMqar) + "run:\n  name: \"a\\nb\"\n"), "control character (code 10)");
+  EXPECT_HAS(parse_error(std::string(kMqar) + "run:\n  name: \"x\\ty\"\n"), "run.name: the value holds a control character (code 9)");
+}
+
+// Spaces only read as empty in every listing: refused like the empty string.
+TEST(Hardening, NamesAndPathsOfOnlySpacesAreRefused) {
+  EXPECT_HAS(parse_error(std::string(kMqar) + "run: {out_dir: \"   \"}\n"), "run.out_dir: must not be only spaces");
+  EXPECT_HAS(parse_error(std::string(kMqar) + "run: {name: \" \"}\n"), "run.name: must not be only spaces");
+  EXPECT_EQ(parse_run_config(std::string(kMqar) + "run: {out_dir: \" o\"}\n", {}, "run.yaml").run.out_dir, " o");
 }
 
 TEST(Hardening, AWrittenLayerPatternLongerThanTheLayersIsRefused) {

@@ -132,3 +132,41 @@ TEST(Launcher, QuotesForAShellOnlyWhereNeeded) {
 }
 
 }  // namespace
+
+// --nproc 1 --nproc 2 silently ran 2 ranks; ckpt refuses a flag given twice,
+// and so does launch, for each of its own flags.
+TEST(Launcher, RefusesItsOwnFlagsGivenTwice) {
+  EXPECT_NE(parse_error({"--nproc", "1", "--nproc", "2", kRunFile}).find("launch: --nproc is given twice"),
+            std::string::npos);
+  EXPECT_NE(parse_error({"--nproc=1", "--nproc", "2", kRunFile}).find("--nproc is given twice"), std::string::npos);
+  EXPECT_NE(parse_error({"--nproc", "2", "--threads-per-rank", "1", "--threads-per-rank=2", kRunFile})
+                .find("--threads-per-rank is given twice"),
+            std::string::npos);
+  EXPECT_NE(parse_error({"--nproc", "2", "--oversubscribe", "--oversubscribe", kRunFile})
+                .find("--oversubscribe is given twice"),
+            std::string::npos);
+  // --set is train's and may repeat.
+  EXPECT_EQ(parse({"--nproc", "2", kRunFile, "--set", "a=1", "--set", "b=2"}).overrides.size(), 2u);
+}
+
+// --threads-per-rank 999 passed the launcher and each rank then refused
+// OMP_NUM_THREADS; with run.threads in the file it was silently overridden.
+TEST(Launcher, RefusesThreadsPerRankFarAboveTheCoresOrOverriddenByRunThreads) {
+  lintrain::LaunchOptions o;
+  o.nproc = 2;
+  EXPECT_EQ(lintrain::threads_per_rank_problem(o, 0, 2), "");  // not given
+  o.threads_per_rank = 4;
+  EXPECT_EQ(lintrain::threads_per_rank_problem(o, 0, 2), "");  // twice the cores: the ranks' own limit
+  EXPECT_EQ(lintrain::threads_per_rank_problem(o, 4, 2), "");  // run.threads agrees
+  o.threads_per_rank = 999;
+  const std::string far = lintrain::threads_per_rank_problem(o, 0, 2);
+  EXPECT_NE(far.find("launch --threads-per-rank 999 is far above this machine's 2 usable cores (at most 4"),
+            std::string::npos)
+      << far;
+  EXPECT_NE(far.find("use --threads-per-rank 1 "), std::string::npos) << far;
+  o.threads_per_rank = 2;
+  const std::string both = lintrain::threads_per_rank_problem(o, 1, 2);
+  EXPECT_NE(both.find("launch --threads-per-rank 2 but the run sets run.threads = 1, which each rank would use"),
+            std::string::npos)
+      << both;
+}
