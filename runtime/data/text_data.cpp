@@ -24,15 +24,36 @@ void append_file(const std::string& path, std::vector<uint8_t>& out) {
   out.insert(out.end(), text.begin(), text.end());
 }
 
-// Concatenation of the directory's regular files, '\n' between them.
+// Concatenation of the directory's regular files, '\n' between them. Only
+// the files directly in it are read; anything else not hidden (a
+// subdirectory, a FIFO, a dangling link) is refused by name rather than
+// skipped, so no text the user pointed at is left out without a word (and
+// no link loop is ever walked).
 std::shared_ptr<std::vector<uint8_t>> read_directory(const std::string& dir) {
-  std::vector<std::string> files;
+  std::vector<std::string> files, others;
   std::error_code ec;
   for (const fs::directory_entry& e : fs::directory_iterator(dir, ec)) {
     const std::string name = e.path().filename().string();
-    if (!name.empty() && name[0] != '.' && e.is_regular_file(ec)) files.push_back(e.path().string());
+    if (name.empty() || name[0] == '.') continue;
+    std::error_code st_ec;
+    const fs::file_status st = e.status(st_ec);
+    if (fs::is_regular_file(st)) {
+      files.push_back(e.path().string());
+      continue;
+    }
+    const char* what = fs::is_directory(st) ? "a directory" : !fs::exists(st) ? "a dangling link" : "not a regular file";
+    others.push_back(str_cat("'", name, "' (", what, ")"));
   }
   if (ec) throw IoError(str_cat("[data] cannot list data.path '", dir, "': ", ec.message()));
+  if (!others.empty()) {
+    std::sort(others.begin(), others.end());
+    std::string named = others[0];
+    for (size_t i = 1; i < std::min<size_t>(others.size(), 3); ++i) named += ", " + others[i];
+    if (others.size() > 3) named += str_cat(" and ", others.size() - 3, " more");
+    throw IoError(str_cat("[data] data.path '", dir, "' holds ", named, ", which lintrain would not read: it reads "
+                          "only the regular files directly in data.path; move their files up, point data.path at a "
+                          "subdirectory, or rename an entry to start with '.' to leave it out"));
+  }
   std::sort(files.begin(), files.end());
   auto bytes = std::make_shared<std::vector<uint8_t>>();
   for (size_t i = 0; i < files.size(); ++i) {

@@ -90,6 +90,12 @@ expect_error spam_tiny "optim.spam.density 1e-30 keeps less than one of the .*us
   "$LINTRAIN" memory "$CFG" --set optim.name=spam --set optim.spam.density=1e-30
 "$LINTRAIN" memory "$CFG" --set optim.name=frugal --set optim.frugal.density=0.01 >/dev/null ||
   fail "optim.frugal.density 0.01 (rank 1 of 64, not clamped) was refused"
+# A data directory whose text is partly in a subdirectory: refused, naming it (it was silently not read).
+mkdir -p "$WORK/textdir/sub"
+printf 'hello world\n' >"$WORK/textdir/a.txt"
+printf 'more text\n' >"$WORK/textdir/sub/b.txt"
+expect_error data_subdir "data.path '$WORK/textdir' holds 'sub' (a directory), which lintrain would not read" -- \
+  "$LINTRAIN" train "$CFG" "${RUN[@]}" --set data.path="$WORK/textdir"
 expect_error threads_both "but the run sets run.threads = 1" -- \
   "$LINTRAIN" launch --nproc 1 --threads-per-rank 2 "$CFG" "${RUN[@]}" --set run.threads=1
 note "passed"

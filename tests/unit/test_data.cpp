@@ -211,7 +211,7 @@ TEST(TextData, DirectoryIsSortedFilesJoinedByNewlines) {
   write_bytes(dir.file("corpus/b.txt"), "world");
   write_bytes(dir.file("corpus/a.txt"), "hello");
   write_bytes(dir.file("corpus/.hidden"), "XXXX");
-  fs::create_directories(dir.file("corpus/subdir"));
+  fs::create_directories(dir.file("corpus/.git"));  // hidden entries are left out, directories too
   const std::string expected = "hello\nworld";
   const int T = static_cast<int>(expected.size()) - 1;  // exactly one window fits
   auto loader = make_data_loader(text_config(dir.file("corpus"), T, 0.0), Split::Train, 256, 1, T, 1);
@@ -219,6 +219,27 @@ TEST(TextData, DirectoryIsSortedFilesJoinedByNewlines) {
   loader->next(b);
   EXPECT_EQ(std::string(b.inputs.begin(), b.inputs.end()), expected.substr(0, T));
   EXPECT_EQ(std::string(b.targets.begin(), b.targets.end()), expected.substr(1));
+}
+
+// Files in a subdirectory were silently not read: every entry that is not a
+// hidden one or a regular file is refused by name instead.
+TEST(TextData, ADirectoryWithASubdirectoryOrALinkIsRefusedNamingThem) {
+  TempDir dir;
+  fs::create_directories(dir.file("corpus/sub"));
+  write_bytes(dir.file("corpus/a.txt"), "hello world, hello world");
+  write_bytes(dir.file("corpus/sub/big.txt"), "more text");
+  fs::create_symlink(dir.file("corpus"), dir.file("corpus/loop"));  // a link loop, never walked
+  fs::create_symlink(dir.file("nowhere"), dir.file("corpus/dangling"));
+  try {
+    make_data_loader(text_config(dir.file("corpus"), 4, 0.0), Split::Train, 256, 1, 4, 1);
+    FAIL() << "a data directory with a subdirectory was read";
+  } catch (const IoError& e) {
+    const std::string msg = e.what();
+    EXPECT_NE(msg.find("holds 'dangling' (a dangling link), 'loop' (a directory), 'sub' (a directory), which lintrain "
+                       "would not read: it reads only the regular files directly in data.path"),
+              std::string::npos)
+        << msg;
+  }
 }
 
 TEST(TextData, StateRestoreContinuesIdentically) {
