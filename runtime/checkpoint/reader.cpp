@@ -80,6 +80,7 @@ class DirectorySource : public CheckpointSource {
     if (name.empty() || !parse_step_dir_name(name, &step)) return -1;
     return step;
   }
+  std::string latest_problem() override { return store_.latest_problem(); }
 
  private:
   CheckpointStore store_;
@@ -128,6 +129,10 @@ std::optional<OpenedCheckpoint> open_newest(CheckpointSource& source,
   // job is not this history's next step (a kill between publish and the
   // pointer update leaves one by the same job).
   const int64_t latest = source.latest_step();
+  if (const std::string problem = source.latest_problem(); !problem.empty() && warn)
+    warn(str_cat("`latest` in ", source.describe(), " ", problem, "; ignoring it: ",
+                 all.empty() ? "there is no checkpoint, so the run starts from step 0"
+                             : "resuming from the newest checkpoint that verifies"));
   std::string latest_job;
   // `latest` naming a checkpoint that is not there (removed by hand, another
   // run's pointer copied in): said, with what is done instead, never silent.

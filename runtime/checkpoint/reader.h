@@ -42,6 +42,9 @@ class CheckpointSource {
   virtual std::shared_ptr<void> hold(int64_t step) = 0;
   // The step `latest` names, or -1 where the source has no such pointer.
   virtual int64_t latest_step() { return -1; }
+  // Why the source's `latest` pointer names no checkpoint ("" when it is
+  // absent or names one), for the warning that it is ignored.
+  virtual std::string latest_problem() { return ""; }
 };
 
 std::unique_ptr<CheckpointSource> directory_source(const std::string& dir);

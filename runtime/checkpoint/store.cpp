@@ -397,6 +397,24 @@ std::string CheckpointStore::latest() const {
   }
 }
 
+std::string CheckpointStore::latest_problem() const {
+  std::error_code ec;
+  if (!fs::exists(dir_ + "/" + kLatestName, ec)) return "";
+  std::string s;
+  try {
+    s = read_small_file(dir_ + "/" + kLatestName, 256);
+  } catch (const IoError& e) {
+    return str_cat("cannot be read (", e.what(), ")");
+  }
+  while (!s.empty() && (s.back() == '\n' || s.back() == '\r' || s.back() == ' ')) s.pop_back();
+  int64_t step;
+  if (parse_step_dir_name(s, &step)) return "";
+  for (char& c : s)
+    if (static_cast<unsigned char>(c) < 0x20) c = '?';
+  return str_cat("holds '", s.size() > 40 ? s.substr(0, 40) + "..." : s, "', not a checkpoint name like ",
+                 step_dir_name(12));
+}
+
 std::string checkpoint_area_of(const std::string& path) {
   std::error_code ec;
   fs::path p = fs::weakly_canonical(fs::absolute(path, ec), ec);

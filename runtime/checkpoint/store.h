@@ -136,6 +136,9 @@ class CheckpointStore {
   std::vector<CheckpointInfo> list() const;
   // The folder name `latest` holds, or "" when there is none.
   std::string latest() const;
+  // Why the `latest` file, when there is one, names no checkpoint: "" when it
+  // is absent or holds a step-NNNNNNNN name, else what it holds (shortened).
+  std::string latest_problem() const;
   // The job whose manifest the complete checkpoint of `step` carries, or ""
   // when there is no complete checkpoint of `step`.
   std::string published_job(int64_t step) const;

@@ -571,6 +571,25 @@ TEST(CheckpointReader, LatestNamingAMissingCheckpointIsWarned) {
   EXPECT_HAS(warnings[0], "starts from step 0");
 }
 
+// A `latest` holding no checkpoint name at all (garbage, an edit gone wrong)
+// is ignored with a warning that shows what it holds, never silently.
+TEST(CheckpointReader, LatestHoldingNoCheckpointNameIsWarned) {
+  TempDir tmp("ckpt");
+  save_steps(tmp.str(), 1, 2);
+  write_all(tmp.file("latest"), "hello\tworld\n");
+  Names warnings;
+  auto opened = open_newest(*directory_source(tmp.str()), [&](const std::string& w) { warnings.push_back(w); });
+  ASSERT_TRUE(opened.has_value());
+  EXPECT_EQ(opened->manifest.step, 2);
+  ASSERT_EQ(warnings.size(), 1u);
+  EXPECT_HAS(warnings[0], "holds 'hello?world', not a checkpoint name like step-00000012");
+  EXPECT_HAS(warnings[0], "ignoring it: resuming from the newest checkpoint that verifies");
+  write_all(tmp.file("latest"), "step-00000002\n");
+  warnings.clear();
+  ASSERT_TRUE(open_newest(*directory_source(tmp.str()), [&](const std::string& w) { warnings.push_back(w); }));
+  EXPECT_TRUE(warnings.empty());
+}
+
 TEST(CheckpointStore, KnowsWhenAPathIsInsideACheckpoint) {
   TempDir tmp("ckpt");
   const std::string dir = tmp.file("ckpts");
