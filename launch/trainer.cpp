@@ -17,6 +17,7 @@
 
 #include "launch/checkpointing.h"
 #include "launch/divergence.h"
+#include "launch/evaluation.h"
 #include "launch/metrics.h"
 #include "launch/preflight.h"
 #include "launch/stop_signals.h"
@@ -45,54 +46,6 @@ using Clock = std::chrono::steady_clock;
 
 double seconds_since(Clock::time_point t0) {
   return std::chrono::duration<double>(Clock::now() - t0).count();
-}
-
-
-// This rank's piece of a batch: SP rank j of W keeps tokens [j*C, (j+1)*C) of
-// every sequence (C = T / W); the data-parallel split is the loader's.
-void take_chunk(const Batch& full, int sp_rank, int chunk, Batch& out) {
-  out.resize(full.B, chunk);
-  for (int b = 0; b < full.B; ++b)
-    for (int t = 0; t < chunk; ++t) {
-      const size_t src = static_cast<size_t>(b) * full.T + static_cast<size_t>(sp_rank) * chunk + t;
-      out.inputs[static_cast<size_t>(b) * chunk + t] = full.inputs[src];
-      out.targets[static_cast<size_t>(b) * chunk + t] = full.targets[src];
-    }
-}
-
-struct Totals {
-  double loss_sum = 0, count = 0, correct = 0;
-  void add(const CrossEntropyStats& s) {
-    loss_sum += s.loss_sum;
-    count += static_cast<double>(s.count);
-    correct += static_cast<double>(s.correct);
-  }
-  void all_reduce(Communicator& world) {
-    double v[3] = {loss_sum, count, correct};
-    world.all_reduce_f64(v, 3);
-    loss_sum = v[0], count = v[1], correct = v[2];
-  }
-  double loss() const { return loss_sum / std::max(1.0, count); }
-  double accuracy() const { return correct / std::max(1.0, count); }
-};
-
-// Stops early (returns false) when a stop signal reached any rank: a
-// checkpoint and exit must not wait for a long evaluation. Every rank agrees
-// on the batch it stops at (one small reduction per batch), so the
-// collectives of the forward passes stay matched.
-bool evaluate(LinearLlama& model, DataLoader& valid, int batches, const ProcessGrid& grid, Totals& total) {
-  Batch full, mine;
-  valid.reset();  // every evaluation sees the same validation windows
-  for (int i = 0; i < batches; ++i) {
-    double stop = stop_signal_received() != 0;
-    if (grid.world_size() > 1) grid.world().all_reduce_f64(&stop, 1);
-    if (stop > 0) return false;
-    valid.next(full);
-    take_chunk(full, grid.sp_rank(), model.seq_len(), mine);
-    total.add(model.forward_loss(mine.inputs.data(), mine.targets.data()));
-  }
-  total.all_reduce(grid.world());
-  return true;
 }
 
 // The run's export of `step`'s weights to run.out_dir.
