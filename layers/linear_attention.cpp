@@ -167,8 +167,7 @@ LinearAttentionCore::LinearAttentionCore(const Context& ctx, const LinearAttenti
   }
   buffers_ = plan.allocate(ctx_.device);
   decay_ = Tensor::zeros({spec.H}, DType::F32, ctx_.device);
-  if (ctx_.device == Device::CPU) std::copy(spec.decay.begin(), spec.decay.end(), decay_.data<float>());
-  else cuda_copy_to_device(decay_.raw(), spec.decay.data(), spec.decay.size() * sizeof(float));
+  copy_from_host(ctx_.device, decay_.raw(), spec.decay.data(), spec.decay.size() * sizeof(float));
   ctx_.arena("LinearAttentionCore").reserve(scratch_bytes());
 }
 
@@ -217,7 +216,7 @@ size_t LinearAttentionCore::workspace_bytes() const {
 void LinearAttentionCore::forward(float* out, const float* qkv, const float* g,
                                   const float* state_in, float* state_out) {
   const LinearAttentionSpec& s = spec_;
-  const int W = qkv_width(), Hd = s.H * s.d, QK = (s.H + s.KVH) * s.d;
+  const int Hd = s.H * s.d, QK = (s.H + s.KVH) * s.d;
   LT_CHECK(!s.output_gate || g != nullptr,
            "[LinearAttentionCore::forward] output_gate is on but g is null");
   LT_CHECK(!sp_ || (state_in == nullptr && state_out == nullptr),
@@ -253,7 +252,7 @@ void LinearAttentionCore::forward(float* out, const float* qkv, const float* g,
 void LinearAttentionCore::backward(float* dqkv, float* dg, const float* dout,
                                    const float* dstate_out, float* dstate_in) {
   const LinearAttentionSpec& s = spec_;
-  const int W = qkv_width(), Hd = s.H * s.d, QK = (s.H + s.KVH) * s.d;
+  const int Hd = s.H * s.d, QK = (s.H + s.KVH) * s.d;
   LT_CHECK(forward_done_, "[LinearAttentionCore::backward] called before forward");
   LT_CHECK(!s.output_gate || dg != nullptr,
            "[LinearAttentionCore::backward] output_gate is on but dg is null");

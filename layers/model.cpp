@@ -168,8 +168,7 @@ void round_operand(const Context& ctx, bool bf16, float* x, size_t n) {
 
 // `count` int32 values from the host into `dst` on ctx's device.
 void upload_ids(const Context& ctx, Tensor& dst, const int32_t* host, int count) {
-  if (ctx.device == Device::CPU) std::memcpy(dst.raw(), host, sizeof(int32_t) * count);
-  else cuda_copy_to_device(dst.raw(), host, sizeof(int32_t) * count);
+  copy_from_host(ctx.device, dst.raw(), host, sizeof(int32_t) * count);
 }
 }  // namespace
 

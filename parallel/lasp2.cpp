@@ -44,8 +44,7 @@ Lasp2StateExchange::Lasp2StateExchange(const Context& ctx, Communicator* comm, i
   plan.add(&recv_, state_floats_ * size_);
   buffers_ = plan.allocate(ctx.device);
   decay_dev_ = Tensor::zeros({H}, DType::F32, ctx.device);
-  if (ctx.device == Device::CPU) std::copy(decay_.begin(), decay_.end(), decay_dev_.data<float>());
-  else cuda_copy_to_device(decay_dev_.raw(), decay_.data(), decay_.size() * sizeof(float));
+  copy_from_host(ctx.device, decay_dev_.raw(), decay_.data(), decay_.size() * sizeof(float));
 }
 
 Lasp2StateExchange::~Lasp2StateExchange() = default;  // pending_'s destructor waits

@@ -5,6 +5,8 @@
 
 #include <cstddef>
 
+#include "runtime/tensor.h"  // Device
+
 namespace lintrain {
 
 bool cuda_available();                 // a usable GPU is present (false without CUDA)
@@ -14,5 +16,10 @@ void cuda_free(void* p) noexcept;
 void cuda_copy_to_device(void* dst, const void* src, size_t nbytes);
 void cuda_copy_to_host(void* dst, const void* src, size_t nbytes);
 void cuda_memset_zero(void* dst, size_t nbytes);
+
+// nbytes from host memory into memory on `device` (a plain copy on the CPU,
+// an upload on CUDA). For state set up before training (tables, decays) and
+// each step's token ids.
+void copy_from_host(Device device, void* dst, const void* src, size_t nbytes);
 
 }  // namespace lintrain

@@ -29,14 +29,9 @@ RopeTable::RopeTable(int head_dim, double theta, int first_pos, int num_pos, Dev
   const Shape shape = {num_pos, half};
   cos_ = Tensor::zeros(shape, DType::F32, device);
   sin_ = Tensor::zeros(shape, DType::F32, device);
-  if (n == 0) return;
-  if (device == Device::CUDA) {  // built once per position range, before training: an explicit upload
-    cuda_copy_to_device(cos_.raw(), cos.data(), n * sizeof(float));
-    cuda_copy_to_device(sin_.raw(), sin.data(), n * sizeof(float));
-  } else {
-    std::copy(cos.begin(), cos.end(), cos_.data<float>());
-    std::copy(sin.begin(), sin.end(), sin_.data<float>());
-  }
+  // Built once per position range, before training.
+  copy_from_host(device, cos_.raw(), cos.data(), n * sizeof(float));
+  copy_from_host(device, sin_.raw(), sin.data(), n * sizeof(float));
 }
 
 }  // namespace lintrain

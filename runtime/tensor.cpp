@@ -32,6 +32,12 @@ Storage::~Storage() {
   if (ptr_ && deleter_) deleter_(ptr_);
 }
 
+void copy_from_host(Device device, void* dst, const void* src, size_t nbytes) {
+  if (nbytes == 0) return;
+  if (device == Device::CUDA) cuda_copy_to_device(dst, src, nbytes);
+  else std::memcpy(dst, src, nbytes);
+}
+
 std::shared_ptr<Storage> Storage::allocate(size_t nbytes, Device device) {
   if (device == Device::CUDA) {
     void* p = cuda_malloc_zeroed(nbytes);
