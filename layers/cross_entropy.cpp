@@ -45,8 +45,8 @@ CrossEntropyStats ChunkedCrossEntropy::run(const float* h, const float* w, const
     const double* loss = row_loss;
     const int32_t* correct = row_correct;
     if (!on_host) {  // the loss read-back: an explicit copy, counted
-      cuda_copy_to_host(host_loss_.data(), row_loss, sizeof(double) * rows);
-      cuda_copy_to_host(host_correct_.data(), row_correct, sizeof(int32_t) * rows);
+      copy_to_host(ctx.device, host_loss_.data(), row_loss, sizeof(double) * rows);
+      copy_to_host(ctx.device, host_correct_.data(), row_correct, sizeof(int32_t) * rows);
       bytes_to_host_ += (sizeof(double) + sizeof(int32_t)) * static_cast<uint64_t>(rows);
       loss = host_loss_.data();
       correct = host_correct_.data();

@@ -21,5 +21,19 @@ void cuda_memset_zero(void* dst, size_t nbytes);
 // an upload on CUDA). For state set up before training (tables, decays) and
 // each step's token ids.
 void copy_from_host(Device device, void* dst, const void* src, size_t nbytes);
+// nbytes from memory on `device` into host memory (a plain copy on the CPU, a
+// download on CUDA, which waits for the work queued before it). For what only
+// the host does: the loss read-back, checkpoints, exports, SVD refreshes.
+void copy_to_host(Device device, void* dst, const void* src, size_t nbytes);
+
+// Bytes and calls that crossed between host and GPU through the two copies
+// above, since the process started (CPU-to-CPU copies are not counted: they
+// move nothing between devices). The run reports them; tests check that a
+// step moves only what it must.
+struct HostTransferStats {
+  uint64_t to_device_bytes = 0, to_device_calls = 0;
+  uint64_t to_host_bytes = 0, to_host_calls = 0;
+};
+HostTransferStats host_transfer_stats();
 
 }  // namespace lintrain

@@ -1,5 +1,6 @@
 #include "runtime/tensor.h"
 
+#include <atomic>
 #include <cstdlib>
 #include <cstring>
 #include <sstream>
@@ -32,10 +33,37 @@ Storage::~Storage() {
   if (ptr_ && deleter_) deleter_(ptr_);
 }
 
+namespace {
+std::atomic<uint64_t> g_to_device_bytes{0}, g_to_device_calls{0}, g_to_host_bytes{0}, g_to_host_calls{0};
+}  // namespace
+
 void copy_from_host(Device device, void* dst, const void* src, size_t nbytes) {
   if (nbytes == 0) return;
-  if (device == Device::CUDA) cuda_copy_to_device(dst, src, nbytes);
-  else std::memcpy(dst, src, nbytes);
+  if (device == Device::CUDA) {
+    cuda_copy_to_device(dst, src, nbytes);
+    g_to_device_bytes += nbytes;
+    ++g_to_device_calls;
+  } else {
+    std::memcpy(dst, src, nbytes);
+  }
+}
+
+void copy_to_host(Device device, void* dst, const void* src, size_t nbytes) {
+  if (nbytes == 0) return;
+  if (device == Device::CUDA) {
+    cuda_copy_to_host(dst, src, nbytes);
+    g_to_host_bytes += nbytes;
+    ++g_to_host_calls;
+  } else {
+    std::memcpy(dst, src, nbytes);
+  }
+}
+
+HostTransferStats host_transfer_stats() {
+  HostTransferStats s;
+  s.to_device_bytes = g_to_device_bytes, s.to_device_calls = g_to_device_calls;
+  s.to_host_bytes = g_to_host_bytes, s.to_host_calls = g_to_host_calls;
+  return s;
 }
 
 std::shared_ptr<Storage> Storage::allocate(size_t nbytes, Device device) {
