@@ -19,6 +19,7 @@
 #include "runtime/checkpoint/checksum.h"
 #include "runtime/data/data_loader.h"
 #include "runtime/error.h"
+#include "runtime/host_staging.h"
 #include "runtime/io/file_lock.h"
 #include "runtime/io/input_file.h"
 #include "runtime/ops.h"
@@ -174,7 +175,9 @@ void check_data_agrees(const DataLoader& train, const std::string& path, Communi
 
 void check_replicas_equal(const FlatBuffer& params, Communicator& world, const std::string& when) {
   if (world.size() == 1) return;
-  const uint64_t mine = xxh3_of(params.data(), static_cast<size_t>(params.numel()) * sizeof(float));
+  HostStaging host;  // weights on a GPU are hashed from a host copy
+  const float* all = host.read(Context{params.device(), nullptr, nullptr}, params.data(), params.numel());
+  const uint64_t mine = xxh3_of(all, static_cast<size_t>(params.numel()) * sizeof(float));
   const std::vector<uint64_t> digests = gather_digests(mine, world);
   std::string differ;
   for (int r = 1; r < world.size(); ++r)

@@ -41,7 +41,7 @@ TrainState::TrainState(const RunConfig& cfg, const ProcessGrid& grid, LinearLlam
 void TrainState::bind() {
   state_ = RunState();
   const FlatBuffer& params = model_.params();
-  for (const TensorView& v : model_.table().views()) state_.add("model", v.name, DType::F32, v.shape, params.at(v));
+  for (const TensorView& v : model_.table().views()) state_.add("model", v.name, DType::F32, v.shape, params.at(v), params.device());
   state_.set_metadata("model", "format", "pt");
   state_.set_metadata("model", "producer", "lintrain");
   state_.set_metadata("model", "layer_pattern", model_.config().layer_pattern);

@@ -36,6 +36,7 @@
 #include "parallel/watchdog.h"
 #include "runtime/cpu/gemm.h"
 #include "runtime/data/data_loader.h"
+#include "runtime/device.h"
 #include "runtime/failpoint.h"
 
 namespace lintrain {
@@ -272,7 +273,10 @@ TrainResult train(const RunConfig& cfg, const TrainOptions& opts, Communicator& 
     }
     model.set_grads_ready_hook(nullptr);
     if (reducer) reducer->finish();
-    if (failpoint("train.nan-grad", step + 1)) model.grads().data()[0] = std::nanf("");
+    if (failpoint("train.nan-grad", step + 1)) {
+      const float nan = std::nanf("");
+      copy_from_host(model.context().device, model.grads().data(), &nan, sizeof nan);
+    }
     stats.all_reduce(world);
     const double grad_norm = grad_global_norm(model.context(), model.grads());
     const double loss = stats.loss(), acc = stats.accuracy();

@@ -4,6 +4,7 @@
 #include <filesystem>
 
 #include "runtime/cpu/copy.h"
+#include "runtime/host_staging.h"
 #include "runtime/io/atomic_file.h"
 #include "runtime/io/input_file.h"
 #include "runtime/io/hf_config.h"
@@ -96,9 +97,13 @@ std::vector<std::string> check_weight_metadata(const ModelConfig& cfg, const std
 
 void export_weights(const ModelConfig& cfg, int seq_len, const ParamTable& table, const FlatBuffer& params,
                     const std::string& dir) {
+  // Weights on a GPU come to the host in one copy first.
+  HostStaging host;
+  const Context where{params.device(), nullptr, nullptr};
+  const float* all = host.read(where, params.data(), params.numel());
   std::vector<SafeTensor> tensors;
   for (const TensorView& v : table.views()) {
-    const float* w = params.at(v);
+    const float* w = all + v.offset;
     if (const int64_t i = find_non_finite(w, v.numel); i >= 0)
       throw Error(str_cat("[export] weight '", v.name, "' is ", w[i], " at index ", i,
                           "; not exporting non-finite weights (the previous export in ", dir, " is kept)"));
@@ -136,9 +141,14 @@ std::vector<std::string> import_weights(LinearLlama& model, const std::string& p
       throw IoError(str_cat("--init-from ", path, ": unexpected tensor '", t.name,
                             "' that this model does not have; check model.layer_pattern, "
                             "model.linear_attention and model.tie_word_embeddings"));
+  // Filled on the host (the model's buffer itself on the CPU), checked, then
+  // copied to the device in one piece.
+  HostStaging host;
+  FlatBuffer& params = model.params();
+  float* all = host.write(model.context(), params.data(), params.numel());
   for (const TensorView& v : model.table().views()) {
     const SafeTensor& t = file.get(v.name);
-    float* dst = model.params().at(v);
+    float* dst = all + v.offset;
     if (t.dtype == DType::F32) {
       std::memcpy(dst, t.data, sizeof(float) * static_cast<size_t>(v.numel));
     } else {
@@ -148,11 +158,12 @@ std::vector<std::string> import_weights(LinearLlama& model, const std::string& p
   }
   // Non-finite starting weights would only ever train to NaN.
   for (const TensorView& v : model.table().views()) {
-    const float* w = model.params().at(v);
+    const float* w = all + v.offset;
     if (const int64_t i = find_non_finite(w, v.numel); i >= 0)
       throw IoError(str_cat("--init-from ", path, ": tensor '", v.name, "' holds ", w[i], " at index ", i,
                             "; a model cannot start from non-finite weights"));
   }
+  host.publish(model.context(), params.data(), params.numel());
   return notes;
 }
 

@@ -9,6 +9,7 @@
 #include "layers/softmax_attention.h"
 #include "runtime/buffer_plan.h"
 #include "runtime/device.h"
+#include "runtime/host_staging.h"
 #include "runtime/ops.h"
 #include "runtime/rng.h"
 
@@ -65,10 +66,10 @@ struct LinearLlama::Block {
   float* act = nullptr;                     // (N, F) swiglu output
 };
 
-LinearLlama::LinearLlama(const ModelConfig& cfg, int B, int T, bool bf16_compute, Communicator* sp)
-    : cfg_(cfg), B_(B), T_(T), bf16_(bf16_compute), table_(make_param_table(cfg)), params_(table_),
-      grads_(table_), head_(ctx_) {
-  if (bf16_) compute_params_ = FlatBuffer(table_);
+LinearLlama::LinearLlama(const ModelConfig& cfg, int B, int T, bool bf16_compute, Communicator* sp, Device device)
+    : cfg_(cfg), B_(B), T_(T), bf16_(bf16_compute), scratch_(device), ctx_{device, nullptr, &scratch_},
+      table_(make_param_table(cfg)), params_(table_, device), grads_(table_, device), head_(ctx_) {
+  if (bf16_) compute_params_ = FlatBuffer(table_, device);
   const size_t N = static_cast<size_t>(B) * T, C = cfg.hidden_size, F = cfg.intermediate_size;
   const size_t HD = static_cast<size_t>(cfg.num_attention_heads) * cfg.head_dim();
   const size_t QKV = HD + 2 * static_cast<size_t>(cfg.kv_heads()) * cfg.head_dim();
@@ -76,7 +77,6 @@ LinearLlama::LinearLlama(const ModelConfig& cfg, int B, int T, bool bf16_compute
   bool gated = false;
   // The ops' scratch: each attention core reserves what its kernels take, and
   // the norms' below; the arena ends up holding the largest of them.
-  ctx_.scratch = &scratch_;
   for (int i = 0; i < cfg.num_hidden_layers; ++i) {
     auto b = std::make_unique<Block>();
     b->kind = cfg.layer_kind(i);
@@ -138,8 +138,10 @@ void LinearLlama::init_weights(uint64_t seed) {
   Rng rng = Rng::stream(seed, /*stream_id=*/0x1417);
   const double std_base = cfg_.initializer_range;
   const double std_resid = std_base / std::sqrt(2.0 * cfg_.num_hidden_layers);
+  HostStaging host;
+  float* all = host.write(ctx_, params_.data(), params_.numel());  // padding stays zero
   for (const auto& v : table_.views()) {
-    float* p = params_.at(v);
+    float* p = all + v.offset;
     if (v.shape.size() == 1) {
       for (int64_t i = 0; i < v.numel; ++i) p[i] = 1.0f;
       continue;
@@ -149,6 +151,7 @@ void LinearLlama::init_weights(uint64_t seed) {
     const double s = resid ? std_resid : std_base;
     for (int64_t i = 0; i < v.numel; ++i) p[i] = static_cast<float>(rng.normal() * s);
   }
+  host.publish(ctx_, params_.data(), params_.numel());
 }
 
 const float* LinearLlama::weight(int idx) const {

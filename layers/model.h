@@ -39,8 +39,11 @@ class LinearLlama {
   // projections and the head) is rounded to bf16 while accumulation, the
   // residual stream, norm statistics, attention states, master weights and
   // gradients stay f32: the numerics of bf16 tensor-core training.
+  // device: where the parameters, gradients, activations and every op live
+  // (CUDA: the current GPU of this thread; `sp` must then carry device
+  // buffers too).
   LinearLlama(const ModelConfig& cfg, int B, int T, bool bf16_compute = false,
-              Communicator* sp = nullptr);
+              Communicator* sp = nullptr, Device device = Device::CPU);
   ~LinearLlama();
   LinearLlama(const LinearLlama&) = delete;
   LinearLlama& operator=(const LinearLlama&) = delete;
@@ -52,7 +55,8 @@ class LinearLlama {
   FlatBuffer& grads() { return grads_; }
   // Where the model's ops run, with its scratch arena (which also holds the
   // gradient norm's scratch over grads()): the optimizer and the gradient
-  // norm run on it too. Lives as long as the model.
+  // norm run on it too. Lives as long as the model. params() and grads()
+  // live on context().device.
   const Context& context() const { return ctx_; }
   int batch() const { return B_; }
   int seq_len() const { return T_; }

@@ -24,7 +24,7 @@ AdamW::AdamW(const Context& ctx, const OptimConfig& cfg, const ParamGroup& group
       b2_(cfg.adamw.betas.at(1)),
       eps_(cfg.adamw.eps),
       state_table_(state_layout(group, table)),
-      state_(state_table_) {}
+      state_(state_table_, ctx.device) {}
 
 void AdamW::step(FlatBuffer& params, const FlatBuffer& grads, double lr) {
   ++t_;

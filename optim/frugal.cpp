@@ -133,7 +133,7 @@ Frugal::Frugal(const Context& ctx, const OptimConfig& cfg, const ParamGroup& gro
       eps_(cfg.frugal.eps),
       update_gap_(static_cast<uint64_t>(std::max(1, cfg.frugal.update_gap))),
       state_table_(layout(cfg.frugal, group, table, &slots_)),  // validates cfg.frugal
-      state_(state_table_),
+      state_(state_table_, ctx.device),
       rng_(seed) {
   if (proj_ == ProjType::Blockwise) {
     active_ = state_table_.find("active");
@@ -146,8 +146,8 @@ Frugal::Frugal(const Context& ctx, const OptimConfig& cfg, const ParamGroup& gro
     coords = std::max(coords, s.right ? s.m * s.r : s.r * s.n);
     full = std::max(full, s.m * s.n);
   }
-  coords_.resize(static_cast<size_t>(coords));
-  full_.resize(static_cast<size_t>(full));
+  coords_ = Tensor::zeros({coords}, DType::F32, ctx.device);
+  full_ = Tensor::zeros({full}, DType::F32, ctx.device);
   if (proj_ == ProjType::Svd)
     for (const Slot& s : slots_) svd_.reserve(static_cast<int>(s.m), static_cast<int>(s.n), static_cast<int>(s.r));
 }
@@ -164,6 +164,10 @@ std::vector<StateWord> Frugal::state_words() {
 
 // ---- subspaces --------------------------------------------------------------------------
 
+bool Frugal::is_active(size_t k) const {
+  return active_host_.read(ctx_, state_.at(state_table_.view(active_)) + k, 1)[0] != 0.0f;
+}
+
 // Host-only (the RNG draws, LAPACK's SVD and QR): on a CUDA context the
 // gradient and the new basis are explicit copies.
 void Frugal::choose_subspace(const FlatBuffer& grads) {
@@ -171,7 +175,9 @@ void Frugal::choose_subspace(const FlatBuffer& grads) {
   Rng rng = rng_.load();
   if (proj_ == ProjType::Blockwise) {
     if (slots_.empty()) return;
-    float* active = state_.at(state_table_.view(active_));
+    const int64_t flags = static_cast<int64_t>(slots_.size());
+    float* active_dev = state_.at(state_table_.view(active_));
+    float* active = basis_host_.write(ctx_, active_dev, flags);
     std::fill(active, active + slots_.size(), 0.0f);
     int64_t total = 0;
     for (const Slot& s : slots_) total += s.m;
@@ -182,33 +188,38 @@ void Frugal::choose_subspace(const FlatBuffer& grads) {
       active[k] = 1.0f;
       taken += slots_[static_cast<size_t>(k)].m;
     }
+    basis_host_.publish(ctx_, active_dev, flags);
     for (int v : {pool_m_, pool_v_}) {
       const TensorView& view = state_table_.view(v);
-      std::fill(state_.at(view), state_.at(view) + view.numel, 0.0f);
+      zero_floats(ctx_, state_.at(view), view.numel);
     }
     rng_.store(rng);
     return;
   }
   for (const Slot& s : slots_) {
     const TensorView& v = table_.view(s.view);
-    float* basis = state_.at(state_table_.view(s.basis));
+    const TensorView& basis_view = state_table_.view(s.basis);
+    float* basis_dev = state_.at(basis_view);
+    float* basis = basis_host_.write(ctx_, basis_dev, basis_view.numel);
     const int m = static_cast<int>(s.m), n = static_cast<int>(s.n), r = static_cast<int>(s.r);
     if (proj_ == ProjType::RandK) {
       const std::vector<int> idx = fs::random_sorted_subset(rng, s.right ? n : m, r);
       for (int j = 0; j < r; ++j) basis[j] = static_cast<float>(idx[static_cast<size_t>(j)]);
     } else if (proj_ == ProjType::Svd) {  // P (r, n) or (m, r), GaLore's layout; draws nothing from rng
-      svd_.compute(grads.at(v), m, n, r, basis, rng);
+      svd_.compute(grad_host_.read(ctx_, grads.at(v), v.numel), m, n, r, basis, rng);
     } else if (s.right) {  // P (r, n): the basis vectors are its rows
       fs::random_orthonormal_rows(rng, n, r, basis);
     } else {  // P (m, r): the basis vectors are its columns
-      float* rows = full_.data();  // (r, m) <= (m, n) since r <= m < n
+      // (r, m) <= (m, n) since r <= m < n: full_ itself on the CPU, host scratch on a GPU
+      float* rows = grad_host_.write(ctx_, full_.data<float>(), int64_t{r} * m);
       fs::random_orthonormal_rows(rng, m, r, rows);
       for (int i = 0; i < m; ++i)
         for (int j = 0; j < r; ++j) basis[static_cast<size_t>(i) * r + j] = rows[static_cast<size_t>(j) * m + i];
     }
+    basis_host_.publish(ctx_, basis_dev, basis_view.numel);
     for (int w : {s.exp_avg, s.exp_avg_sq}) {
       const TensorView& view = state_table_.view(w);
-      std::fill(state_.at(view), state_.at(view) + view.numel, 0.0f);
+      zero_floats(ctx_, state_.at(view), view.numel);
     }
   }
   rng_.store(rng);
@@ -217,11 +228,11 @@ void Frugal::choose_subspace(const FlatBuffer& grads) {
 void Frugal::split_gradient(size_t k, const float* g, float* coords, float* free) const {
   const Slot& s = slots_.at(k);
   if (proj_ == ProjType::Blockwise) {
-    const bool active = state_.at(state_table_.view(active_))[k] != 0.0f;
-    if (active) std::memcpy(coords, g, sizeof(float) * static_cast<size_t>(s.m));
+    const bool active = is_active(k);
+    if (active) copy_floats(ctx_, coords, g, s.m);
     if (free) {
-      if (active) std::fill(free, free + s.m, 0.0f);
-      else std::memcpy(free, g, sizeof(float) * static_cast<size_t>(s.m));
+      if (active) zero_floats(ctx_, free, s.m);
+      else copy_floats(ctx_, free, g, s.m);
     }
     return;
   }
@@ -244,9 +255,8 @@ void Frugal::split_gradient(size_t k, const float* g, float* coords, float* free
 void Frugal::lift(size_t k, const float* coords, float* full) const {
   const Slot& s = slots_.at(k);
   if (proj_ == ProjType::Blockwise) {
-    const bool active = state_.at(state_table_.view(active_))[k] != 0.0f;
-    if (active) std::memcpy(full, coords, sizeof(float) * static_cast<size_t>(s.m));
-    else std::fill(full, full + s.m, 0.0f);
+    if (is_active(k)) copy_floats(ctx_, full, coords, s.m);
+    else zero_floats(ctx_, full, s.m);
     return;
   }
   const float* basis = state_.at(state_table_.view(s.basis));
@@ -297,8 +307,8 @@ void Frugal::step_state_free(float* p, const float* d, int64_t n, float decay, f
 }
 
 void Frugal::step_projected(const Slot& s, size_t k, float* p, const float* g, const AdamStep& adam, float lr_free) {
-  float* R = coords_.data();
-  float* F = full_.data();
+  float* R = coords_.data<float>();
+  float* F = full_.data<float>();
   const int64_t mn = s.m * s.n;
   split_gradient(k, g, R, free_ == StateFree::None ? nullptr : F);
   // Decay, then the state-free step on G - P(G).
@@ -314,7 +324,8 @@ void Frugal::step_projected(const Slot& s, size_t k, float* p, const float* g, c
 
 void Frugal::step_blockwise(FlatBuffer& params, const FlatBuffer& grads, const AdamStep& adam, float lr_free) {
   if (slots_.empty()) return;
-  const float* active = state_.at(state_table_.view(active_));
+  const float* active = active_host_.read(ctx_, state_.at(state_table_.view(active_)),
+                                          static_cast<int64_t>(slots_.size()));
   float* M = state_.at(state_table_.view(pool_m_));
   float* V = state_.at(state_table_.view(pool_v_));
   const int64_t capacity = state_table_.view(pool_m_).numel;

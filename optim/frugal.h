@@ -54,6 +54,7 @@
 
 #include "optim/galore_projector.h"
 #include "optim/optimizer.h"
+#include "runtime/host_staging.h"
 
 namespace lintrain {
 
@@ -122,8 +123,14 @@ class Frugal : public Optimizer {
   int pool_m_ = -1, pool_v_ = -1;
   RngWords rng_;
   uint64_t t_ = 0;
-  // Scratch (not state): coordinates and one full-size matrix, the largest of the group.
-  std::vector<float> coords_, full_;
+  // Scratch (not state), on the device: coordinates and one full-size
+  // matrix, the largest of the group.
+  Tensor coords_, full_;
+  // The host side of the subspace choice (RNG draws, SVD, QR) and of
+  // reading the blockwise flags: copies only on a GPU context.
+  HostStaging basis_host_, grad_host_;
+  mutable HostStaging active_host_;
+  bool is_active(size_t k) const;
   // svd: the top-r singular vectors on the smaller side, exactly GaLore's
   // projector in GaLore's layout (exact SVD; scratch reserved per shape).
   GaloreProjector svd_{GaloreConfig{}};

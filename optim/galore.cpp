@@ -62,7 +62,7 @@ Galore::Galore(const Context& ctx, const OptimConfig& cfg, const ParamGroup& gro
       gap_(static_cast<uint64_t>(cfg.galore.update_proj_gap)),
       randomized_(cfg.galore.svd == "randomized"),
       state_table_(state_layout(cfg, group, table)),
-      state_(state_table_),
+      state_(state_table_, ctx.device),
       rng_(seed),
       projector_(cfg.galore) {
   LT_CHECK(cfg.galore.rank >= 1 && cfg.galore.update_proj_gap >= 1, "[galore] rank (", cfg.galore.rank,
@@ -83,7 +83,7 @@ Galore::Galore(const Context& ctx, const OptimConfig& cfg, const ParamGroup& gro
     lowrank_max = std::max(lowrank_max, int64_t{w.r} * std::max(w.m, w.n));
     projector_.reserve(w.m, w.n, w.r);
   }
-  lowrank_.resize(static_cast<size_t>(lowrank_max));
+  lowrank_ = Tensor::zeros({lowrank_max}, DType::F32, ctx.device);
 }
 
 void Galore::step(FlatBuffer& params, const FlatBuffer& grads, double lr) {
@@ -111,11 +111,16 @@ void Galore::step(FlatBuffer& params, const FlatBuffer& grads, double lr) {
     float* P = state_.at(state_table_.view(w.projector));
     float* M = state_.at(state_table_.view(w.exp_avg));
     float* V = state_.at(state_table_.view(w.exp_avg_sq));
-    float* R = lowrank_.data();                 // (r, n) if left else (m, r)
+    float* R = lowrank_.data<float>();          // (r, n) if left else (m, r)
     const int m = w.m, n = w.n, r = w.r;
 
     // Host-only (LAPACK): on a CUDA context G and P are explicit copies.
-    if (refresh) projector_.compute(G, m, n, r, P, rng);
+    if (refresh) {
+      const int64_t np = state_table_.view(w.projector).numel;
+      float* P_host = projector_host_.write(ctx_, P, np);
+      projector_.compute(grad_host_.read(ctx_, G, view.numel), m, n, r, P_host, rng);
+      projector_host_.publish(ctx_, P, np);
+    }
     if (w.left) matmul(ctx_, true, false, r, n, m, 1.0f, P, r, G, n, 0.0f, R, n);  // R = P^T G
     else matmul(ctx_, false, true, m, r, n, 1.0f, G, n, P, n, 0.0f, R, r);         // R = G P^T
 

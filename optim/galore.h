@@ -39,6 +39,7 @@
 
 #include "optim/galore_projector.h"
 #include "optim/optimizer.h"
+#include "runtime/host_staging.h"
 
 namespace lintrain {
 
@@ -80,7 +81,10 @@ class Galore : public Optimizer {
   uint64_t t_ = 0;
   RngWords rng_;
   GaloreProjector projector_;
-  std::vector<float> lowrank_;  // R, then N, of the matrix being updated: r * max(m, n)
+  Tensor lowrank_;  // on the device: R, then N, of the matrix being updated: r * max(m, n)
+  // The refresh's SVD runs on the host (LAPACK): the gradient goes there and
+  // the projector comes back (copies only on a GPU context).
+  HostStaging grad_host_, projector_host_;
 };
 
 extern const UpdateRuleInfo kGaloreRule;

@@ -20,7 +20,7 @@ Lion::Lion(const Context& ctx, const OptimConfig& cfg, const ParamGroup& group, 
       b1_(cfg.lion.betas.at(0)),
       b2_(cfg.lion.betas.at(1)),
       state_table_(state_layout(group, table)),
-      state_(state_table_) {}
+      state_(state_table_, ctx.device) {}
 
 void Lion::step(FlatBuffer& params, const FlatBuffer& grads, double lr) {
   ++t_;

@@ -38,7 +38,7 @@ std::unique_ptr<Optimizer> make_optimizer(const Context& ctx, const OptimConfig&
 std::vector<StateTensor> state_tensors_of(const ParamTable& table, const FlatBuffer& buffer) {
   std::vector<StateTensor> out;
   out.reserve(table.size());
-  for (const TensorView& v : table.views()) out.push_back({v.name, v.shape, buffer.at(v), v.numel});
+  for (const TensorView& v : table.views()) out.push_back({v.name, v.shape, buffer.at(v), v.numel, buffer.device()});
   return out;
 }
 

@@ -12,10 +12,10 @@
 // Every rule and the gradient norm run their loops as ops (runtime/ops.h) on
 // the Context given at construction: the model's (LinearLlama::context()), so
 // they run where its parameters and gradients live. The host-only parts (SVD
-// and QR refreshes of GaLore and FRUGAL through LAPACK, SPAM's mask draws)
-// read and write host memory; on a CUDA context they are explicit copies to
-// and from the device (state residency on the device is later work: today the
-// flat buffers are host memory, so the optimizers run on a CPU context).
+// and QR refreshes of GaLore and FRUGAL through LAPACK, SPAM's mask draws,
+// FRUGAL's subspace choice) read and write host memory; every state buffer
+// lives on the context's device, so on CUDA those steps are explicit, counted
+// copies (runtime/host_staging.h) and nothing else leaves the GPU.
 #pragma once
 
 #include <cstdint>
@@ -34,8 +34,9 @@ namespace lintrain {
 struct StateTensor {
   std::string name;
   Shape shape;
-  float* data;
+  float* data;  // on `device`
   int64_t numel;
+  Device device = Device::CPU;
 };
 
 // A named 64-bit state word: a step counter or one word of an RNG state.

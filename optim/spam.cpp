@@ -74,7 +74,7 @@ Spam::Spam(const Context& ctx, const OptimConfig& cfg, const ParamGroup& group, 
       group_(group),
       cfg_(cfg.spam),
       state_table_(state_layout(cfg, group, table)),
-      state_(state_table_),
+      state_(state_table_, ctx.device),
       rng_(seed) {
   int s = 0;
   for (int i : group.views) {
@@ -90,6 +90,10 @@ Spam::Spam(const Context& ctx, const OptimConfig& cfg, const ParamGroup& group, 
     slots_.push_back(slot);
   }
   chunk_starts_.resize(slots_.size());
+  for (size_t k = 0; k < slots_.size(); ++k)
+    if (slots_[k].mask >= 0)
+      chunk_starts_[k] =
+          Tensor::zeros({spam_mask_chunks(state_table_.view(slots_[k].mask).numel) + 1}, DType::I64, ctx.device);
   Rng rng = rng_.load();
   for (const Slot& slot : slots_)
     if (slot.mask >= 0) draw_mask(slot, rng);
@@ -103,9 +107,8 @@ void Spam::step(FlatBuffer& params, const FlatBuffer& grads, double lr) {
     if (slots_[s].mask < 0) continue;
     const TensorView& view = table_.view(slots_[s].param);
     const TensorView& mask = state_table_.view(slots_[s].mask);
-    std::vector<int64_t>& chunk_start = chunk_starts_[s];
-    chunk_start.assign(static_cast<size_t>(spam_mask_chunks(mask.numel)) + 1, 0);
-    const SpamMaskCount count = spam_mask_offsets(ctx_, chunk_start.data(), state_.at(mask), mask.numel, view.numel);
+    int64_t* chunk_start = static_cast<int64_t*>(chunk_starts_[s].raw());
+    const SpamMaskCount count = spam_mask_offsets(ctx_, chunk_start, state_.at(mask), mask.numel, view.numel);
     LT_CHECK(count.invalid_words == 0 && count.entries == slots_[s].capacity, "[spam] the momentum mask of '",
              view.name, "' holds ", count.entries, " entries in valid words (", count.invalid_words,
              " invalid words), expected ", slots_[s].capacity,
@@ -134,7 +137,8 @@ void Spam::step(FlatBuffer& params, const FlatBuffer& grads, double lr) {
     float* v = state_.at(state_table_.view(slot.exp_avg_sq));
     if (slot.mask >= 0) {
       const TensorView& mask = state_table_.view(slot.mask);
-      spam_sparse_update(ctx_, p, m, v, g, state_.at(mask), mask.numel, chunk_starts_[s].data(), c);
+      spam_sparse_update(ctx_, p, m, v, g, state_.at(mask), mask.numel,
+                         static_cast<const int64_t*>(chunk_starts_[s].raw()), c);
     } else {
       spam_update(ctx_, p, m, v, g, view.numel, c);
     }
@@ -147,15 +151,15 @@ void Spam::step(FlatBuffer& params, const FlatBuffer& grads, double lr) {
   if (d > 0 && (t_ + 1) % d == 0) reset();
 }
 
-// Host-only, as the mask draws: on a CUDA context the zeroed moments and the
-// new masks are explicit copies to the device.
+// The mask draws are host-only: on a CUDA context each new mask is one
+// explicit copy to the device.
 void Spam::reset() {
   Rng rng = rng_.load();
   for (const Slot& slot : slots_) {
     const TensorView& m = state_table_.view(slot.exp_avg);
     const TensorView& v = state_table_.view(slot.exp_avg_sq);
-    std::memset(state_.at(m), 0, static_cast<size_t>(m.numel) * sizeof(float));
-    std::memset(state_.at(v), 0, static_cast<size_t>(v.numel) * sizeof(float));
+    zero_floats(ctx_, state_.at(m), m.numel);
+    zero_floats(ctx_, state_.at(v), v.numel);
     if (slot.mask >= 0) draw_mask(slot, rng);
   }
   rng_.store(rng);
@@ -178,8 +182,9 @@ void Spam::draw_mask(const Slot& slot, Rng& rng) {
     const int64_t r = static_cast<int64_t>(rng.below(static_cast<uint64_t>(j) + 1));
     if (test_and_set(r)) test_and_set(j);
   }
-  float* mask = state_.at(mask_view);
+  float* mask = mask_host_.write(ctx_, state_.at(mask_view), mask_view.numel);
   for (int64_t w = 0; w < mask_view.numel; ++w) mask[w] = static_cast<float>(bits[static_cast<size_t>(w)]);
+  mask_host_.publish(ctx_, state_.at(mask_view), mask_view.numel);
 }
 
 size_t Spam::state_bytes() const { return static_cast<size_t>(state_table_.buffer_numel()) * sizeof(float); }

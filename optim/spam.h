@@ -44,6 +44,7 @@
 #pragma once
 
 #include "optim/optimizer.h"
+#include "runtime/host_staging.h"
 
 namespace lintrain {
 
@@ -87,7 +88,8 @@ class Spam : public Optimizer {
   bool sparse_ = false;
   RngWords rng_;
   uint64_t t_ = 0;
-  std::vector<std::vector<int64_t>> chunk_starts_;  // per slot: the sparse update's chunk offsets (spam_mask_offsets)
+  std::vector<Tensor> chunk_starts_;  // per slot (I64, on the device): the sparse update's chunk offsets (spam_mask_offsets)
+  HostStaging mask_host_;             // the mask draws, made on the host
 };
 
 extern const UpdateRuleInfo kSpamRule;

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstddef>
+#include <string>
 
 #include "runtime/tensor.h"  // Device
 
@@ -11,6 +12,13 @@ namespace lintrain {
 
 bool cuda_available();                 // a usable GPU is present (false without CUDA)
 int cuda_device_count();               // 0 when none or built without CUDA
+// The process's GPU: every later CUDA allocation, copy and op of this
+// process, on any thread, runs on device `index` (the trainer picks it from
+// the rank's index on its node). Throws naming the index and the count when
+// it does not exist. The device's name and memory, for the run's report.
+void cuda_use_device(int index);
+int cuda_current_device();             // the index cuda_use_device set, or -1
+std::string cuda_device_description(int index);  // "NVIDIA H200 (sm_90, 139.8 GiB)"
 void* cuda_malloc_zeroed(size_t nbytes);
 void cuda_free(void* p) noexcept;
 void cuda_copy_to_device(void* dst, const void* src, size_t nbytes);

@@ -13,6 +13,7 @@
 
 #include "runtime/checkpoint/checksum.h"
 #include "runtime/cpu/copy.h"
+#include "runtime/device.h"
 #include "runtime/error.h"
 #include "runtime/io/input_file.h"
 #include "runtime/io/mapped_file.h"
@@ -256,8 +257,11 @@ void restore_run_state(const OpenedCheckpoint& ckpt, RunState& state) {
                                      ". It was written by a run with other model or optimizer settings: resume "
                                      "with the same model.* and optim.* keys, or start fresh with resume: none"),
                              msg);
-  for (const StateEntry& e : state.entries())
-    parallel_copy(e.data, ckpt.parts.at(e.part).get(e.name).data, e.nbytes());
+  for (const StateEntry& e : state.entries()) {
+    const void* saved = ckpt.parts.at(e.part).get(e.name).data;
+    if (e.device == Device::CPU) parallel_copy(e.data, saved, e.nbytes());
+    else copy_from_host(e.device, e.data, saved, e.nbytes());
+  }
 }
 
 }  // namespace lintrain

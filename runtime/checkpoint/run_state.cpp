@@ -7,9 +7,11 @@
 #include <cstdlib>
 #include <cstring>
 #include <new>
+#include <vector>
 
 #include "runtime/checkpoint/checksum.h"
 #include "runtime/cpu/copy.h"
+#include "runtime/device.h"
 #include "runtime/error.h"
 
 namespace lintrain {
@@ -18,11 +20,12 @@ void RunState::note_part(const std::string& part) {
   if (std::find(parts_.begin(), parts_.end(), part) == parts_.end()) parts_.push_back(part);
 }
 
-void RunState::add(const std::string& part, const std::string& name, DType dtype, const Shape& shape, void* data) {
+void RunState::add(const std::string& part, const std::string& name, DType dtype, const Shape& shape, void* data,
+                   Device device) {
   LT_CHECK(!part.empty() && !name.empty(), "[RunState] an entry needs a part and a name (got '", part, "', '",
            name, "')");
   LT_CHECK(find(part, name) == nullptr, "[RunState] entry '", name, "' added twice to part '", part, "'");
-  StateEntry e{part, name, dtype, shape, data};
+  StateEntry e{part, name, dtype, shape, data, device};
   LT_CHECK(data != nullptr || e.nbytes() == 0, "[RunState] entry '", name, "' has no data");
   entries_.push_back(std::move(e));
   note_part(part);
@@ -61,7 +64,20 @@ size_t RunState::nbytes() const {
 
 uint64_t RunState::digest() const {
   Xxh3 h;
-  for (const StateEntry& e : entries_) h.update(e.data, e.nbytes());
+  std::vector<uint8_t> piece;  // device entries go through the host in pieces
+  constexpr size_t kPiece = size_t{16} << 20;
+  for (const StateEntry& e : entries_) {
+    if (e.device == Device::CPU) {
+      h.update(e.data, e.nbytes());
+      continue;
+    }
+    for (size_t at = 0; at < e.nbytes(); at += kPiece) {
+      const size_t n = std::min(kPiece, e.nbytes() - at);
+      piece.resize(std::max(piece.size(), n));
+      copy_to_host(e.device, piece.data(), static_cast<const uint8_t*>(e.data) + at, n);
+      h.update(piece.data(), n);
+    }
+  }
   return h.digest();
 }
 
@@ -123,7 +139,15 @@ void StagedState::copy(const RunState& state) {
   for (size_t i = 0; i < spans_.size(); ++i) {
     const StateEntry& e = state.entries()[i];
     uint8_t* dst = spans_[i].first;
-    if (e.dtype == DType::F32) {
+    if (e.device != Device::CPU) {  // to the host first (the GPU copy waits for the work before it)
+      copy_to_host(e.device, dst, e.data, e.nbytes());
+      const int64_t bad =
+          e.dtype == DType::F32 ? find_non_finite(reinterpret_cast<const float*>(dst), shape_numel(e.shape)) : -1;
+      if (bad >= 0)
+        throw Error(str_cat("[checkpoint] ", e.part, " tensor '", e.name, "' holds a non-finite value (",
+                            reinterpret_cast<const float*>(dst)[bad], " at index ", bad,
+                            "); no checkpoint is written from non-finite state"));
+    } else if (e.dtype == DType::F32) {
       int64_t bad = -1;
       const int64_t n = shape_numel(e.shape);
       if (!copy_checking_finite(reinterpret_cast<float*>(dst), static_cast<const float*>(e.data), n, &bad))

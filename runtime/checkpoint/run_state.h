@@ -8,7 +8,10 @@
 // scales and amax histories, say) is one more add() where it lives, not a new
 // file format. Entries borrow the live memory of their owners: saving reads
 // it, restoring writes it, so a RunState is built once per run and stays
-// valid as long as the model, optimizer and counters it points into.
+// valid as long as the model, optimizer and counters it points into. An
+// entry may live on a GPU (a CUDA run's weights and optimizer state): saving
+// and digests copy it to the host, restoring copies it back, each an explicit
+// counted copy (runtime/device.h); nothing else about it differs.
 //
 // Every part is replicated: all ranks hold the same values (data- and
 // sequence-parallel ranks keep identical parameters and optimizer state), so
@@ -36,6 +39,7 @@ struct StateEntry {
   DType dtype = DType::F32;
   Shape shape;       // [] = a scalar
   void* data = nullptr;  // borrowed live memory of shape_numel(shape) elements
+  Device device = Device::CPU;  // where `data` lives
   size_t nbytes() const { return static_cast<size_t>(shape_numel(shape)) * dtype_size(dtype); }
 };
 
@@ -43,7 +47,8 @@ class RunState {
  public:
   // Adds an entry. Throws lintrain::Error for a duplicate name within the
   // part, an empty name or part, or null data with a nonzero size.
-  void add(const std::string& part, const std::string& name, DType dtype, const Shape& shape, void* data);
+  void add(const std::string& part, const std::string& name, DType dtype, const Shape& shape, void* data,
+           Device device = Device::CPU);
   void add_scalar(const std::string& part, const std::string& name, int64_t* value);   // I64, shape []
   void add_scalar(const std::string& part, const std::string& name, uint64_t* value);  // U64, shape []
   void set_metadata(const std::string& part, const std::string& key, const std::string& value);

@@ -15,6 +15,9 @@ namespace {
 
 bool cuda_available() { return false; }
 int cuda_device_count() { return 0; }
+void cuda_use_device(int) { no_cuda("cuda_use_device"); }
+int cuda_current_device() { return -1; }
+std::string cuda_device_description(int) { no_cuda("cuda_device_description"); }
 void* cuda_malloc_zeroed(size_t) { no_cuda("cuda_malloc"); }
 void cuda_free(void*) noexcept {}
 void cuda_copy_to_device(void*, const void*, size_t) { no_cuda("cuda_copy_to_device"); }
