@@ -22,6 +22,14 @@ void ChunkedCrossEntropy::reserve(int N, int V) {
   }
 }
 
+size_t ChunkedCrossEntropy::scratch_bytes(int N, int C, int V) const {
+  if (prec_ != GemmPrecision::bf16) return 0;
+  const int rows = std::max(1, std::min(chunk_tokens_, N));
+  const Device d = ctx_->device;
+  return std::max({matmul_bf16_scratch_bytes(d, rows, V, C), matmul_bf16_scratch_bytes(d, rows, C, V),
+                   matmul_bf16_scratch_bytes(d, V, C, rows)});
+}
+
 CrossEntropyStats ChunkedCrossEntropy::run(const float* h, const float* w, const int32_t* targets,
                                            const int32_t* host_targets, int N, int C, int V, float grad_scale,
                                            float* dh, float* dw) {
@@ -40,7 +48,7 @@ CrossEntropyStats ChunkedCrossEntropy::run(const float* h, const float* w, const
   for (int n0 = 0; n0 < N; n0 += chunk) {
     const int rows = std::min(chunk, N - n0);
     const float* hc = h + static_cast<int64_t>(n0) * C;
-    matmul(ctx, false, true, rows, V, C, 1.0f, hc, C, w, C, 0.0f, logits, V);
+    matmul(ctx, prec_, false, true, rows, V, C, 1.0f, hc, C, w, C, 0.0f, logits, V);
     cross_entropy_rows(ctx, logits, row_loss, row_correct, targets + n0, rows, V, grad_scale, dh != nullptr);
     const double* loss = row_loss;
     const int32_t* correct = row_correct;
@@ -58,8 +66,9 @@ CrossEntropyStats ChunkedCrossEntropy::run(const float* h, const float* w, const
       stats.correct += correct[r];
     }
     if (dh) {
-      matmul(ctx, false, false, rows, C, V, 1.0f, logits, V, w, C, 0.0f, dh + static_cast<int64_t>(n0) * C, C);
-      matmul(ctx, true, false, V, C, rows, 1.0f, logits, V, hc, C, 1.0f, dw, C);
+      if (prec_ == GemmPrecision::bf16) round_to_bf16(ctx, logits, logits, static_cast<int64_t>(rows) * V);
+      matmul(ctx, prec_, false, false, rows, C, V, 1.0f, logits, V, w, C, 0.0f, dh + static_cast<int64_t>(n0) * C, C);
+      matmul(ctx, prec_, true, false, V, C, rows, 1.0f, logits, V, hc, C, 1.0f, dw, C);
     }
   }
   return stats;

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "runtime/context.h"
+#include "runtime/ops.h"
 #include "runtime/tensor.h"
 
 namespace lintrain {
@@ -24,8 +25,11 @@ struct CrossEntropyStats {
 class ChunkedCrossEntropy {
  public:
   // chunk_tokens rows of logits are live at once: chunk_tokens * V floats,
-  // on ctx's device (ctx must outlive this object).
-  explicit ChunkedCrossEntropy(const Context& ctx, int chunk_tokens = 256) : ctx_(&ctx), chunk_tokens_(chunk_tokens) {}
+  // on ctx's device (ctx must outlive this object). With GemmPrecision::bf16
+  // the three GEMMs take bf16 operands (h and w must hold bf16 values; the
+  // logits' gradient is rounded to bf16 before it enters the backward GEMMs).
+  ChunkedCrossEntropy(const Context& ctx, GemmPrecision prec, int chunk_tokens = 256)
+      : ctx_(&ctx), prec_(prec), chunk_tokens_(chunk_tokens) {}
 
   // h (N, C) final hidden states, w (V, C) output head, targets (N) with -1 =
   // not counted, all on the context's device; host_targets: the same targets
@@ -39,12 +43,15 @@ class ChunkedCrossEntropy {
   // The workspace run() needs for N tokens, reserved before training so no
   // step allocates.
   void reserve(int N, int V);
+  // Scratch (in the context's arena) the GEMMs of run() take for N tokens.
+  size_t scratch_bytes(int N, int C, int V) const;
   size_t workspace_bytes() const { return logits_.nbytes() + (rows_ ? rows_->nbytes() : 0); }
   // Bytes of per-row results copied to the host so far (0 on the CPU).
   uint64_t bytes_to_host() const { return bytes_to_host_; }
 
  private:
   const Context* ctx_;
+  GemmPrecision prec_;
   int chunk_tokens_;
   int rows_capacity_ = 0;
   Tensor logits_;                   // (chunk_tokens, V) on the device

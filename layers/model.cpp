@@ -1,5 +1,6 @@
 #include "layers/model.h"
 
+#include <array>
 #include <cmath>
 #include <algorithm>
 #include <cstring>
@@ -68,7 +69,8 @@ struct LinearLlama::Block {
 
 LinearLlama::LinearLlama(const ModelConfig& cfg, int B, int T, bool bf16_compute, Communicator* sp, Device device)
     : cfg_(cfg), B_(B), T_(T), bf16_(bf16_compute), scratch_(device), ctx_{device, nullptr, &scratch_},
-      table_(make_param_table(cfg)), params_(table_, device), grads_(table_, device), head_(ctx_) {
+      table_(make_param_table(cfg)), params_(table_, device), grads_(table_, device),
+      gemm_(bf16_compute ? GemmPrecision::bf16 : GemmPrecision::fp32), head_(ctx_, gemm_) {
   if (bf16_) compute_params_ = FlatBuffer(table_, device);
   const size_t N = static_cast<size_t>(B) * T, C = cfg.hidden_size, F = cfg.intermediate_size;
   const size_t HD = static_cast<size_t>(cfg.num_attention_heads) * cfg.head_dim();
@@ -116,13 +118,23 @@ LinearLlama::LinearLlama(const ModelConfig& cfg, int B, int T, bool bf16_compute
   plan.add(&d_attn_, N * HD);
   plan.add(&d_qkv_, N * QKV);
   if (gated) plan.add(&d_g_, N * HD);  // gated linear layers only
+  if (bf16_) plan.add(&d_res_, N * C);  // the bf16 rounding of the residual gradient
   activations_ = plan.allocate(ctx_.device);
   tokens_ = Tensor::zeros({static_cast<int64_t>(N)}, DType::I32, ctx_.device);
   targets_ = Tensor::zeros({static_cast<int64_t>(N)}, DType::I32, ctx_.device);
   // The ops' scratch, reserved once for the largest of them (the gradient
   // norm over grads_ included: the trainer runs it on this context).
-  scratch_.reserve(std::max(rmsnorm_backward_scratch_bytes(ctx_.device, static_cast<int>(N), static_cast<int>(C)),
-                            grad_norm_squared_scratch_bytes(ctx_.device, grads_.numel())));
+  size_t gemm_scratch = head_.scratch_bytes(static_cast<int>(N), static_cast<int>(C), cfg.vocab_size);
+  if (bf16_) {  // the largest of the blocks' GEMMs, forward and backward
+    const int n = static_cast<int>(N), c = static_cast<int>(C), f = static_cast<int>(F);
+    const int hd = static_cast<int>(HD), qkv = static_cast<int>(QKV);
+    for (const auto& [rows, cols, inner] : {std::array<int, 3>{n, qkv, c}, {n, c, qkv}, {qkv, c, n}, {n, 2 * f, c},
+                                            {n, c, 2 * f}, {2 * f, c, n}, {n, c, f}, {n, f, c}, {c, f, n},
+                                            {n, c, hd}, {n, hd, c}, {c, hd, n}, {hd, c, n}})
+      gemm_scratch = std::max(gemm_scratch, matmul_bf16_scratch_bytes(ctx_.device, rows, cols, inner));
+  }
+  scratch_.reserve(std::max({rmsnorm_backward_scratch_bytes(ctx_.device, static_cast<int>(N), static_cast<int>(C)),
+                             grad_norm_squared_scratch_bytes(ctx_.device, grads_.numel()), gemm_scratch}));
   head_.reserve(static_cast<int>(N), cfg.vocab_size);
 }
 
@@ -194,25 +206,25 @@ void LinearLlama::forward(const int32_t* tokens) {
     // Attention sub-block: x_mid = x_in + o_proj(attn(norm(x_in)))
     rmsnorm_forward(ctx_, b.h1, b.rstd1, b.x_in, P(b.ln1), N, C, eps);
     round_operand(ctx_, bf16_, b.h1, NC);
-    linear_forward(ctx_, b.qkv, b.h1, P(b.wqkv), N, C, QKV);
+    linear_forward(ctx_, gemm_, b.qkv, b.h1, P(b.wqkv), N, C, QKV);
     if (b.linear) {
-      if (b.wg >= 0) linear_forward(ctx_, b.g, b.h1, P(b.wg), N, C, HD);
+      if (b.wg >= 0) linear_forward(ctx_, gemm_, b.g, b.h1, P(b.wg), N, C, HD);
       b.linear->forward(b.attn, b.qkv, b.wg >= 0 ? b.g : nullptr, nullptr, nullptr);
     } else {
       b.softmax->forward(b.attn, b.qkv, 0);
     }
     round_operand(ctx_, bf16_, b.attn, static_cast<size_t>(N) * HD);
     copy_floats(ctx_, b.x_mid, b.x_in, static_cast<int64_t>(NC));
-    linear_forward_accumulate(ctx_, b.x_mid, b.attn, P(b.wo), N, HD, C);
+    linear_forward_accumulate(ctx_, gemm_, b.x_mid, b.attn, P(b.wo), N, HD, C);
     // MLP sub-block: x_out = x_mid + down(swiglu(gate_up(norm(x_mid))))
     rmsnorm_forward(ctx_, b.h2, b.rstd2, b.x_mid, P(b.ln2), N, C, eps);
     round_operand(ctx_, bf16_, b.h2, NC);
-    linear_forward(ctx_, b.gu, b.h2, P(b.wgu), N, C, 2 * F);
+    linear_forward(ctx_, gemm_, b.gu, b.h2, P(b.wgu), N, C, 2 * F);
     swiglu_forward(ctx_, b.act, b.gu, N, F);
     round_operand(ctx_, bf16_, b.act, static_cast<size_t>(N) * F);
     float* x_out = i + 1 < blocks_.size() ? blocks_[i + 1]->x_in : x_final_;
     copy_floats(ctx_, x_out, b.x_mid, static_cast<int64_t>(NC));
-    linear_forward_accumulate(ctx_, x_out, b.act, P(b.wd), N, F, C);
+    linear_forward_accumulate(ctx_, gemm_, x_out, b.act, P(b.wd), N, F, C);
   }
   rmsnorm_forward(ctx_, h_final_, rstd_final_, x_final_, P(table_.find("model.norm.weight")), N, C, eps);
   round_operand(ctx_, bf16_, h_final_, NC);
@@ -256,20 +268,23 @@ CrossEntropyStats LinearLlama::forward_backward(const int32_t* tokens, const int
   for (size_t li = blocks_.size(); li-- > 0;) {
     Block& b = *blocks_[li];
     // MLP: x_out = x_mid + act @ Wd^T
-    linear_backward(ctx_, d_act_, G(b.wd), dx_, b.act, P(b.wd), N, F, C);
+    linear_backward(ctx_, gemm_, d_act_, G(b.wd), residual_grad_operand(), b.act, P(b.wd), N, F, C);
     swiglu_backward(ctx_, d_gu_, d_act_, b.gu, N, F);
-    linear_backward(ctx_, d_h_, G(b.wgu), d_gu_, b.h2, P(b.wgu), N, C, 2 * F);
+    round_operand(ctx_, bf16_, d_gu_, static_cast<size_t>(N) * 2 * F);
+    linear_backward(ctx_, gemm_, d_h_, G(b.wgu), d_gu_, b.h2, P(b.wgu), N, C, 2 * F);
     rmsnorm_backward(ctx_, dx_, G(b.ln2), d_h_, b.x_mid, P(b.ln2), b.rstd2, N, C);
     // Attention: x_mid = x_in + attn @ Wo^T
-    linear_backward(ctx_, d_attn_, G(b.wo), dx_, b.attn, P(b.wo), N, HD, C);
+    linear_backward(ctx_, gemm_, d_attn_, G(b.wo), residual_grad_operand(), b.attn, P(b.wo), N, HD, C);
     if (b.linear) {
       b.linear->backward(d_qkv_, b.wg >= 0 ? d_g_ : nullptr, d_attn_, nullptr, nullptr);
     } else {
       b.softmax->backward(d_qkv_, d_attn_);
     }
-    linear_backward(ctx_, d_h_, G(b.wqkv), d_qkv_, b.h1, P(b.wqkv), N, C, QKV);
+    round_operand(ctx_, bf16_, d_qkv_, static_cast<size_t>(N) * QKV);
+    linear_backward(ctx_, gemm_, d_h_, G(b.wqkv), d_qkv_, b.h1, P(b.wqkv), N, C, QKV);
     // The gate is a second branch from h1: d_h += d_g @ Wg, dWg += d_g^T h1.
-    if (b.wg >= 0) linear_backward(ctx_, d_h_, G(b.wg), d_g_, b.h1, P(b.wg), N, C, HD, /*accumulate_dinp=*/true);
+    if (b.wg >= 0) round_operand(ctx_, bf16_, d_g_, static_cast<size_t>(N) * HD);
+    if (b.wg >= 0) linear_backward(ctx_, gemm_, d_h_, G(b.wg), d_g_, b.h1, P(b.wg), N, C, HD, /*accumulate_dinp=*/true);
     rmsnorm_backward(ctx_, dx_, G(b.ln1), d_h_, b.x_in, P(b.ln1), b.rstd1, N, C);
     if (grads_ready_) {
       // k_proj, v_proj follow q_proj and up_proj follows gate_proj (make_param_table).
@@ -282,6 +297,13 @@ CrossEntropyStats LinearLlama::forward_backward(const int32_t* tokens, const int
   embedding_backward(ctx_, grads_.at(table_.view(0)), dx_, tokens_.data<int32_t>(), N, C);
   if (grads_ready_) grads_ready_({0});  // the embedding (also the head when tied)
   return stats;
+}
+
+const float* LinearLlama::residual_grad_operand() {
+  if (!bf16_) return dx_;
+  // The residual stream's gradient stays f32; the GEMM reads its bf16 rounding.
+  round_to_bf16(ctx_, d_res_, dx_, static_cast<int64_t>(B_) * T_ * cfg_.hidden_size);
+  return d_res_;
 }
 
 size_t LinearLlama::activation_bytes() const {

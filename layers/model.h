@@ -90,6 +90,9 @@ class LinearLlama {
   const float* weight(int idx) const;
   void prepare_compute_weights();
 
+  // d(loss)/d(residual stream) as a GEMM operand: dx_, or its bf16 rounding.
+  const float* residual_grad_operand();
+
   ModelConfig cfg_;
   int B_, T_;
   bool bf16_;
@@ -108,7 +111,8 @@ class LinearLlama {
   // Backward scratch shared by every layer: d_act (N, F), d_gu (N, 2F),
   // d_h (N, C), d_attn and d_g (N, HD), d_qkv (N, QKV).
   float *d_act_ = nullptr, *d_gu_ = nullptr, *d_h_ = nullptr, *d_attn_ = nullptr, *d_g_ = nullptr,
-        *d_qkv_ = nullptr;
+        *d_qkv_ = nullptr, *d_res_ = nullptr;
+  GemmPrecision gemm_;  // bf16 operands with bf16 compute, else fp32
   ChunkedCrossEntropy head_;
   GradsReadyHook grads_ready_;
 };

@@ -63,6 +63,9 @@ void copy_rows(void* stream, float* dst, int64_t ldd, const float* src, int64_t 
                int64_t cols);
 void matmul(void* stream, bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float* A, int lda,
             const float* B, int ldb, float beta, float* C, int ldc);
+void matmul_bf16(void* stream, Arena& scratch, bool trans_a, bool trans_b, int M, int N, int K, float alpha,
+                 const float* A, int lda, const float* B, int ldb, float beta, float* C, int ldc);
+size_t matmul_bf16_scratch_bytes(int M, int N, int K);
 void round_to_bf16(void* stream, float* out, const float* in, int64_t n);
 void rope_rotate(void* stream, float* x, int ldx, int B, int T, int heads, int d, const float* cos,
                  const float* sin, float sign);

@@ -94,19 +94,41 @@ void copy_rows(const Context& ctx, float* dst, int64_t ldd, const float* src, in
   else cuda::copy_rows(ctx.stream, dst, ldd, src, lds, rows, cols);
 }
 
-void matmul(const Context& ctx, bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float* A,
-            int lda, const float* B, int ldb, float beta, float* C, int ldc) {
-  LT_CHECK(M >= 0 && N >= 0 && K >= 0, "[matmul] negative size M = ", M, ", N = ", N, ", K = ", K);
-  if (M == 0 || N == 0) return;
+namespace {
+// The checks of matmul and matmul_bf16; false when there is nothing to do.
+bool check_matmul(const char* op, bool trans_a, bool trans_b, int M, int N, int K, const float* A, int lda,
+                  const float* B, int ldb, const float* C, int ldc) {
+  LT_CHECK(M >= 0 && N >= 0 && K >= 0, "[", op, "] negative size M = ", M, ", N = ", N, ", K = ", K);
+  if (M == 0 || N == 0) return false;
   // Row strides of the stored matrices: A is (M, K) or, transposed, (K, M).
   const int a_cols = trans_a ? M : K, b_cols = trans_b ? K : N;
-  LT_CHECK(lda >= std::max(1, a_cols) && ldb >= std::max(1, b_cols) && ldc >= N, "[matmul] row strides lda = ", lda,
-           ", ldb = ", ldb, ", ldc = ", ldc, " are below the widths ", a_cols, ", ", b_cols, ", ", N,
+  LT_CHECK(lda >= std::max(1, a_cols) && ldb >= std::max(1, b_cols) && ldc >= N, "[", op, "] row strides lda = ",
+           lda, ", ldb = ", ldb, ", ldc = ", ldc, " are below the widths ", a_cols, ", ", b_cols, ", ", N,
            " (M = ", M, ", N = ", N, ", K = ", K, ", trans_a = ", trans_a, ", trans_b = ", trans_b, ")");
-  LT_CHECK(C != nullptr && (K == 0 || (A != nullptr && B != nullptr)), "[matmul] a null matrix (M = ", M,
+  LT_CHECK(C != nullptr && (K == 0 || (A != nullptr && B != nullptr)), "[", op, "] a null matrix (M = ", M,
            ", N = ", N, ", K = ", K, ")");
+  return true;
+}
+}  // namespace
+
+void matmul(const Context& ctx, bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float* A,
+            int lda, const float* B, int ldb, float beta, float* C, int ldc) {
+  if (!check_matmul("matmul", trans_a, trans_b, M, N, K, A, lda, B, ldb, C, ldc)) return;
   if (on_cpu(ctx)) cpu::matmul(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
   else cuda::matmul(ctx.stream, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+
+void matmul_bf16(const Context& ctx, bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float* A,
+                 int lda, const float* B, int ldb, float beta, float* C, int ldc) {
+  if (!check_matmul("matmul_bf16", trans_a, trans_b, M, N, K, A, lda, B, ldb, C, ldc)) return;
+  // bf16 values in f32: the FP32 GEMM computes exact products and FP32 sums.
+  if (on_cpu(ctx)) cpu::matmul(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+  else cuda::matmul_bf16(ctx.stream, ctx.arena("matmul_bf16"), trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb,
+                         beta, C, ldc);
+}
+
+size_t matmul_bf16_scratch_bytes(Device device, int M, int N, int K) {
+  return device == Device::CPU ? 0 : cuda::matmul_bf16_scratch_bytes(M, N, K);
 }
 
 void round_to_bf16(const Context& ctx, float* out, const float* in, int64_t n) {

@@ -62,6 +62,26 @@ void copy_rows(const Context& ctx, float* dst, int64_t ldd, const float* src, in
 void matmul(const Context& ctx, bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float* A,
             int lda, const float* B, int ldb, float beta, float* C, int ldc);
 
+// The same product with BF16 operands and FP32 accumulation (the GEMM of
+// precision.compute: bf16). A and B must hold bf16 values stored as f32 (the
+// caller rounds them with round_to_bf16), so their products are exact in f32
+// and only the order of the FP32 sums differs between devices. The CPU runs
+// the FP32 GEMM on them (which is exactly that arithmetic); CUDA packs A and B
+// to bf16 in ctx.scratch (a lossless cast) and multiplies on the tensor cores
+// with cuBLAS (CUBLAS_COMPUTE_32F). C stays f32. Needs
+// matmul_bf16_scratch_bytes of scratch.
+void matmul_bf16(const Context& ctx, bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float* A,
+                 int lda, const float* B, int ldb, float beta, float* C, int ldc);
+size_t matmul_bf16_scratch_bytes(Device device, int M, int N, int K);
+
+// Which of the two a layer's GEMMs use.
+enum class GemmPrecision { fp32, bf16 };
+inline void matmul(const Context& ctx, GemmPrecision precision, bool trans_a, bool trans_b, int M, int N, int K,
+                   float alpha, const float* A, int lda, const float* B, int ldb, float beta, float* C, int ldc) {
+  if (precision == GemmPrecision::bf16) matmul_bf16(ctx, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+  else matmul(ctx, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+
 // ---- Casts ----------------------------------------------------------------------
 
 // out[i] = x rounded to the nearest bf16 (ties to even), kept in f32; n >= 0.

@@ -42,6 +42,11 @@ void linear_attention_output_backward(void*, float*, float*, const float*, const
 void matmul(void*, bool, bool, int, int, int, float, const float*, int, const float*, int, float, float*, int) {
   no_cuda("matmul");
 }
+void matmul_bf16(void*, Arena&, bool, bool, int, int, int, float, const float*, int, const float*, int, float, float*,
+                 int) {
+  no_cuda("matmul_bf16");
+}
+size_t matmul_bf16_scratch_bytes(int, int, int) { return 0; }
 void round_to_bf16(void*, float*, const float*, int64_t) { no_cuda("round_to_bf16"); }
 void rope_rotate(void*, float*, int, int, int, int, int, const float*, const float*, float sign) {
   no_cuda(sign > 0 ? "rope_forward" : "rope_backward");

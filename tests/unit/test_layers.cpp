@@ -83,9 +83,9 @@ TEST(Linear, ForwardBackwardMatchFloat64) {
     return y;
   };
   std::vector<float> y(N * OC), dx(N * C), dw(OC * C, 0.5f);
-  linear_forward(Context{}, y.data(), x.data(), w.data(), N, C, OC);
+  linear_forward(Context{}, GemmPrecision::fp32, y.data(), x.data(), w.data(), N, C, OC);
   EXPECT_LT(rel_err(y, ref(to_d(x), to_d(w))), kTol);
-  linear_backward(Context{}, dx.data(), dw.data(), dy.data(), x.data(), w.data(), N, C, OC);
+  linear_backward(Context{}, GemmPrecision::fp32, dx.data(), dw.data(), dy.data(), x.data(), w.data(), N, C, OC);
   const Vec dyd = to_d(dy);
   EXPECT_LT(rel_err(dx, fd_grad([&](const Vec& xd) { return dot(ref(xd, to_d(w)), dyd); }, to_d(x))), kTol);
   Vec gw = fd_grad([&](const Vec& wd) { return dot(ref(to_d(x), wd), dyd); }, to_d(w));
@@ -191,7 +191,7 @@ TEST(ChunkedCrossEntropy, MatchesFullSoftmaxForEveryChunkSize) {
   const Vec gw = fd_grad([&](const Vec& wd) { return ref(to_d(h), wd); }, to_d(w));
   for (int chunk : {1, 3, 10, 64}) {
     const Context ctx;
-    ChunkedCrossEntropy ce(ctx, chunk);
+    ChunkedCrossEntropy ce(ctx, GemmPrecision::fp32, chunk);
     std::vector<float> dh(N * C), dw(V * C, 0.0f);
     auto st = ce.run(h.data(), w.data(), t.data(), t.data(), N, C, V, 1.0f / count, dh.data(), dw.data());
     EXPECT_EQ(st.count, count);

@@ -103,6 +103,46 @@ TEST(OpsCuda, MatmulMatchesCpu) {
   });
 }
 
+// matmul_bf16: bf16 operands (rounded here first, as its contract asks), FP32
+// accumulation. Products of bf16 values are exact in f32, so only the order of
+// the K = 300 sums differs from the CPU's FP32 GEMM (cuBLAS may split K on
+// the tensor cores): ~1e-6 relative, 1e-5 leaves room. All four transpose
+// cases, strided, alpha and beta.
+TEST(OpsCuda, MatmulBf16MatchesCpu) {
+  compare_with_cpu("matmul_bf16", 1e-5, [](Backend& be) {
+    Rng rng(24);
+    const int M = 70, N = 45, K = 300, ld = 320;
+    std::vector<std::vector<float>> outs;
+    for (int ta = 0; ta < 2; ++ta)
+      for (int tb = 0; tb < 2; ++tb) {
+        float* A = be.upload(randn(size_t{ld} * std::max(M, K), rng));
+        float* B = be.upload(randn(size_t{ld} * std::max(N, K), rng));
+        round_to_bf16(be.ctx(), A, A, int64_t{ld} * std::max(M, K));
+        round_to_bf16(be.ctx(), B, B, int64_t{ld} * std::max(N, K));
+        float* C = be.upload(randn(size_t{M} * ld, rng));
+        matmul_bf16(be.ctx(), ta, tb, M, N, K, 0.5f, A, ld, B, ld, 0.25f, C, ld);
+        outs.push_back(be.download(C, size_t{M} * ld));
+      }
+    return outs;
+  });
+}
+
+// On the CPU matmul_bf16 is the FP32 GEMM on the (already bf16) operands: the
+// numerics precision.compute: bf16 emulates, bit for bit.
+TEST(Ops, MatmulBf16OnTheCpuIsTheFp32GemmOfBf16Values) {
+  Backend be(Device::CPU);
+  Rng rng(25);
+  const int M = 33, N = 17, K = 129;
+  std::vector<float> a = randn(size_t{M} * K, rng), b = randn(size_t{K} * N, rng);
+  round_to_bf16(be.ctx(), a.data(), a.data(), static_cast<int64_t>(a.size()));
+  round_to_bf16(be.ctx(), b.data(), b.data(), static_cast<int64_t>(b.size()));
+  std::vector<float> c1(size_t{M} * N), c2(c1.size());
+  matmul(be.ctx(), false, false, M, N, K, 1.0f, a.data(), K, b.data(), N, 0.0f, c1.data(), N);
+  matmul_bf16(be.ctx(), false, false, M, N, K, 1.0f, a.data(), K, b.data(), N, 0.0f, c2.data(), N);
+  EXPECT_EQ(c1, c2);
+  EXPECT_EQ(matmul_bf16_scratch_bytes(Device::CPU, M, N, K), 0u);
+}
+
 // round_to_bf16: the same integer rounding on both: bit-identical (0).
 TEST(OpsCuda, RoundToBf16MatchesCpu) {
   compare_with_cpu("round_to_bf16", 1e-30, [](Backend& be) {
