@@ -133,6 +133,40 @@ TEST(OpsCuda, LinearAttentionMatchesCpu) {
   });
 }
 
+// Long sequences: the CUDA body cuts them into chunks run in parallel, the
+// states entering the chunks from a scan (runtime/cuda/linear_attention.cu).
+// B = 1, T = 1024 (16 chunks of 64, none left over) and B = 2, T = 1000 (15
+// chunks of 66 and a tail of 10, each sequence on its own), GQA, the decays
+// down to 1e-20, state_in / state_out and their gradients. Up to ~T d = 16000
+// fp32 products per output, summed in other orders than the CPU's blocks (the
+// scan in double): ~sqrt(16000) * 6e-8 ~ 8e-6 relative; 1e-4 leaves room,
+// while a chunk that starts from the wrong state is off by O(1).
+TEST(OpsCuda, LinearAttentionLongSequencesMatchCpu) {
+  for (const auto& [B, T] : {std::pair<int, int>{1, 1024}, {2, 1000}}) {
+    compare_with_cpu("linear_attention (chunk-parallel on CUDA)", 1e-4, [B = B, T = T](Backend& be) {
+      LinearAttentionDims m = linear_dims();
+      m.B = B, m.T = T;
+      const int Hd = m.H * m.d, KVd = m.KVH * m.d;
+      Rng rng(39 + T);
+      const float* qkv = be.upload(randn(rows(m) * m.ldq, rng, 0.5));
+      const float *q = qkv, *k = qkv + Hd, *v = qkv + Hd + KVd;
+      const float* decay = be.upload(kDecays);
+      const float* s_in = be.upload(randn(states(m), rng));
+      const float* ds_out = be.upload(randn(states(m), rng));
+      const float* dout = be.upload(randn(rows(m) * m.ldo, rng));
+      float* o = be.upload(std::vector<float>(rows(m) * m.ldo, 7.0f));
+      float* s_out = be.upload(std::vector<float>(states(m)));
+      float* dqkv = be.upload(std::vector<float>(rows(m) * m.ldq, 7.0f));
+      float* ds_in = be.upload(std::vector<float>(states(m)));
+      linear_attention_forward(be.ctx(), o, q, k, v, decay, s_in, s_out, m);
+      linear_attention_backward(be.ctx(), dqkv, dqkv + Hd, dqkv + Hd + KVd, ds_in, dout, ds_out, q, k, v, decay,
+                                s_in, m);
+      return Outputs{be.download(o, rows(m) * m.ldo), be.download(s_out, states(m)),
+                     be.download(dqkv, rows(m) * m.ldq), be.download(ds_in, states(m))};
+    });
+  }
+}
+
 // LASP-2 terms: each output is a dot product over d = 16 (o, dq, dk, dv; dk/dv
 // over both heads of a group) or over the chunk's 75 tokens (M, dP), with the
 // same fp32 decay powers, in another order than the CPU's GEMMs: ~sqrt(75) *
