@@ -13,6 +13,7 @@
 #include "parallel/nccl/nccl_communicator.h"
 #include "parallel/process_grid.h"
 #include "parallel/thread_communicator.h"
+#include "runtime/dtype.h"
 #include "runtime/error.h"
 
 using namespace lintrain;
@@ -39,7 +40,40 @@ TEST_P(ThreadRanks, IdenticalBitsOnEveryRank) {
   run_ranks(GetParam(), conformance::check_all_reduce_identical_on_every_rank);
 }
 
+TEST_P(ThreadRanks, AllGatherDTypes) { run_ranks(GetParam(), conformance::check_all_gather_dtypes); }
+TEST_P(ThreadRanks, AllReduceDTypes) { run_ranks(GetParam(), conformance::check_all_reduce_dtypes); }
+TEST_P(ThreadRanks, ReduceScatterDTypes) { run_ranks(GetParam(), conformance::check_reduce_scatter_dtypes); }
+TEST_P(ThreadRanks, RefusesSumsOfOtherDTypes) { run_ranks(GetParam(), conformance::check_dtype_refusal); }
+TEST_P(ThreadRanks, StatsDTypes) { run_ranks(GetParam(), conformance::check_stats_dtypes); }
+
 INSTANTIATE_TEST_SUITE_P(W, ThreadRanks, testing::Values(1, 2, 3, 4));
+
+TEST(ThreadCommunicator, Bf16SumsRoundAfterEveryStepInRankOrder) {
+  // 256 + 1 = 257 is a tie between bf16's 256 and 258 and rounds to even
+  // (256), twice: ((256 + 1) + 1) = 256. Summing in f32 and rounding once
+  // would give 258.
+  const float x[3] = {256.0f, 1.0f, 1.0f};
+  run_ranks(3, [&](Communicator& c) {
+    uint16_t v = f32_to_bf16(x[c.rank()]);
+    c.all_reduce(&v, 1, DType::BF16);
+    EXPECT_EQ(bf16_to_f32(v), 256.0f);
+  });
+}
+
+TEST(ThreadCommunicator, MismatchedDTypesFailInsteadOfHanging) {
+  try {
+    run_ranks(2, [](Communicator& c) {
+      double v[2] = {};
+      if (c.rank() == 0)
+        c.all_reduce(v, 2, DType::F32);
+      else
+        c.all_reduce(v, 2, DType::BF16);
+    });
+    FAIL() << "no exception";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("does not match across ranks"), std::string::npos) << e.what();
+  }
+}
 
 TEST(ThreadCommunicator, SumsInRankOrder) {
   // ((x0 + x1) + x2) in float: 1 + 2^-24 rounds to 1 (ties to even), so adding
