@@ -2,12 +2,14 @@
 // MpiCommunicator under mpirun: the conformance suite of every communicator
 // (tests/comm_conformance.h: outputs checked exactly against values each rank
 // generates; f32, and bf16/f64 through the user-defined bf16 MPI_Op and
-// MPI_DOUBLE), the DP x SP grid on real sub-communicators, and MpiRuntime.
+// MPI_DOUBLE), the staged communicator over MPI, the DP x SP grid on real
+// sub-communicators, and MpiRuntime.
 #include <gtest/gtest.h>
 
 #include "../comm_conformance.h"
 #include "mpi_test.h"
 #include "parallel/process_grid.h"
+#include "parallel/staged_communicator.h"
 #include "runtime/dtype.h"
 #include "runtime/error.h"
 
@@ -61,6 +63,14 @@ TEST(MpiCommunicator, Bf16SumOfTwoRanksRoundsToNearestEven) {
   world->all_reduce(v, 2, DType::BF16);
   EXPECT_EQ(bf16_to_f32(v[0]), 256.0f);
   EXPECT_EQ(bf16_to_f32(v[1]), 260.0f);
+}
+
+// Device buffers over MPI through host staging (Device::CPU here: the copies
+// are memcpy), as two ranks sharing one GPU run it.
+TEST(StagedCommunicator, ConformanceOverMpi) {
+  auto staged = make_staged_communicator(mpi_runtime().world(), Device::CPU);
+  EXPECT_EQ(staged->name(), "mpi+staged");
+  conformance::run_all(*staged);
 }
 
 TEST(MpiCommunicator, ErrorsNameTheCallRankAndHost) {
