@@ -54,7 +54,7 @@ class Communicator {
   virtual ~Communicator() = default;
   virtual int rank() const = 0;
   virtual int size() const = 0;
-  virtual std::string name() const = 0;  // "self", "mpi", "nccl"
+  virtual std::string name() const = 0;  // "self", "thread", "mpi", "nccl", "mpi+staged"
   // Where the buffers of all_gather, all_reduce and reduce_scatter must live:
   // host memory for self, MPI and threads, GPU memory for NCCL and for a
   // staged communicator over a GPU (parallel/staged_communicator.h). Layers
