@@ -64,6 +64,52 @@ class MpiRequest : public CommRequest {
   int group_;
 };
 
+// The element type MPI sees for `dtype`: its own where MPI has one, else an
+// unsigned integer of its size (bf16 and fp8 have no MPI type; all_gather
+// only moves them, and bf16 sums go through bf16_sum_op).
+MPI_Datatype mpi_datatype(DType t) {
+  switch (t) {
+    case DType::F32: return MPI_FLOAT;
+    case DType::F64: return MPI_DOUBLE;
+    case DType::I32: return MPI_INT32_T;
+    case DType::I64: return MPI_INT64_T;
+    case DType::U32: return MPI_UINT32_T;
+    case DType::U64: return MPI_UINT64_T;
+    case DType::BF16:
+    case DType::U16: return MPI_UINT16_T;
+    case DType::F8E4M3:
+    case DType::F8E5M2: return MPI_UINT8_T;
+  }
+  throw Error(str_cat("[mpi] no MPI datatype for dtype ", static_cast<int>(t)));
+}
+
+// inout[i] = in[i] + inout[i] in bf16: the sum taken in f32, rounded to
+// nearest even (as NCCL's bf16 sum). Commutative, so MPI may combine in any
+// order; the result then depends on that order, as any bf16 sum's does.
+void bf16_sum(void* in, void* inout, int* len, MPI_Datatype*) {
+  const auto* a = static_cast<const uint16_t*>(in);
+  auto* b = static_cast<uint16_t*>(inout);
+  for (int i = 0; i < *len; ++i) b[i] = f32_to_bf16(bf16_to_f32(a[i]) + bf16_to_f32(b[i]));
+}
+
+std::mutex g_bf16_op_mu;
+MPI_Op g_bf16_op = MPI_OP_NULL;
+
+MPI_Op bf16_sum_op() {
+  std::lock_guard<std::mutex> lock(g_bf16_op_mu);
+  if (g_bf16_op == MPI_OP_NULL) LT_MPI_CHECK(MPI_Op_create(&bf16_sum, /*commute=*/1, &g_bf16_op));
+  return g_bf16_op;
+}
+
+// Before MPI_Finalize (MpiRuntime's destructor). Never throws.
+void free_bf16_sum_op() noexcept {
+  std::lock_guard<std::mutex> lock(g_bf16_op_mu);
+  if (g_bf16_op != MPI_OP_NULL) (void)MPI_Op_free(&g_bf16_op);
+  g_bf16_op = MPI_OP_NULL;
+}
+
+MPI_Op mpi_sum(DType t) { return t == DType::BF16 ? bf16_sum_op() : MPI_SUM; }
+
 std::string world_group_description(int size) {
   return str_cat("the world group (", size, size == 1 ? " rank)" : " ranks)");
 }
@@ -340,7 +386,10 @@ MpiRuntime::MpiRuntime(int* argc, char*** argv) : host_(host_name()) {
 
 MpiRuntime::~MpiRuntime() {
   watchdog_.reset();  // its thread stops and withdraws its requests while MPI still runs
-  if (owns_ && active()) (void)MPI_Finalize();
+  if (owns_ && active()) {
+    free_bf16_sum_op();
+    (void)MPI_Finalize();
+  }
 }
 
 std::unique_ptr<Communicator> MpiRuntime::world() const {
@@ -378,35 +427,35 @@ MpiCommunicator::~MpiCommunicator() {
   if (owned_ && MpiRuntime::active()) (void)MPI_Comm_free(&comm_);
 }
 
-Request MpiCommunicator::iall_gather(const float* send, float* recv, size_t count) {
+Request MpiCommunicator::start_all_gather(const void* send, void* recv, size_t count, DType dtype) {
   const int n = as_count(count, "all_gather");
-  stats_.all_gather_bytes += count * sizeof(float);
-  stats_.all_gather_calls += 1;
-  const void* sendbuf = send == recv + static_cast<size_t>(rank_) * count ? MPI_IN_PLACE : send;
+  const size_t mine = static_cast<size_t>(rank_) * count * dtype_size(dtype);
+  const void* sendbuf = send == static_cast<const unsigned char*>(recv) + mine ? MPI_IN_PLACE : send;
+  const MPI_Datatype type = mpi_datatype(dtype);
   std::vector<MPI_Request> reqs(1);
-  LT_MPI_CHECK(MPI_Iallgather(sendbuf, n, MPI_FLOAT, recv, n, MPI_FLOAT, comm_, &reqs[0]));
+  LT_MPI_CHECK(MPI_Iallgather(sendbuf, n, type, recv, n, type, comm_, &reqs[0]));
   return std::make_unique<MpiRequest>(std::move(reqs), "all_gather", group_);
 }
 
-Request MpiCommunicator::iall_reduce(float* buf, size_t count) {
-  stats_.all_reduce_bytes += count * sizeof(float);
-  stats_.all_reduce_calls += 1;
+Request MpiCommunicator::start_all_reduce(void* buf, size_t count, DType dtype) {
+  const MPI_Datatype type = mpi_datatype(dtype);
+  const MPI_Op op = mpi_sum(dtype);
+  auto* p = static_cast<unsigned char*>(buf);
   std::vector<MPI_Request> reqs;
   for (size_t done = 0; done < count || reqs.empty(); done += kMaxMpiCount) {
     const int n = static_cast<int>(std::min(kMaxMpiCount, count - done));
     reqs.emplace_back();
-    LT_MPI_CHECK(MPI_Iallreduce(MPI_IN_PLACE, buf + done, n, MPI_FLOAT, MPI_SUM, comm_, &reqs.back()));
+    LT_MPI_CHECK(MPI_Iallreduce(MPI_IN_PLACE, p + done * dtype_size(dtype), n, type, op, comm_, &reqs.back()));
   }
   return std::make_unique<MpiRequest>(std::move(reqs), "all_reduce", group_);
 }
 
-Request MpiCommunicator::ireduce_scatter(const float* send, float* recv, size_t count) {
+Request MpiCommunicator::start_reduce_scatter(const void* send, void* recv, size_t count, DType dtype) {
   const int n = as_count(count, "reduce_scatter");
-  stats_.reduce_scatter_bytes += static_cast<size_t>(size_) * count * sizeof(float);
-  stats_.reduce_scatter_calls += 1;
   const void* sendbuf = send == recv ? MPI_IN_PLACE : send;
   std::vector<MPI_Request> reqs(1);
-  LT_MPI_CHECK(MPI_Ireduce_scatter_block(sendbuf, recv, n, MPI_FLOAT, MPI_SUM, comm_, &reqs[0]));
+  LT_MPI_CHECK(
+      MPI_Ireduce_scatter_block(sendbuf, recv, n, mpi_datatype(dtype), mpi_sum(dtype), comm_, &reqs[0]));
   return std::make_unique<MpiRequest>(std::move(reqs), "reduce_scatter", group_);
 }
 

@@ -8,7 +8,12 @@
 //
 // MpiCommunicator implements Communicator on one MPI communicator with the
 // non-blocking collectives of MPI-3 (MPI_Iallgather, MPI_Iallreduce,
-// MPI_Ireduce_scatter_block; float, sum). Note for overlap: Open MPI 4.1 has
+// MPI_Ireduce_scatter_block). f32 and f64 are MPI_FLOAT and MPI_DOUBLE summed
+// with MPI_SUM; bf16 travels as MPI_UINT16_T and is summed by a user-defined
+// MPI_Op (each combine in f32, rounded to nearest-even bf16), created once
+// per process on first use and freed by MpiRuntime before MPI_Finalize; an
+// all_gather of another dtype moves it as unsigned integers of its size.
+// Note for overlap: Open MPI 4.1 has
 // no asynchronous progress thread ("OMPI progress: no" in ompi_info), so a
 // request started here advances only while some thread of this process is
 // inside MPI. Code that wants communication to run behind computation either
@@ -101,17 +106,19 @@ class MpiCommunicator : public Communicator {
   Device device() const override { return Device::CPU; }
   MPI_Comm handle() const { return comm_; }
 
-  // Buffers are host memory. Element counts up to INT_MAX per rank for
-  // all-gather and reduce-scatter; all-reduce and broadcast take any size
-  // (split into several MPI calls behind one Request).
-  Request iall_gather(const float* send, float* recv, size_t count) override;
-  Request iall_reduce(float* buf, size_t count) override;
-  Request ireduce_scatter(const float* send, float* recv, size_t count) override;
   void all_reduce_f64(double* buf, size_t count) override;
   void broadcast(void* buf, size_t bytes, int root) override;
   void barrier() override;
   // MPI_Comm_split; the result owns its MPI_Comm.
   std::unique_ptr<Communicator> split(int color, int key) override;
+
+ protected:
+  // Buffers are host memory. Element counts up to INT_MAX per rank for
+  // all-gather and reduce-scatter; all-reduce and broadcast take any size
+  // (split into several MPI calls behind one Request).
+  Request start_all_gather(const void* send, void* recv, size_t count, DType dtype) override;
+  Request start_all_reduce(void* buf, size_t count, DType dtype) override;
+  Request start_reduce_scatter(const void* send, void* recv, size_t count, DType dtype) override;
 
  private:
   MPI_Comm comm_;

@@ -61,6 +61,7 @@ struct Op {
   uint64_t seq = 0;
   OpKind kind = OpKind::Barrier;
   size_t count = 0;  // elements (bytes for broadcast)
+  DType dtype = DType::F32;  // of the buffer collectives' elements
   int root = 0;
   std::vector<const void*> send;  // by group rank
   std::vector<bool> posted_by;
@@ -69,7 +70,8 @@ struct Op {
   std::string failure;
   std::vector<float> f32;
   std::vector<double> f64;
-  std::vector<unsigned char> bytes;
+  std::vector<uint16_t> bf16;
+  std::vector<unsigned char> bytes;  // all_gather, broadcast
   std::vector<std::shared_ptr<Group>> new_group;  // split: by group rank
   std::vector<int> new_rank;
 };
@@ -108,16 +110,48 @@ void sum_in_rank_order(const Op& op, size_t n, std::vector<T>& out) {
   }
 }
 
+// bf16 as NCCL sums it: each step adds in f32 and rounds to bf16.
+void sum_bf16_in_rank_order(const Op& op, size_t n, std::vector<uint16_t>& out) {
+  const auto* first = static_cast<const uint16_t*>(op.send[0]);
+  out.assign(first, first + n);
+  for (size_t r = 1; r < op.send.size(); ++r) {
+    const auto* x = static_cast<const uint16_t*>(op.send[r]);
+    for (size_t i = 0; i < n; ++i) out[i] = f32_to_bf16(bf16_to_f32(out[i]) + bf16_to_f32(x[i]));
+  }
+}
+
+// n elements of op.dtype summed over the ranks into the result buffer of that dtype.
+void sum(Op& op, size_t n) {
+  switch (op.dtype) {
+    case DType::F32: sum_in_rank_order(op, n, op.f32); return;
+    case DType::F64: sum_in_rank_order(op, n, op.f64); return;
+    case DType::BF16: sum_bf16_in_rank_order(op, n, op.bf16); return;
+    default: break;  // refused by Communicator before it gets here
+  }
+  throw Error(str_cat("[thread comm] ", op_name(op.kind), " of ", dtype_name(op.dtype), " is not supported"));
+}
+
+// The summed result of an all_reduce or reduce_scatter, as bytes.
+const unsigned char* sum_result(const Op& op) {
+  switch (op.dtype) {
+    case DType::F64: return reinterpret_cast<const unsigned char*>(op.f64.data());
+    case DType::BF16: return reinterpret_cast<const unsigned char*>(op.bf16.data());
+    default: return reinterpret_cast<const unsigned char*>(op.f32.data());
+  }
+}
+
 void compute(Op& op, const Group& g) {
   const size_t W = static_cast<size_t>(g.size()), n = op.count;
   switch (op.kind) {
-    case OpKind::AllGather:
-      op.f32.resize(W * n);
+    case OpKind::AllGather: {
+      const size_t bytes = n * dtype_size(op.dtype);
+      op.bytes.resize(W * bytes);
       for (size_t r = 0; r < W; ++r)
-        if (n) std::memcpy(op.f32.data() + r * n, op.send[r], n * sizeof(float));
+        if (bytes) std::memcpy(op.bytes.data() + r * bytes, op.send[r], bytes);
       break;
-    case OpKind::AllReduce: sum_in_rank_order(op, n, op.f32); break;
-    case OpKind::ReduceScatter: sum_in_rank_order(op, W * n, op.f32); break;
+    }
+    case OpKind::AllReduce: sum(op, n); break;
+    case OpKind::ReduceScatter: sum(op, W * n); break;
     case OpKind::AllReduceF64: sum_in_rank_order(op, n, op.f64); break;
     case OpKind::Broadcast: {
       const auto* src = static_cast<const unsigned char*>(op.send[static_cast<size_t>(op.root)]);
@@ -222,36 +256,10 @@ class ThreadCommunicator final : public Communicator {
   Device device() const override { return Device::CPU; }
   const std::shared_ptr<World>& world() const { return group_->world; }
 
-  Request iall_gather(const float* send, float* recv, size_t count) override {
-    stats_.all_gather_bytes += count * sizeof(float);
-    stats_.all_gather_calls += 1;
-    const size_t total = static_cast<size_t>(size()) * count;
-    return start(OpKind::AllGather, count, 0, send, [recv, total](const Op& op) {
-      if (total) std::memcpy(recv, op.f32.data(), total * sizeof(float));
-    });
-  }
-
-  Request iall_reduce(float* buf, size_t count) override {
-    stats_.all_reduce_bytes += count * sizeof(float);
-    stats_.all_reduce_calls += 1;
-    return start(OpKind::AllReduce, count, 0, buf, [buf, count](const Op& op) {
-      if (count) std::memcpy(buf, op.f32.data(), count * sizeof(float));
-    });
-  }
-
-  Request ireduce_scatter(const float* send, float* recv, size_t count) override {
-    stats_.reduce_scatter_bytes += static_cast<size_t>(size()) * count * sizeof(float);
-    stats_.reduce_scatter_calls += 1;
-    const size_t offset = static_cast<size_t>(rank_) * count;
-    return start(OpKind::ReduceScatter, count, 0, send, [recv, count, offset](const Op& op) {
-      if (count) std::memcpy(recv, op.f32.data() + offset, count * sizeof(float));
-    });
-  }
-
   void all_reduce_f64(double* buf, size_t count) override {
     start(OpKind::AllReduceF64, count, 0, buf, [buf, count](const Op& op) {
       if (count) std::memcpy(buf, op.f64.data(), count * sizeof(double));
-    })->wait();
+    }, DType::F64)->wait();
   }
 
   void broadcast(void* buf, size_t bytes, int root) override {
@@ -277,10 +285,33 @@ class ThreadCommunicator final : public Communicator {
     return out;
   }
 
+ protected:
+  Request start_all_gather(const void* send, void* recv, size_t count, DType dtype) override {
+    const size_t total = static_cast<size_t>(size()) * count * dtype_size(dtype);
+    return start(OpKind::AllGather, count, 0, send, [recv, total](const Op& op) {
+      if (total) std::memcpy(recv, op.bytes.data(), total);
+    }, dtype);
+  }
+
+  Request start_all_reduce(void* buf, size_t count, DType dtype) override {
+    const size_t bytes = count * dtype_size(dtype);
+    return start(OpKind::AllReduce, count, 0, buf, [buf, bytes](const Op& op) {
+      if (bytes) std::memcpy(buf, sum_result(op), bytes);
+    }, dtype);
+  }
+
+  Request start_reduce_scatter(const void* send, void* recv, size_t count, DType dtype) override {
+    const size_t bytes = count * dtype_size(dtype), offset = static_cast<size_t>(rank_) * bytes;
+    return start(OpKind::ReduceScatter, count, 0, send, [recv, bytes, offset](const Op& op) {
+      if (bytes) std::memcpy(recv, sum_result(op) + offset, bytes);
+    }, dtype);
+  }
+
  private:
   // Posts this rank's part of the next collective; the last rank to post
   // computes the result.
-  Request start(OpKind kind, size_t count, int root, const void* send, std::function<void(const Op&)> out) {
+  Request start(OpKind kind, size_t count, int root, const void* send, std::function<void(const Op&)> out,
+                DType dtype = DType::F32) {
     World& w = *group_->world;
     const int W = size();
     const uint64_t seq = next_seq_++;
@@ -297,14 +328,15 @@ class ThreadCommunicator final : public Communicator {
         slot->seq = seq;
         slot->kind = kind;
         slot->count = count;
+        slot->dtype = dtype;
         slot->root = root;
         slot->send.assign(static_cast<size_t>(W), nullptr);
         slot->posted_by.assign(static_cast<size_t>(W), false);
-      } else if (slot->kind != kind || slot->count != count || slot->root != root) {
-        const std::string msg =
-            str_cat("[thread comm] collective #", seq, " does not match across ranks: rank ", rank_, " called ",
-                    op_name(kind), "(count ", count, ", root ", root, ") but another rank called ", op_name(slot->kind),
-                    "(count ", slot->count, ", root ", slot->root, ")");
+      } else if (slot->kind != kind || slot->count != count || slot->root != root || slot->dtype != dtype) {
+        const std::string msg = str_cat("[thread comm] collective #", seq, " does not match across ranks: rank ",
+                                        rank_, " called ", op_name(kind), "(count ", count, " ", dtype_name(dtype),
+                                        ", root ", root, ") but another rank called ", op_name(slot->kind), "(count ",
+                                        slot->count, " ", dtype_name(slot->dtype), ", root ", slot->root, ")");
         abort_world_locked(w, msg);
         throw Error(msg);
       }

@@ -7,7 +7,8 @@
 // posted it (no rank has to be waiting yet), so overlapped code paths run as
 // they would under MPI. Results are deterministic and bit-reproducible: sums
 // are taken in rank order, ((rank 0 + rank 1) + rank 2) + ..., whichever
-// thread happens to compute them. They equal MPI's up to reduction order.
+// thread happens to compute them (bf16: each step in f32, rounded to bf16).
+// They equal MPI's up to reduction order.
 //
 // How it works: each group keeps its collectives in flight in a table keyed
 // by a per-rank sequence number. Posting records the rank's send pointer; the

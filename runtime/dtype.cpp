@@ -17,6 +17,7 @@ size_t dtype_size(DType t) {
     case DType::U32: return 4;
     case DType::I64: return 8;
     case DType::U64: return 8;
+    case DType::F64: return 8;
   }
   return 0;
 }
@@ -32,17 +33,18 @@ const char* dtype_name(DType t) {
     case DType::U32: return "u32";
     case DType::I64: return "i64";
     case DType::U64: return "u64";
+    case DType::F64: return "f64";
   }
   return "?";
 }
 
 DType dtype_from_name(const std::string& n) {
   for (DType t : {DType::F32, DType::BF16, DType::F8E4M3, DType::F8E5M2, DType::I32, DType::U16,
-                  DType::U32, DType::I64, DType::U64}) {
+                  DType::U32, DType::I64, DType::U64, DType::F64}) {
     if (n == dtype_name(t)) return t;
   }
   throw Error(str_cat("[dtype] unknown dtype '", n,
-                      "'; valid: f32, bf16, f8e4m3, f8e5m2, i32, u16, u32, i64, u64"));
+                      "'; valid: f32, bf16, f8e4m3, f8e5m2, i32, u16, u32, i64, u64, f64"));
 }
 
 namespace {

@@ -1,7 +1,8 @@
 // Element types and their conversions. f32 is the compute and master-weight
 // type, bf16 the low-precision compute type, fp8 (e4m3, e5m2) the GEMM operand
 // types of FP8 training; i32/u16/u32 hold token ids; i64/u64 the counters
-// and RNG words of checkpointed run state.
+// and RNG words of checkpointed run state; f64 the sums of statistics the
+// collectives reduce (parallel/communicator.h).
 #pragma once
 
 #include <cstddef>
@@ -11,7 +12,8 @@
 
 namespace lintrain {
 
-enum class DType : uint8_t { F32, BF16, F8E4M3, F8E5M2, I32, U16, U32, I64, U64 };
+// New types go at the end: the values of the others stay what they were.
+enum class DType : uint8_t { F32, BF16, F8E4M3, F8E5M2, I32, U16, U32, I64, U64, F64 };
 
 size_t dtype_size(DType t);
 const char* dtype_name(DType t);  // "f32", "bf16", ...

@@ -2,18 +2,25 @@
 // its own test because it needs device buffers). As in nccl-tests, each rank
 // fills its send buffers from (rank, index), computes the expected outputs
 // itself and checks them exactly: the values are small integers, so every
-// sum is exact in float and no tolerance is needed. Each function is called on
+// sum is exact in float and no tolerance is needed. The same holds for the
+// bf16 (integers within bf16's 8 bits) and f64 (integers past float's 24 bits)
+// checks, and all_gather of any dtype is checked byte for byte. Each function is called on
 // every rank of a group (from run_ranks or under mpirun) and uses EXPECT only,
 // so a failing rank still takes part in every later collective.
 #pragma once
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <string>
 #include <vector>
 
 #include "parallel/communicator.h"
+#include "runtime/dtype.h"
+#include "runtime/error.h"
 
 namespace lintrain::conformance {
 
@@ -202,6 +209,149 @@ inline void check_all_reduce_identical_on_every_rank(Communicator& c) {
         << "rank " << r << " differs from rank " << me;
 }
 
+// ---- dtypes other than f32 ----------------------------------------------------------
+
+// bf16 bits of small integers, -30..30: every partial sum over <= 4 ranks
+// stays within bf16's exact integers (|x| <= 256), so the sums are exact in
+// any order and with rounding after every step.
+inline uint16_t bf16_value(int rank, size_t i) {
+  return f32_to_bf16(static_cast<float>(static_cast<int>((static_cast<size_t>(rank) * 7 + i) % 61) - 30));
+}
+// Integers past float's 24 bits (exact in f64 up to 2^53): a sum taken in
+// float would lose the low bits.
+inline double f64_value(int rank, size_t i) {
+  return std::ldexp(static_cast<double>(rank + 1), 40) + static_cast<double>(i % 1009) - 500.0;
+}
+// Any byte, per (rank, byte index): all_gather is a byte move, NaN bit
+// patterns included.
+inline unsigned char byte_value(int rank, size_t j) {
+  return static_cast<unsigned char>((j * 2654435761u + static_cast<size_t>(rank) * 40503u) >> 7);
+}
+
+inline const DType kGatheredDTypes[] = {DType::BF16, DType::F64, DType::F8E4M3, DType::U16, DType::I32, DType::U64};
+
+inline void check_all_gather_dtypes(Communicator& c) {
+  const int W = c.size(), me = c.rank();
+  for (DType t : kGatheredDTypes) {
+    const size_t es = dtype_size(t);
+    for (size_t n : {size_t{0}, size_t{1}, size_t{7}, size_t{1000}}) {
+      const size_t bytes = n * es;
+      std::vector<unsigned char> send(bytes), recv(static_cast<size_t>(W) * bytes, 0xEE), want(recv.size());
+      for (size_t j = 0; j < bytes; ++j) send[j] = byte_value(me, j);
+      for (int r = 0; r < W; ++r)
+        for (size_t j = 0; j < bytes; ++j) want[static_cast<size_t>(r) * bytes + j] = byte_value(r, j);
+      c.all_gather(send.data(), recv.data(), n, t);
+      EXPECT_EQ(recv, want) << "all_gather of " << dtype_name(t) << " count " << n << " rank " << me;
+      std::vector<unsigned char> inplace(recv.size(), 0xEE);
+      std::copy(send.begin(), send.end(), inplace.begin() + static_cast<std::ptrdiff_t>(static_cast<size_t>(me) * bytes));
+      c.all_gather(inplace.data() + static_cast<size_t>(me) * bytes, inplace.data(), n, t);
+      EXPECT_EQ(inplace, want) << "in-place all_gather of " << dtype_name(t) << " count " << n;
+    }
+  }
+}
+
+inline void check_all_reduce_dtypes(Communicator& c) {
+  const int W = c.size(), me = c.rank();
+  for (size_t n : kCounts) {
+    std::vector<uint16_t> h(n), h_want(n);
+    std::vector<double> d(n), d_want(n, 0.0);
+    for (size_t i = 0; i < n; ++i) {
+      h[i] = bf16_value(me, i);
+      d[i] = f64_value(me, i);
+      float s = 0;
+      for (int r = 0; r < W; ++r) {
+        s += bf16_to_f32(bf16_value(r, i));
+        d_want[i] += f64_value(r, i);
+      }
+      h_want[i] = f32_to_bf16(s);
+    }
+    c.all_reduce(h.data(), n, DType::BF16);
+    c.all_reduce(d.data(), n, DType::F64);
+    EXPECT_EQ(h, h_want) << "bf16 all_reduce count " << n << " rank " << me;
+    EXPECT_EQ(d, d_want) << "f64 all_reduce count " << n << " rank " << me;
+  }
+}
+
+inline void check_reduce_scatter_dtypes(Communicator& c) {
+  const int W = c.size(), me = c.rank();
+  for (size_t n : kCounts) {
+    const size_t total = static_cast<size_t>(W) * n;
+    std::vector<uint16_t> h(total), h_recv(n, 0xFFFF), h_want(n);
+    std::vector<double> d(total), d_recv(n, -1.0), d_want(n, 0.0);
+    for (size_t j = 0; j < total; ++j) {
+      h[j] = bf16_value(me, j);
+      d[j] = f64_value(me, j);
+    }
+    for (size_t i = 0; i < n; ++i) {
+      const size_t j = static_cast<size_t>(me) * n + i;
+      float s = 0;
+      for (int r = 0; r < W; ++r) {
+        s += bf16_to_f32(bf16_value(r, j));
+        d_want[i] += f64_value(r, j);
+      }
+      h_want[i] = f32_to_bf16(s);
+    }
+    c.reduce_scatter(h.data(), h_recv.data(), n, DType::BF16);
+    c.reduce_scatter(d.data(), d_recv.data(), n, DType::F64);
+    EXPECT_EQ(h_recv, h_want) << "bf16 reduce_scatter count " << n << " rank " << me;
+    EXPECT_EQ(d_recv, d_want) << "f64 reduce_scatter count " << n << " rank " << me;
+    c.reduce_scatter(h.data(), h.data(), n, DType::BF16);
+    c.reduce_scatter(d.data(), d.data(), n, DType::F64);
+    EXPECT_TRUE(std::equal(h_want.begin(), h_want.end(), h.begin())) << "in-place bf16 reduce_scatter count " << n;
+    EXPECT_TRUE(std::equal(d_want.begin(), d_want.end(), d.begin())) << "in-place f64 reduce_scatter count " << n;
+  }
+}
+
+// Sums of other dtypes are refused on every rank alike (before any traffic,
+// so no rank is left waiting), naming the collective and the dtype, and
+// count nothing.
+inline void check_dtype_refusal(Communicator& c) {
+  const size_t W = static_cast<size_t>(c.size()), n = 4;
+  std::vector<uint64_t> buf(W * n);  // room for n elements of any dtype per rank
+  c.reset_stats();
+  for (DType t : {DType::I32, DType::U16, DType::U32, DType::I64, DType::U64, DType::F8E4M3, DType::F8E5M2}) {
+    const std::string name = dtype_name(t);
+    try {
+      c.all_reduce(buf.data(), n, t);
+      ADD_FAILURE() << "all_reduce of " << name << " was not refused";
+    } catch (const Error& e) {
+      const std::string what = e.what();
+      EXPECT_NE(what.find("all_reduce of " + name + " is not supported"), std::string::npos) << what;
+    }
+    try {
+      c.reduce_scatter(buf.data(), buf.data(), n, t);
+      ADD_FAILURE() << "reduce_scatter of " << name << " was not refused";
+    } catch (const Error& e) {
+      const std::string what = e.what();
+      EXPECT_NE(what.find("reduce_scatter of " + name + " is not supported"), std::string::npos) << what;
+    }
+  }
+  EXPECT_EQ(c.stats().all_reduce_calls, 0u);
+  EXPECT_EQ(c.stats().reduce_scatter_calls, 0u);
+  c.barrier();  // the group still works
+}
+
+// Byte counters use the dtype's size.
+inline void check_stats_dtypes(Communicator& c) {
+  const size_t W = static_cast<size_t>(c.size()), n = 100;
+  std::vector<uint16_t> h(W * n, 0), h_out(W * n);
+  std::vector<double> d(W * n, 1.0), d_out(W * n);
+  c.reset_stats();
+  c.all_gather(h.data(), h_out.data(), n, DType::BF16);
+  c.all_gather(d.data(), d_out.data(), n, DType::F64);
+  c.all_reduce(h.data(), n, DType::BF16);
+  c.all_reduce(d.data(), n, DType::F64);
+  c.reduce_scatter(h.data(), h_out.data(), n, DType::BF16);
+  const CommStats& s = c.stats();
+  EXPECT_EQ(s.all_gather_calls, 2u);
+  EXPECT_EQ(s.all_gather_bytes, n * 2 + n * 8);
+  EXPECT_EQ(s.all_reduce_calls, 2u);
+  EXPECT_EQ(s.all_reduce_bytes, n * 2 + n * 8);
+  EXPECT_EQ(s.reduce_scatter_calls, 1u);
+  EXPECT_EQ(s.reduce_scatter_bytes, W * n * 2);
+  c.reset_stats();
+}
+
 inline void run_all(Communicator& c) {
   check_all_gather(c);
   check_all_reduce(c);
@@ -212,6 +362,11 @@ inline void run_all(Communicator& c) {
   check_stats(c);
   check_split(c);
   check_all_reduce_identical_on_every_rank(c);
+  check_all_gather_dtypes(c);
+  check_all_reduce_dtypes(c);
+  check_reduce_scatter_dtypes(c);
+  check_dtype_refusal(c);
+  check_stats_dtypes(c);
 }
 
 }  // namespace lintrain::conformance

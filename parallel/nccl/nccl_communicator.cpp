@@ -102,39 +102,6 @@ class NcclCommunicator final : public Communicator {
   std::string name() const override { return "nccl"; }
   Device device() const override { return Device::CUDA; }
 
-  Request iall_gather(const float* send, float* recv, size_t count) override {
-    stats_.all_gather_bytes += count * sizeof(float);
-    stats_.all_gather_calls += 1;
-    begin();
-    LT_NCCL_CHECK(ncclAllGather(send, recv, count, ncclFloat32, comm_.c, stream_.s));
-    return end();
-  }
-
-  Request iall_reduce(float* buf, size_t count) override {
-    stats_.all_reduce_bytes += count * sizeof(float);
-    stats_.all_reduce_calls += 1;
-    begin();
-    LT_NCCL_CHECK(ncclAllReduce(buf, buf, count, ncclFloat32, ncclSum, comm_.c, stream_.s));
-    return end();
-  }
-
-  Request ireduce_scatter(const float* send, float* recv, size_t count) override {
-    stats_.reduce_scatter_bytes += static_cast<size_t>(size_) * count * sizeof(float);
-    stats_.reduce_scatter_calls += 1;
-    begin();
-    if (send == recv) {
-      // NCCL's in-place form leaves the result at send + rank * count; the
-      // interface's puts it at the front.
-      float* mine = recv + static_cast<size_t>(rank_) * count;
-      LT_NCCL_CHECK(ncclReduceScatter(send, mine, count, ncclFloat32, ncclSum, comm_.c, stream_.s));
-      if (mine != recv && count)
-        LT_CUDA_CHECK(cudaMemcpyAsync(recv, mine, count * sizeof(float), cudaMemcpyDeviceToDevice, stream_.s));
-    } else {
-      LT_NCCL_CHECK(ncclReduceScatter(send, recv, count, ncclFloat32, ncclSum, comm_.c, stream_.s));
-    }
-    return end();
-  }
-
   void all_reduce_f64(double* buf, size_t count) override {
     const size_t bytes = count * sizeof(double);
     begin();
@@ -178,7 +145,60 @@ class NcclCommunicator final : public Communicator {
 #endif
   }
 
+ protected:
+  Request start_all_gather(const void* send, void* recv, size_t count, DType dtype) override {
+    const Elements e = gathered_elements(count, dtype);
+    begin();
+    LT_NCCL_CHECK(ncclAllGather(send, recv, e.count, e.type, comm_.c, stream_.s));
+    return end();
+  }
+
+  Request start_all_reduce(void* buf, size_t count, DType dtype) override {
+    begin();
+    LT_NCCL_CHECK(ncclAllReduce(buf, buf, count, summed_type(dtype), ncclSum, comm_.c, stream_.s));
+    return end();
+  }
+
+  Request start_reduce_scatter(const void* send, void* recv, size_t count, DType dtype) override {
+    const ncclDataType_t type = summed_type(dtype);
+    begin();
+    if (send == recv) {
+      // NCCL's in-place form leaves the result at send + rank * count; the
+      // interface's puts it at the front.
+      const size_t bytes = count * dtype_size(dtype);
+      auto* mine = static_cast<unsigned char*>(recv) + static_cast<size_t>(rank_) * bytes;
+      LT_NCCL_CHECK(ncclReduceScatter(send, mine, count, type, ncclSum, comm_.c, stream_.s));
+      if (mine != recv && bytes)
+        LT_CUDA_CHECK(cudaMemcpyAsync(recv, mine, bytes, cudaMemcpyDeviceToDevice, stream_.s));
+    } else {
+      LT_NCCL_CHECK(ncclReduceScatter(send, recv, count, type, ncclSum, comm_.c, stream_.s));
+    }
+    return end();
+  }
+
  private:
+  // The NCCL element type of a sum (Communicator has refused the others).
+  static ncclDataType_t summed_type(DType t) {
+    switch (t) {
+      case DType::F32: return ncclFloat32;
+      case DType::F64: return ncclFloat64;
+      case DType::BF16: return ncclBfloat16;
+      default: break;
+    }
+    throw Error(str_cat("[nccl] no NCCL sum for dtype ", dtype_name(t)));
+  }
+
+  // An all_gather moves bytes: f32 stays ncclFloat32 (as before dtypes),
+  // anything else goes as count * size bytes.
+  struct Elements {
+    size_t count;
+    ncclDataType_t type;
+  };
+  static Elements gathered_elements(size_t count, DType t) {
+    if (t == DType::F32) return {count, ncclFloat32};
+    return {count * dtype_size(t), ncclUint8};
+  }
+
   // Collectives read data the compute stream produced: order after it.
   void begin() {
     LT_CUDA_CHECK(cudaSetDevice(device_));

@@ -2,7 +2,9 @@
 // without it links parallel/nccl/no_nccl.cpp, whose factory throws). This
 // header needs neither CUDA nor NCCL headers.
 //
-// Buffers passed to the float collectives are device pointers on `device`.
+// Buffers passed to the buffer collectives are device pointers on `device`;
+// sums are ncclFloat32, ncclFloat64 and ncclBfloat16 (NCCL adds bf16 in f32
+// and rounds each step), an all_gather of another dtype moves bytes.
 // Each communicator owns a CUDA stream its collectives run on: a collective
 // first makes that stream wait for the work already queued on the compute
 // stream (so it reads finished data), then queues the NCCL call and records a

@@ -17,6 +17,7 @@ namespace {
 
 constexpr uint64_t kMaxHeaderBytes = 100'000'000;  // the reference reader's limit
 constexpr const char* kMetadataKey = "__metadata__";
+// The types lintrain stores and reads back (f64 is only a collective's type).
 constexpr DType kAllDTypes[] = {DType::F32,    DType::BF16, DType::F8E4M3, DType::F8E5M2,
                                 DType::I32,    DType::U16,  DType::U32,
                                 DType::I64,    DType::U64};
@@ -50,6 +51,7 @@ const char* safetensors_dtype_name(DType t) {
     case DType::U32: return "U32";
     case DType::I64: return "I64";
     case DType::U64: return "U64";
+    case DType::F64: return "F64";
   }
   return "?";
 }

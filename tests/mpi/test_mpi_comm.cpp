@@ -1,12 +1,16 @@
 // mpi-ranks: 2 4
 // MpiCommunicator under mpirun: the conformance suite of every communicator
 // (tests/comm_conformance.h: outputs checked exactly against values each rank
-// generates), the DP x SP grid on real sub-communicators, and MpiRuntime.
+// generates; f32, and bf16/f64 through the user-defined bf16 MPI_Op and
+// MPI_DOUBLE), the staged communicator over MPI, the DP x SP grid on real
+// sub-communicators, and MpiRuntime.
 #include <gtest/gtest.h>
 
 #include "../comm_conformance.h"
 #include "mpi_test.h"
 #include "parallel/process_grid.h"
+#include "parallel/staged_communicator.h"
+#include "runtime/dtype.h"
 #include "runtime/error.h"
 
 using namespace lintrain;
@@ -40,6 +44,33 @@ TEST(MpiCommunicator, Stats) { conformance::check_stats(*mpi_runtime().world());
 TEST(MpiCommunicator, Split) { conformance::check_split(*mpi_runtime().world()); }
 TEST(MpiCommunicator, IdenticalBitsOnEveryRank) {
   conformance::check_all_reduce_identical_on_every_rank(*mpi_runtime().world());
+}
+
+TEST(MpiCommunicator, AllGatherDTypes) { conformance::check_all_gather_dtypes(*mpi_runtime().world()); }
+TEST(MpiCommunicator, AllReduceDTypes) { conformance::check_all_reduce_dtypes(*mpi_runtime().world()); }
+TEST(MpiCommunicator, ReduceScatterDTypes) { conformance::check_reduce_scatter_dtypes(*mpi_runtime().world()); }
+TEST(MpiCommunicator, RefusesSumsOfOtherDTypes) { conformance::check_dtype_refusal(*mpi_runtime().world()); }
+TEST(MpiCommunicator, StatsDTypes) { conformance::check_stats_dtypes(*mpi_runtime().world()); }
+
+TEST(MpiCommunicator, Bf16SumOfTwoRanksRoundsToNearestEven) {
+  // One combine step whatever the algorithm: 256 + 1 is a tie between bf16's
+  // 256 and 258 and rounds to even; 256 + 3 = 259 rounds up to 260. Ranks
+  // past the second add zero.
+  auto world = mpi_runtime().world();
+  const int me = world->rank();
+  uint16_t v[2] = {f32_to_bf16(me == 0 ? 256.0f : me == 1 ? 1.0f : 0.0f),
+                   f32_to_bf16(me == 0 ? 256.0f : me == 1 ? 3.0f : 0.0f)};
+  world->all_reduce(v, 2, DType::BF16);
+  EXPECT_EQ(bf16_to_f32(v[0]), 256.0f);
+  EXPECT_EQ(bf16_to_f32(v[1]), 260.0f);
+}
+
+// Device buffers over MPI through host staging (Device::CPU here: the copies
+// are memcpy), as two ranks sharing one GPU run it.
+TEST(StagedCommunicator, ConformanceOverMpi) {
+  auto staged = make_staged_communicator(mpi_runtime().world(), Device::CPU);
+  EXPECT_EQ(staged->name(), "mpi+staged");
+  conformance::run_all(*staged);
 }
 
 TEST(MpiCommunicator, ErrorsNameTheCallRankAndHost) {

@@ -128,27 +128,28 @@ class SpTestGroup {
     int size() const override { return g_->W_; }
     std::string name() const override { return "sp-test-threads"; }
     Device device() const override { return Device::CPU; }
-    Request iall_gather(const float* send, float* recv, size_t count) override {
-      stats_.all_gather_bytes += count * sizeof(float);
-      stats_.all_gather_calls += 1;
-      return post(Kind::all_gather, send, recv, count);
-    }
-    Request iall_reduce(float* buf, size_t count) override {
-      stats_.all_reduce_bytes += count * sizeof(float);
-      stats_.all_reduce_calls += 1;
-      return post(Kind::all_reduce, buf, buf, count);
-    }
-    Request ireduce_scatter(const float* send, float* recv, size_t count) override {
-      stats_.reduce_scatter_bytes += count * g_->W_ * sizeof(float);
-      stats_.reduce_scatter_calls += 1;
-      return post(Kind::reduce_scatter, send, recv, count);
-    }
     void all_reduce_f64(double*, size_t) override { throw Error("[SpTestGroup] all_reduce_f64 unused"); }
     void broadcast(void*, size_t, int) override { throw Error("[SpTestGroup] broadcast unused"); }
     void barrier() override { g_->barrier(); }
     std::unique_ptr<Communicator> split(int, int) override { throw Error("[SpTestGroup] split unused"); }
 
+   protected:
+    // Communicator counts the bytes; the layers move floats only.
+    Request start_all_gather(const void* send, void* recv, size_t count, DType dtype) override {
+      return post(Kind::all_gather, floats(send, dtype), floats(recv, dtype), count);
+    }
+    Request start_all_reduce(void* buf, size_t count, DType dtype) override {
+      return post(Kind::all_reduce, floats(buf, dtype), floats(buf, dtype), count);
+    }
+    Request start_reduce_scatter(const void* send, void* recv, size_t count, DType dtype) override {
+      return post(Kind::reduce_scatter, floats(send, dtype), floats(recv, dtype), count);
+    }
+
    private:
+    static float* floats(const void* p, DType dtype) {
+      if (dtype != DType::F32) throw Error("[SpTestGroup] only f32 collectives are used");
+      return static_cast<float*>(const_cast<void*>(p));
+    }
     Request post(Kind kind, const float* send, float* recv, size_t count) {
       g_->slots_[r_] = Slot{kind, send, recv, count};
       return std::make_unique<Pending>(g_, r_);

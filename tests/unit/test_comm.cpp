@@ -1,9 +1,11 @@
 // Communicators inside one process: the conformance suite on Self and on
-// ThreadCommunicator groups of 1-4 ranks, the thread communicator's failure
-// handling (no hangs), and the DP x SP process grid. The same suite runs
+// ThreadCommunicator groups of 1-4 ranks, and on the staged communicator over
+// both (Device::CPU), the thread communicator's failure handling (no hangs),
+// and the DP x SP process grid. The same suite runs
 // under mpirun in tests/mpi/test_mpi_comm.cpp.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <stdexcept>
 #include <utility>
@@ -12,7 +14,9 @@
 #include "../comm_conformance.h"
 #include "parallel/nccl/nccl_communicator.h"
 #include "parallel/process_grid.h"
+#include "parallel/staged_communicator.h"
 #include "parallel/thread_communicator.h"
+#include "runtime/dtype.h"
 #include "runtime/error.h"
 
 using namespace lintrain;
@@ -39,7 +43,135 @@ TEST_P(ThreadRanks, IdenticalBitsOnEveryRank) {
   run_ranks(GetParam(), conformance::check_all_reduce_identical_on_every_rank);
 }
 
+TEST_P(ThreadRanks, AllGatherDTypes) { run_ranks(GetParam(), conformance::check_all_gather_dtypes); }
+TEST_P(ThreadRanks, AllReduceDTypes) { run_ranks(GetParam(), conformance::check_all_reduce_dtypes); }
+TEST_P(ThreadRanks, ReduceScatterDTypes) { run_ranks(GetParam(), conformance::check_reduce_scatter_dtypes); }
+TEST_P(ThreadRanks, RefusesSumsOfOtherDTypes) { run_ranks(GetParam(), conformance::check_dtype_refusal); }
+TEST_P(ThreadRanks, StatsDTypes) { run_ranks(GetParam(), conformance::check_stats_dtypes); }
+
 INSTANTIATE_TEST_SUITE_P(W, ThreadRanks, testing::Values(1, 2, 3, 4));
+
+// The staged communicator over a thread group: device buffers (here on the
+// CPU device, so the copies are memcpy) through host staging buffers. The
+// thread group is the split of run_ranks' group into one group of everyone
+// (a communicator the staged one can own).
+void run_staged(int world_size, void (*check)(Communicator&)) {
+  run_ranks(world_size, [check](Communicator& c) {
+    auto staged = make_staged_communicator(c.split(0, c.rank()), Device::CPU);
+    EXPECT_EQ(staged->name(), "thread+staged");
+    EXPECT_EQ(staged->rank(), c.rank());
+    check(*staged);
+  });
+}
+
+class StagedThreadRanks : public testing::TestWithParam<int> {};
+
+TEST_P(StagedThreadRanks, Conformance) { run_staged(GetParam(), conformance::run_all); }
+
+INSTANTIATE_TEST_SUITE_P(W, StagedThreadRanks, testing::Values(1, 2, 3));
+
+TEST(StagedCommunicator, ConformanceOverSelf) {
+  auto c = make_staged_communicator(make_self_communicator(), Device::CPU);
+  EXPECT_EQ(c->name(), "self+staged");
+  EXPECT_EQ(c->size(), 1);
+  EXPECT_EQ(c->device(), Device::CPU);
+  conformance::run_all(*c);
+  EXPECT_EQ(c->split(-1, 0), nullptr);
+}
+
+TEST(StagedCommunicator, ReportsItsDeviceAndRefusesNoHost) {
+  EXPECT_EQ(make_staged_communicator(make_self_communicator(), Device::CUDA)->device(), Device::CUDA);
+  EXPECT_THROW(make_staged_communicator(nullptr, Device::CPU), Error);
+}
+
+TEST(StagedCommunicator, CountsItsOwnTrafficAndTheHostsToo) {
+  run_ranks(2, [](Communicator& c) {
+    auto host = c.split(0, c.rank());
+    Communicator* inner = host.get();
+    auto staged = make_staged_communicator(std::move(host), Device::CPU);
+    std::vector<uint16_t> x(8, 0);
+    staged->all_reduce(x.data(), x.size(), DType::BF16);
+    EXPECT_EQ(staged->stats().all_reduce_bytes, 16u);
+    EXPECT_EQ(inner->stats().all_reduce_bytes, 16u);
+  });
+}
+
+TEST(StagedCommunicator, ReusesStagingBuffersOfOtherSizes) {
+  // Collectives of changing sizes in flight together, waited in changing
+  // orders: each must get a buffer of its own of at least its size.
+  run_ranks(2, [](Communicator& c) {
+    auto staged = make_staged_communicator(c.split(0, c.rank()), Device::CPU);
+    for (size_t round = 0; round < 6; ++round) {
+      const size_t big = 1000 * (round % 3 + 1), small = 3 + round;
+      std::vector<float> sum(big, 1.0f + static_cast<float>(c.rank()));
+      std::vector<double> mine(small, static_cast<double>(c.rank())), all(2 * small, -1.0);
+      Request a = staged->iall_reduce(sum.data(), big);
+      Request b = staged->iall_gather(mine.data(), all.data(), small, DType::F64);
+      if (round % 2) {
+        a->wait();
+        b->wait();
+      } else {
+        b->wait();
+        a->wait();
+      }
+      EXPECT_EQ(std::count(sum.begin(), sum.end(), 3.0f), static_cast<std::ptrdiff_t>(big)) << "round " << round;
+      for (size_t i = 0; i < 2 * small; ++i) EXPECT_EQ(all[i], i < small ? 0.0 : 1.0) << "round " << round;
+    }
+  });
+}
+
+TEST(StagedCommunicator, AbandonedRequestDuringUnwindingDoesNotHang) {
+  EXPECT_THROW(run_ranks(2,
+                         [](Communicator& c) {
+                           auto staged = make_staged_communicator(c.split(0, c.rank()), Device::CPU);
+                           float v = 1;
+                           Request r = staged->iall_reduce(&v, 1);
+                           if (c.rank() == 0) throw Error("rank 0 fails with a staged request in flight");
+                           r->wait();
+                           staged->barrier();
+                         }),
+               Error);
+}
+
+TEST(StagedCommunicator, SplitsIntoStagedGroups) {
+  run_ranks(4, [](Communicator& c) {
+    auto staged = make_staged_communicator(c.split(0, c.rank()), Device::CPU);
+    auto pair = staged->split(c.rank() / 2, c.rank());
+    ASSERT_NE(pair, nullptr);
+    EXPECT_EQ(pair->name(), "thread+staged");
+    EXPECT_EQ(pair->device(), Device::CPU);
+    double v = c.rank();
+    pair->all_reduce(&v, 1, DType::F64);
+    EXPECT_EQ(v, c.rank() < 2 ? 1.0 : 5.0);
+  });
+}
+
+TEST(ThreadCommunicator, Bf16SumsRoundAfterEveryStepInRankOrder) {
+  // 256 + 1 = 257 is a tie between bf16's 256 and 258 and rounds to even
+  // (256), twice: ((256 + 1) + 1) = 256. Summing in f32 and rounding once
+  // would give 258.
+  const float x[3] = {256.0f, 1.0f, 1.0f};
+  run_ranks(3, [&](Communicator& c) {
+    uint16_t v = f32_to_bf16(x[c.rank()]);
+    c.all_reduce(&v, 1, DType::BF16);
+    EXPECT_EQ(bf16_to_f32(v), 256.0f);
+  });
+}
+
+TEST(ThreadCommunicator, MismatchedDTypesFailInsteadOfHanging) {
+  try {
+    run_ranks(2, [](Communicator& c) {
+      double v[2] = {};
+      if (c.rank() == 0)
+        c.all_reduce(v, 2, DType::F32);
+      else
+        c.all_reduce(v, 2, DType::BF16);
+    });
+    FAIL() << "no exception";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("does not match across ranks"), std::string::npos) << e.what();
+  }
+}
 
 TEST(ThreadCommunicator, SumsInRankOrder) {
   // ((x0 + x1) + x2) in float: 1 + 2^-24 rounds to 1 (ties to even), so adding
