@@ -235,6 +235,7 @@ int main(int argc, char** argv) {
         lintrain::TrainOptions opts;
         opts.init_from = args.init_from;
         opts.local_ranks = mpi.local_size();
+        opts.local_rank = mpi.local_rank();
         auto world = mpi.world();
         const lintrain::TrainResult r = lintrain::train(cfg, opts, *world);
         return r.stopped_by_signal ? lintrain::kExitPreempted : 0;

@@ -16,6 +16,7 @@
 #include <memory>
 
 #include "launch/checkpointing.h"
+#include "launch/device_groups.h"
 #include "launch/divergence.h"
 #include "launch/evaluation.h"
 #include "launch/metrics.h"
@@ -81,9 +82,11 @@ TrainResult train(const RunConfig& cfg, const TrainOptions& opts, Communicator& 
                              cfg.run.out_dir.c_str(), name.c_str());
   }
 
+  // The rank's GPU (run.device: cuda) and the groups its device buffers use.
+  const DeviceGroups devices(cfg, grid, world, opts.local_rank, opts.local_ranks);
   const int B = cfg.train.micro_batch, T = cfg.data.seq_len, C = T / grid.sp_size();
   LinearLlama model(cfg.model, B, C, cfg.precision.compute == "bf16",
-                    grid.sp_size() > 1 ? &grid.sp() : nullptr);
+                    grid.sp_size() > 1 ? &devices.sp() : nullptr, devices.device());
   auto optimizer = make_optimizer(model.context(), cfg.optim, model.table(), cfg.run.seed);
   auto train_data = make_data_loader(cfg.data, Split::Train, cfg.model.vocab_size, B, T,
                                      cfg.run.seed, grid.dp_rank(), grid.dp_size());
@@ -92,7 +95,7 @@ TrainResult train(const RunConfig& cfg, const TrainOptions& opts, Communicator& 
   check_data_agrees(*train_data, cfg.data.path, world);
   check_eval_batches(cfg, *valid_data);
   std::unique_ptr<GradReducer> reducer;
-  if (world.size() > 1) reducer = std::make_unique<GradReducer>(model.table(), model.grads(), world);
+  if (world.size() > 1) reducer = std::make_unique<GradReducer>(model.table(), model.grads(), devices.all());
   const bool report_accuracy = cfg.data.kind == "mqar";
 
   TrainState state(cfg, grid, model, *optimizer, *train_data);
@@ -124,9 +127,9 @@ TrainResult train(const RunConfig& cfg, const TrainOptions& opts, Communicator& 
                 cfg.run.name.c_str(), static_cast<long long>(model.table().param_count()),
                 cfg.model.num_hidden_layers, cfg.model.layer_pattern.c_str(), cfg.data.kind.c_str(),
                 B, T, cfg.train.grad_accum);
-    std::printf("lintrain: %s | %d threads/rank, BLAS %s | compute %s | activations %.1f MiB, "
+    std::printf("lintrain: %s | %s | %d threads/rank, BLAS %s | compute %s | activations %.1f MiB, "
                 "optimizer state %.1f MiB per rank\n",
-                grid.describe().c_str(), num_threads(), blas_description(),
+                grid.describe().c_str(), devices.describe().c_str(), num_threads(), blas_description(),
                 cfg.precision.compute.c_str(), model.activation_bytes() / 1048576.0,
                 optimizer->state_bytes() / 1048576.0);
     std::fputs(format_optimizer_report(cfg.optim, plan_optimizer_memory(cfg.optim, model.table())).c_str(), stdout);

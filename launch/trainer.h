@@ -14,6 +14,7 @@ struct TrainOptions {
   std::string init_from;  // a model.safetensors to start from ("" = fresh init)
   bool print = true;      // console step lines (rank 0 only in any case)
   int local_ranks = 1;    // ranks on this node: run.threads = 0 splits the cores among them
+  int local_rank = 0;     // this rank's index among them: its GPU with run.device: cuda
 };
 
 // The exit code of a run stopped by SIGTERM/SIGUSR1 after saving its

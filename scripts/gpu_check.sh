@@ -2,13 +2,16 @@
 # The GPU check, run ON the GPU machine from the repo root with $OUT set (the
 # device tool's folder of files that come back), .gpukit carried (made here by
 # scripts/gpu_kit.sh): builds tests/gpu (every tests/unit/test_ops*.cpp, each
-# op's CUDA body against its CPU body) and runs each test binary.
+# op's CUDA body against its CPU body, and tests/unit/test_train_device.cpp,
+# training on the GPU against the CPU: FP32, BF16, every optimizer, SP=2 and
+# DP=2 as two ranks staged through the host) and runs each test binary.
 #
 #   $OUT/log.txt          everything printed: versions, configure, build, tests
 #   $OUT/gpu_check.txt    the summary: per test binary and per test case
 #                         passed / failed / skipped, the failures' messages
 #                         (they carry the normalised error and the tolerance)
 #   $OUT/<test>.xml       GoogleTest's XML report of each binary
+#   $OUT/bench_gpu.md     the benchmark's tables (bench/gpu/bench_gpu.cpp)
 #
 # Exits non-zero when the build or any test fails, when a test binary is
 # missing, or when a CUDA case skipped for want of a GPU. To dry-run on a
@@ -19,7 +22,9 @@
 # (/tmp/gpukit/build), GPU_CHECK_KIT_ROOT (/tmp/gpukit/root, where the .debs
 # are unpacked), BUILD_TIMEOUT (270 s), TEST_TIMEOUT (60 s per binary),
 # GPU_CHECK_CUDA_FLAGS (extra nvcc flags), GPU_CHECK_MEMCHECK=1 (the CUDA
-# cases again under compute-sanitizer memcheck; off by default: it is slower).
+# cases again under compute-sanitizer memcheck; off by default: it is slower),
+# GPU_CHECK_BENCH (1: run bench_gpu after the tests), BENCH_TIMEOUT (180 s),
+# BENCH_ARGS (e.g. --quick).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 : "${OUT:?gpu_check: set OUT to the folder for the log and the summary}"
@@ -70,10 +75,10 @@ main() {
   : >"$SUMMARY"
   local commit='? (no git here)'
   if git rev-parse --short HEAD >/dev/null 2>&1; then
-    commit=$(git rev-parse --short HEAD)$(git diff --quiet HEAD -- runtime tests 2>/dev/null || echo ' (runtime/ or tests/ changed)')
+    commit=$(git rev-parse --short HEAD)$(git diff --quiet HEAD -- runtime layers optim parallel tests 2>/dev/null || echo ' (sources changed since this commit)')
   fi
   say "lintrain gpu check, $(date -u +%FT%TZ), commit $commit"
-  say "sources: $(cat runtime/*.cpp runtime/cpu/*.cpp runtime/cuda/*.cu tests/unit/test_ops*.cpp tests/unit/*.h | sha256sum | cut -c1-16) (sha256 of runtime/ and the op tests)"
+  say "sources: $(cat runtime/*.cpp runtime/cpu/*.cpp runtime/cuda/*.cu layers/*.cpp optim/*.cpp parallel/*.cpp tests/unit/test_ops*.cpp tests/unit/test_train_device.cpp tests/unit/*.h | sha256sum | cut -c1-16) (sha256 of runtime/, layers/, optim/, parallel/ and the GPU tests)"
 
   section "machine"
   uname -a
@@ -205,6 +210,17 @@ main() {
       say "$name memcheck: rc $rc, $(grep -m1 'ERROR SUMMARY' "$BUILD/$name.memcheck" || echo 'no summary')"
       [ $rc = 0 ] || failed=1
     done
+  fi
+
+  # The benchmark last (tests first: a failing kernel's figures mean
+  # nothing), bounded so the whole call fits the device time; its tables go
+  # to $OUT/bench_gpu.md for bench/RESULTS.md. GPU_CHECK_BENCH=0 skips it.
+  if [ "${GPU_CHECK_BENCH:-1}" = 1 ] && [ -x "$BUILD/bench_gpu" ]; then
+    section "benchmark (at most ${BENCH_TIMEOUT:-180}s)"
+    local tbench=$(date +%s)
+    timeout "${BENCH_TIMEOUT:-180}" "$BUILD/bench_gpu" ${BENCH_ARGS:-} | tee "$OUT/bench_gpu.md"
+    rc=${PIPESTATUS[0]}
+    say "bench_gpu: rc $rc in $(( $(date +%s) - tbench ))s (tables in bench_gpu.md)"
   fi
 
   say "total: $(( $(date +%s) - t0 ))s; $([ $failed = 0 ] && echo PASS || echo FAIL)"
