@@ -483,7 +483,8 @@ namespace lintrain {
 // What a quantisation lost, accumulated (+=) over the calls given the same
 // struct, so a step can sum its GEMMs and read the counts back once.
 //   saturated: finite inputs whose scaled magnitude is past the format's max
-//              (saturating: stored as +-max; not: NaN (E4M3) or +-inf (E5M2))
+//              (saturating: stored as +-max; not saturating: +-max up to the
+//              rounding threshold, 464 / 61440, NaN (E4M3) or +-inf (E5M2) past it)
 //   flushed:   finite nonzero inputs stored as +-0 (underflow)
 //   nonfinite: NaN or +-inf inputs (NaN stays NaN; inf follows the overflow rule)
 struct Fp8Counts {
