@@ -204,3 +204,34 @@ size_t grad_norm_squared_scratch_bytes(int64_t n);
 }  // namespace cuda
 
 }  // namespace lintrain
+
+// ---- FP8 numerics (runtime/ops_fp8.cpp; cpu:: in runtime/cpu/fp8.cpp, cuda:: in
+// runtime/cuda/fp8.cu or runtime/no_cuda/fp8.cpp) ----
+#include "runtime/ops.h"  // Fp8Format, Fp8Counts, Fp8Amax
+
+namespace lintrain {
+
+namespace cpu {
+void fp8_encode(uint8_t* out, const float* in, int64_t n, float scale, Fp8Format format, bool saturate,
+                Fp8Counts* counts);
+void fp8_decode(float* out, const uint8_t* in, int64_t n, float scale_inv, Fp8Format format);
+Fp8Amax fp8_amax(const float* x, int64_t n);
+void fp8_quantize_blockwise(uint8_t* out, float* scale_inv, const float* in, int rows, int cols, int tile_rows,
+                            int tile_cols, Fp8Format format, Fp8Counts* counts);
+void fp8_dequantize_blockwise(float* out, const uint8_t* in, const float* scale_inv, int rows, int cols,
+                              int tile_rows, int tile_cols, Fp8Format format);
+}  // namespace cpu
+
+namespace cuda {
+void fp8_encode(void* stream, uint8_t* out, const float* in, int64_t n, float scale, Fp8Format format,
+                bool saturate, Fp8Counts* counts);
+void fp8_decode(void* stream, float* out, const uint8_t* in, int64_t n, float scale_inv, Fp8Format format);
+Fp8Amax fp8_amax(void* stream, Arena& scratch, const float* x, int64_t n);
+size_t fp8_amax_scratch_bytes(int64_t n);
+void fp8_quantize_blockwise(void* stream, uint8_t* out, float* scale_inv, const float* in, int rows, int cols,
+                            int tile_rows, int tile_cols, Fp8Format format, Fp8Counts* counts);
+void fp8_dequantize_blockwise(void* stream, float* out, const uint8_t* in, const float* scale_inv, int rows,
+                              int cols, int tile_rows, int tile_cols, Fp8Format format);
+}  // namespace cuda
+
+}  // namespace lintrain

@@ -42,7 +42,9 @@ inline float round_to_bf16(float f) { return bf16_to_f32(f32_to_bf16(f)); }
 // NaN = S.1111.111. e5m2: bias 15, max 57344, IEEE-like inf/NaN. Conversion
 // from f32 rounds to nearest even and saturates to the format's max finite
 // value (the convention of scaled FP8 training, where overflow means the
-// scale was stale, not that the value is infinite).
+// scale was stale, not that the value is infinite). These are
+// runtime/fp8_math.h's conversions (saturating), which also has the
+// non-saturating mode and the exact rules.
 uint8_t f32_to_e4m3(float f);
 float e4m3_to_f32(uint8_t b);
 uint8_t f32_to_e5m2(float f);
