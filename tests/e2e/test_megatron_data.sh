@@ -4,7 +4,8 @@
 # reader here (written from the format, not the tool's code) checks the pair
 # and that its first document decodes back to the first paragraph of the
 # first file; lintrain trains on it (data.kind: megatron), on a blend with a
-# second dataset tokenized by the same tokenizer.json, and resumes exactly;
+# second dataset tokenized by the same tokenizer.json (also on 2 DP ranks),
+# and resumes exactly;
 # a bad magic and a truncated .bin are refused with their messages.
 # Skipped when the Python package `tokenizers` is missing.
 #   usage: test_megatron_data.sh LINTRAIN_BIN WORK_DIR
@@ -90,11 +91,21 @@ train "$WORK/resumed" 4 --set data.path="$D/lic" --set checkpoint.every=4
 train "$WORK/resumed" 8 --set data.path="$D/lic" --set checkpoint.every=4
 diff <(losses "$WORK/single/metrics.jsonl") <(losses "$WORK/resumed/metrics.jsonl") >/dev/null ||
   { diff <(losses "$WORK/single/metrics.jsonl") <(losses "$WORK/resumed/metrics.jsonl"); fail "resumed losses differ"; }
-note "ok: kill-free resume at step 4 gives the straight run's losses"
+note "ok: stopping at step 4 and resuming to 8 gives the straight run's losses"
 
 train "$WORK/blend" 4 --set data.path= --set "data.blend=[0.7, $D/lic, 0.3, $D/readme]"
 grep -q "megatron data" "$WORK/blend.log" || fail "the blend run does not say it reads megatron data"
 note "ok: 4 steps on a 0.7/0.3 blend"
+
+# Two data-parallel ranks on the blend (each rank maps the pair; their data fingerprints must agree).
+if command -v mpirun >/dev/null 2>&1; then
+  "$LINTRAIN" launch --nproc 2 "$RUN" "${COMMON[@]}" --set run.out_dir="$WORK/dp2" --set train.steps=3 \
+    --set parallel.data=2 --set data.path= --set "data.blend=[0.7, $D/lic, 0.3, $D/readme]" >"$WORK/dp2.log" 2>&1 ||
+    { cat "$WORK/dp2.log"; fail "the 2-rank run on the blend failed"; }
+  note "ok: 3 steps on the blend with 2 data-parallel ranks"
+else
+  note "SKIPPED the 2-rank run: mpirun is not installed"
+fi
 
 # Corrupt files are refused before training.
 cp "$D/lic.bin" "$D/bad.bin"
