@@ -15,26 +15,35 @@ namespace {
 constexpr uint64_t kMegatronKindId = 3;
 
 // One split of one dataset as a stream: its documents, each followed by the
-// EOD when add_eod. starts[j] is where document first_doc + j begins in it.
+// EOD when add_eod. Where document first_doc + j starts in it is a function
+// of the .idx alone (start(j)), so no per-document table is built: a corpus
+// of 100M documents costs no memory beyond its mapping.
 struct SplitStream {
   std::shared_ptr<const MegatronDataset> ds;
-  std::string what;
   uint64_t first_doc = 0, docs = 0;
-  std::vector<uint64_t> starts;  // docs + 1 entries; starts[docs] = length
   int32_t eod = 0;
   bool add_eod = true;
 
-  uint64_t length() const { return starts.back(); }
+  uint64_t start(uint64_t j) const {
+    return ds->document_begin(first_doc + j) - ds->document_begin(first_doc) + (add_eod ? j : 0);
+  }
+  uint64_t length() const { return start(docs); }
   uint64_t tokens() const { return ds->document_begin(first_doc + docs) - ds->document_begin(first_doc); }
 
   // Writes stream positions [pos, pos + n) to out (pos + n <= length()).
   void read(uint64_t pos, uint64_t n, int32_t* out) const {
-    uint64_t j = static_cast<uint64_t>(std::upper_bound(starts.begin(), starts.end(), pos) - starts.begin()) - 1;
+    // j: the last document starting at or before pos (start() rises with j).
+    uint64_t lo = 0, hi = docs;  // start(lo) <= pos < start(hi)
+    while (hi - lo > 1) {
+      const uint64_t mid = lo + (hi - lo) / 2;
+      (start(mid) <= pos ? lo : hi) = mid;
+    }
+    uint64_t j = lo;
     while (n > 0) {
-      while (pos >= starts[j + 1]) ++j;  // past the end of document j (or j is empty)
+      while (pos >= start(j + 1)) ++j;  // past the end of document j (or j is empty)
       const uint64_t begin = ds->document_begin(first_doc + j);
       const uint64_t len = ds->document_begin(first_doc + j + 1) - begin;
-      const uint64_t off = pos - starts[j];
+      const uint64_t off = pos - start(j);
       if (off < len) {
         const uint64_t take = std::min(n, len - off);
         for (uint64_t t = 0; t < take; ++t) out[t] = ds->token(begin + off + t);
@@ -145,18 +154,10 @@ SplitStream split_stream(std::shared_ptr<const MegatronDataset> ds, const BlendP
       static_cast<uint64_t>(std::ceil(static_cast<double>(D) * cfg.valid_fraction)), 1, D - 1);
   SplitStream s;
   s.ds = std::move(ds);
-  s.what = part.what;
   s.first_doc = split == Split::Train ? 0 : D - valid;
   s.docs = split == Split::Train ? D - valid : valid;
   s.eod = eod;
   s.add_eod = cfg.add_eod;
-  s.starts.resize(s.docs + 1);
-  uint64_t at = 0;
-  for (uint64_t j = 0; j <= s.docs; ++j) {
-    s.starts[j] = at;
-    if (j < s.docs)
-      at += s.ds->document_begin(s.first_doc + j + 1) - s.ds->document_begin(s.first_doc + j) + (s.add_eod ? 1 : 0);
-  }
   const uint64_t need = static_cast<uint64_t>(T) + 1;
   if (s.length() < need)
     throw ConfigError(str_cat("[data] the ", split_name(split), " split of ", part.what, " '", part.prefix, "' (",

@@ -320,6 +320,30 @@ TEST(MegatronLoader, WindowsComeFromTheSplitsDocumentsJoinedByEod) {
   }
 }
 
+TEST(MegatronLoader, EmptyDocumentsAreAnEodOrNothing) {
+  TempDir dir;
+  const std::vector<std::vector<int64_t>> docs = {{1, 2, 3}, {}, {4, 5}, {}, {}, {6, 7, 8, 9}, {10}, {11, 12}};
+  Pair p;
+  p.sequences = docs;
+  DataConfig cfg = megatron_config(p.write(dir.file("gaps")), 2, 0.5);  // valid: the last 4 documents
+  for (bool add_eod : {true, false}) {
+    cfg.add_eod = add_eod;
+    SCOPED_TRACE(add_eod ? "add_eod" : "no eod");
+    const auto valid_stream = expected_stream(docs, 4, 4, 15, add_eod);  // [E] 6 7 8 9 [E] 10 [E] 11 12 [E]
+    const auto train_stream = expected_stream(docs, 0, 4, 15, add_eod);
+    auto valid = make_data_loader(cfg, Split::Valid, 16, 1, 2, 3);
+    const int64_t W = static_cast<int64_t>(valid_stream.size() - 1) / 2;
+    Batch b;
+    for (int64_t j = 0; j < 2 * W; ++j) {
+      valid->next(b);
+      EXPECT_EQ(window_start(b, 0, valid_stream), j % W * 2) << "window " << j;
+    }
+    auto train = make_data_loader(cfg, Split::Train, 16, 4, 2, 3);
+    for (const Batch& t : take(*train, 20))
+      for (int i = 0; i < t.B; ++i) EXPECT_GE(window_start(t, i, train_stream), 0);
+  }
+}
+
 TEST(MegatronLoader, DeterministicResumableAndShardedByTheDataParallelRule) {
   TempDir dir;
   Pair p;
