@@ -158,7 +158,7 @@ void check_ranks_agree(const RunConfig& cfg, const std::string& init_from, Commu
                             "file with the same --set overrides and --init-from file; start them with one command"));
 }
 
-void check_data_agrees(const DataLoader& train, const std::string& path, Communicator& world) {
+void check_data_agrees(const DataLoader& train, const std::string& source, Communicator& world) {
   if (world.size() == 1) return;
   const std::string mine = train.fingerprint();
   const std::vector<uint64_t> digests = gather_digests(xxh3_of(mine.data(), mine.size()), world);
@@ -167,7 +167,7 @@ void check_data_agrees(const DataLoader& train, const std::string& path, Communi
     if (digests[static_cast<size_t>(r)] != digests[0]) other = r;
   if (other < 0) return;
   const std::string first = broadcast_text(mine, 0, world), theirs = broadcast_text(mine, other, world);
-  throw ConfigError(str_cat("the ranks loaded different training data: data.path '", path, "' holds ", first,
+  throw ConfigError(str_cat("the ranks loaded different training data: ", source, " holds ", first,
                             " on rank 0 but ", theirs, " on rank ", other, ". The same path names different files "
                             "on these ranks (another node's copy, another working directory); give every rank the "
                             "same data"));

@@ -31,8 +31,9 @@ void check_ranks_agree(const RunConfig& cfg, const std::string& init_from, Commu
 
 // Collective: the training data every rank loaded must be the same (one path
 // may name different files on different nodes). Throws ConfigError on every
-// rank naming data.path and both fingerprints (DataLoader::fingerprint).
-void check_data_agrees(const DataLoader& train, const std::string& path, Communicator& world);
+// rank naming the data (`source`: "data.path 'x'" or "data.blend") and both
+// fingerprints (DataLoader::fingerprint).
+void check_data_agrees(const DataLoader& train, const std::string& source, Communicator& world);
 
 // Collective over `world`: the parameters are replicated on every rank (SP and
 // DP both hold whole copies), so their digests must all be equal. Throws Error

@@ -92,7 +92,8 @@ TrainResult train(const RunConfig& cfg, const TrainOptions& opts, Communicator& 
                                      cfg.run.seed, grid.dp_rank(), grid.dp_size());
   auto valid_data = make_data_loader(cfg.data, Split::Valid, cfg.model.vocab_size, B, T,
                                      cfg.run.seed, grid.dp_rank(), grid.dp_size());
-  check_data_agrees(*train_data, cfg.data.path, world);
+  check_data_agrees(*train_data, cfg.data.blend.empty() ? str_cat("data.path '", cfg.data.path, "'") : "data.blend",
+                    world);
   check_eval_batches(cfg, *valid_data);
   std::unique_ptr<GradReducer> reducer;
   if (world.size() > 1) reducer = std::make_unique<GradReducer>(model.table(), model.grads(), devices.all());

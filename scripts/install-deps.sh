@@ -42,4 +42,10 @@ if ! "$PY" -c "import safetensors, numpy" >/dev/null 2>&1; then
   "$PY" -m pip install -q safetensors numpy >/dev/null 2>&1 \
     || echo "install-deps: pip could not install safetensors (tests use the built-in reader)"
 fi
+# Hugging Face tokenizers, for scripts/prepare_data.py (text -> Megatron
+# .bin/.idx with a real tokenizer); its e2e test skips without it.
+if ! "$PY" -c "import tokenizers" >/dev/null 2>&1; then
+  "$PY" -m pip install -q tokenizers >/dev/null 2>&1 \
+    || echo "install-deps: pip could not install tokenizers (scripts/prepare_data.py and its e2e test need it)"
+fi
 echo "install-deps: done"

@@ -51,9 +51,15 @@ struct ModelConfig {
 };
 
 struct DataConfig {
-  std::string kind = "text";  // mqar | text | tokens
-  std::string path = "";      // text: a file or directory; tokens: a .bin file
+  std::string kind = "text";  // mqar | text | tokens | megatron
+  std::string path = "";      // text: a file or directory; tokens: a .bin file; megatron: a .bin/.idx prefix
   std::string token_dtype = "u16";  // tokens: u16 | u32 (flat little-endian array)
+  // megatron: Megatron's flat blend [weight, prefix, weight, prefix, ...]
+  // (instead of data.path), the end-of-document id (-1 = vocab_size - 1) and
+  // whether the loader puts it after each document.
+  std::vector<std::string> blend;
+  int eod_token = -1;
+  bool add_eod = true;
   int seq_len = 256;
   double valid_fraction = 0.05;
   // MQAR: key-value pairs per sequence and the key/value vocabulary split.

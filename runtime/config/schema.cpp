@@ -186,15 +186,24 @@ std::vector<KeySpec> build_table() {
       bool_key(LT_KEY(model.tie_word_embeddings), "share the embedding matrix with the output projection"),
       float_key(LT_KEY(model.initializer_range), above(0), "standard deviation of the initial weights"),
 
-      enum_key(LT_KEY(data.kind), {"mqar", "text", "tokens"},
-               "training data: mqar (synthetic recall), text (bytes of data.path), tokens (token ids in data.path)"),
+      enum_key(LT_KEY(data.kind), {"mqar", "text", "tokens", "megatron"},
+               "training data: mqar (synthetic recall), text (bytes of data.path), tokens (token ids in data.path), "
+               "megatron (Megatron .bin/.idx indexed datasets)"),
       string_key(LT_KEY(data.path), nullptr,
-                 "text: a file or a directory of files; tokens: a token file; relative to the working directory"),
+                 "text: a file or a directory of files; tokens: a token file; megatron: the prefix of a .bin/.idx "
+                 "pair; relative to the working directory"),
+      string_list_key(LT_KEY(data.blend),
+                      "megatron, instead of data.path: [weight, prefix, weight, prefix, ...] (Megatron's --data-path "
+                      "form); weights are relative"),
+      int_key(LT_KEY(data.eod_token), at_least(-1),
+              "megatron: end-of-document token id; -1 = model.vocab_size - 1 (what scripts/prepare_data.py writes)"),
+      bool_key(LT_KEY(data.add_eod),
+               "megatron: put data.eod_token after each document; false for files whose documents already end in one"),
       enum_key(LT_KEY(data.token_dtype), {"u16", "u32"},
                "tokens: width of each id in the file (raw little-endian array or llm.c shard)"),
       int_key(LT_KEY(data.seq_len), at_least(1), "tokens per sequence; a multiple of parallel.sequence"),
       float_key(LT_KEY(data.valid_fraction), closed_open(0, 1),
-                "text, tokens: fraction of the data held out for evaluation"),
+                "text, tokens: fraction of the data held out for evaluation; megatron: of the documents"),
       int_key(LT_KEY(data.mqar_pairs), at_least(1), "mqar: key-value pairs per sequence"),
       int_key(LT_KEY(data.mqar_queries), at_least(0), "mqar: queries per sequence; 0 = mqar_pairs"),
 

@@ -10,6 +10,7 @@
 #include <cerrno>
 
 #include "runtime/config/parse.h"
+#include "runtime/data/megatron_loader.h"
 #include "runtime/error.h"
 #include "runtime/io/input_file.h"
 
@@ -88,9 +89,12 @@ void check_kind_keys(const RunConfig& c, const KeyOrigins& o) {
     const char* key;
     std::vector<std::string> kinds;
   };
-  static const std::vector<KindKey> table = {{"data.path", {"text", "tokens"}},
+  static const std::vector<KindKey> table = {{"data.path", {"text", "tokens", "megatron"}},
                                              {"data.token_dtype", {"tokens"}},
-                                             {"data.valid_fraction", {"text", "tokens"}},
+                                             {"data.valid_fraction", {"text", "tokens", "megatron"}},
+                                             {"data.blend", {"megatron"}},
+                                             {"data.eod_token", {"megatron"}},
+                                             {"data.add_eod", {"megatron"}},
                                              {"data.mqar_pairs", {"mqar"}},
                                              {"data.mqar_queries", {"mqar"}}};
   static const RunConfig defaults;
@@ -98,11 +102,49 @@ void check_kind_keys(const RunConfig& c, const KeyOrigins& o) {
     if (std::find(k.kinds.begin(), k.kinds.end(), c.data.kind) != k.kinds.end()) continue;
     const KeySpec* spec = find_key(k.key);
     if (spec->read(c) == spec->read(defaults)) continue;
-    const std::string kinds = k.kinds.size() == 1 ? k.kinds[0] : str_cat(k.kinds[0], " or ", k.kinds[1]);
+    std::string kinds = k.kinds[0];
+    for (size_t i = 1; i < k.kinds.size(); ++i) kinds += str_cat(i + 1 == k.kinds.size() ? " or " : ", ", k.kinds[i]);
     fail(o.where({k.key, "data.kind"}),
          str_cat(k.key, " is ", spec->format(spec->read(c)), ", but data.kind ", c.data.kind,
                  c.data.kind == "mqar" ? " generates its sequences and" : "", " does not read it (only data.kind ",
                  kinds, " does); remove ", k.key, " or use data.kind ", kinds));
+  }
+}
+
+// data.kind megatron: data.path or data.blend (parsed by the loader's own
+// reader of it), each prefix's .bin and .idx present, an EOD in the vocabulary.
+void check_megatron(const RunConfig& c, const KeyOrigins& o, bool check_files) {
+  const DataConfig& d = c.data;
+  std::vector<BlendPart> parts;
+  try {
+    parts = megatron_blend(d);
+  } catch (const ConfigError& e) {
+    std::string what = e.what();
+    if (what.rfind("[data] ", 0) == 0) what.erase(0, 7);  // fail() says where instead
+    fail(o.where({"data.path", "data.blend", "data.kind"}), what);
+  }
+  if (d.valid_fraction <= 0.0)
+    fail(o.where({"data.valid_fraction", "data.kind"}),
+         "data.valid_fraction is 0, but evaluation needs held-out documents; use e.g. 0.05");
+  if (megatron_eod_token(d, c.model.vocab_size) >= c.model.vocab_size)
+    fail(o.where({"data.eod_token", "model.vocab_size"}),
+         str_cat("data.eod_token ", d.eod_token, " is not below model.vocab_size ", c.model.vocab_size,
+                 "; use the tokenizer's end-of-document id (scripts/prepare_data.py prints it) or -1 for the last id"));
+  if (!check_files) return;
+  for (const BlendPart& p : parts) {
+    for (const char* ext : {".idx", ".bin"}) {
+      const std::string file = p.prefix + ext;
+      struct stat st;
+      if (::stat(file.c_str(), &st) != 0) {
+        const int err = errno;
+        fail(o.where({d.blend.empty() ? "data.path" : "data.blend"}),
+             str_cat(input_error_text(file, str_cat(p.what, " file"), err),
+                     " (data.kind megatron reads <prefix>.bin and <prefix>.idx; give the prefix without the extension)"));
+      }
+      if (!S_ISREG(st.st_mode))
+        fail(o.where({d.blend.empty() ? "data.path" : "data.blend"}),
+             str_cat(p.what, " file '", file, "' is ", non_regular_kind(st.st_mode), ", not a regular file"));
+    }
   }
 }
 
@@ -120,6 +162,7 @@ void check_data(const RunConfig& c, const KeyOrigins& o, bool check_files) {
       fail(o.where({"data.valid_fraction", "data.kind"}),
            str_cat("data.valid_fraction is 0, but evaluation needs held-out data; use e.g. 0.05"));
   }
+  if (d.kind == "megatron") check_megatron(c, o, check_files);
   if (d.kind == "mqar") {
     // The layout of runtime/data/mqar.h: P key-value pairs, then Q query slots.
     const int64_t P = d.mqar_pairs, Q = d.mqar_queries > 0 ? d.mqar_queries : d.mqar_pairs;

@@ -1,5 +1,6 @@
 #include "runtime/data/data_loader.h"
 
+#include "runtime/data/megatron_loader.h"
 #include "runtime/data/mqar.h"
 #include "runtime/data/text_data.h"
 #include "runtime/data/token_file.h"
@@ -43,7 +44,8 @@ std::unique_ptr<DataLoader> make_data_loader(const DataConfig& cfg, Split split,
   if (cfg.kind == "text") return make_text_loader(cfg, split, vocab_size, B, T, seed, dp_rank, dp_size);
   if (cfg.kind == "tokens") return make_token_file_loader(cfg, split, vocab_size, B, T, seed, dp_rank, dp_size);
   if (cfg.kind == "mqar") return make_mqar_loader(cfg, split, vocab_size, B, T, seed, dp_rank, dp_size);
-  throw ConfigError(str_cat("[data] data.kind = '", cfg.kind, "' is not one of mqar | text | tokens"));
+  if (cfg.kind == "megatron") return make_megatron_loader(cfg, split, vocab_size, B, T, seed, dp_rank, dp_size);
+  throw ConfigError(str_cat("[data] data.kind = '", cfg.kind, "' is not one of mqar | text | tokens | megatron"));
 }
 
 }  // namespace lintrain

@@ -81,7 +81,7 @@ class DataLoader {
   DataLoaderState state_;
 };
 
-// Builds the loader for cfg.kind ("text", "tokens" or "mqar") reading `split`.
+// Builds the loader for cfg.kind ("text", "tokens", "mqar" or "megatron") reading `split`.
 // B is the per-rank batch, T the sequence length (normally cfg.seq_len),
 // vocab_size the model's (token ids are checked against it), seed the run's
 // seed, 0 <= dp_rank < dp_size the data-parallel coordinates. Throws

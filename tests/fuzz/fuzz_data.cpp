@@ -4,7 +4,10 @@
 //
 //   byte 0      kind: 0 text file, 1 text directory (the content split in two
 //               files at byte 8), 2 u16 token file, 3 u32 token file, 4 mqar
-//               (no file: its settings come from bytes 8, 9)
+//               (no file: its settings come from bytes 8, 9), 5 a Megatron
+//               .idx/.bin pair (the content split at the 16-bit little-endian
+//               value of bytes 8, 9: .idx first; bit 4 of byte 7 clears
+//               data.add_eod)
 //   byte 1      T = 1 + b % 64          byte 2   B = 1 + b % 4
 //   byte 3      valid_fraction = b / 256
 //   bytes 4..6  vocab_size = 1 + the 24-bit little-endian value
@@ -91,7 +94,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const size_t body_size = size - kHeader;
 
   lintrain::DataConfig cfg;
-  const int kind = h[0] % 5;
+  const int kind = h[0] % 6;
   const int T = 1 + h[1] % 64;
   const int B = 1 + h[2] % 4;
   cfg.seq_len = T;
@@ -127,6 +130,15 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       cfg.path = dir + "/tokens.bin";
       write_file(cfg.path, body, body_size);
       break;
+    case 5: {
+      cfg.kind = "megatron";
+      cfg.path = dir + "/mega";
+      const size_t cut = std::min<size_t>(size_t(h[8]) | size_t(h[9]) << 8, body_size);
+      write_file(cfg.path + ".idx", body, cut);
+      write_file(cfg.path + ".bin", body + cut, body_size - cut);
+      cfg.add_eod = (h[7] & 16) == 0;
+      break;
+    }
     default:
       cfg.kind = "mqar";
       cfg.mqar_pairs = h[8] % 64;

@@ -223,6 +223,22 @@ def data_seeds():
     put("fuzz_data", "mqar.bin", data_header(4, 64, 2, 0, 64, a=8, b=0))
     put("fuzz_data", "mqar-more-queries.bin", data_header(4, 48, 3, 0, 40, flags=1, a=5, b=20))
     put("fuzz_data", "mqar-too-short.bin", data_header(4, 8, 1, 0, 16, a=8, b=8))
+    # Megatron pairs: body = .idx then .bin, split at the .idx size (bytes 8, 9).
+    for name, code, fmt, docs, header, flags, vocab in [
+            ("megatron-u16", 8, "H", [list(range(1, 30)), list(range(30, 41)), list(range(41, 70))], 0, 0, 1000),
+            ("megatron-int32-valid-dp", 4, "i", [[i * 7 for i in range(d, d + 12)] for d in range(0, 96, 12)], 0,
+             1 | (1 << 1) | (1 << 3), 1000),
+            ("megatron-uint8-no-eod", 1, "B", [list(range(d, d + 9)) for d in range(0, 90, 9)], 0, 16, 256),
+            ("megatron-bad-version", 8, "H", [list(range(10)), list(range(10))], 1, 0, 1000)]:
+        width = struct.calcsize("<" + fmt)
+        lengths = [len(d) for d in docs]
+        pointers = [width * sum(lengths[:i]) for i in range(len(docs))]
+        idx = (b"MMIDIDX\x00\x00" + struct.pack("<QBQQ", 1 + header, code, len(docs), len(docs) + 1) +
+               struct.pack("<%di" % len(docs), *lengths) + struct.pack("<%dq" % len(docs), *pointers) +
+               struct.pack("<%dq" % (len(docs) + 1), *range(len(docs) + 1)))
+        binary = b"".join(struct.pack("<%d%s" % (len(d), fmt), *d) for d in docs)
+        put("fuzz_data", name + ".bin", data_header(5, 8, 2, 64, vocab, flags=flags, a=len(idx) & 0xFF,
+                                                    b=len(idx) >> 8) + idx + binary)
 
 
 def dictionaries():

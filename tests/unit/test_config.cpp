@@ -213,7 +213,7 @@ TEST(ConfigDefaults, TableHasOneRowPerKeyInSchemaOrder) {
   EXPECT_CONTAINS(md, "| `model.hidden_size` | int, >= 1 | `256` |");
   EXPECT_CONTAINS(md, "| `model.rms_norm_eps` | float, > 0 | `1.0e-5` |");
   EXPECT_CONTAINS(md, "| `optim.adamw.betas` | list of 2 floats, each in [0, 1) | `[0.9, 0.999]` |");
-  EXPECT_CONTAINS(md, "| `data.kind` | enum: mqar, text, tokens | `text` |");
+  EXPECT_CONTAINS(md, "| `data.kind` | enum: mqar, text, tokens, megatron | `text` |");
   EXPECT_CONTAINS(md, "| `model.linear_attention.decay` | string or number: \"\", none, tnl, retnet, or a float in (0, 1] | `\"\"` |");
   EXPECT_CONTAINS(md, "| `schedule.min_lr_ratio` | float, in [0, 1] | `0.1` |");
   EXPECT_CONTAINS(md, "| `resume` | string | `auto` |");
@@ -407,7 +407,7 @@ TEST(ConfigErrors, OutOfRangeNamesTheAllowedRange) {
 
 TEST(ConfigErrors, BadEnumValueSuggestsAChoice) {
   EXPECT_EQ(parse_error("data: {kind: txt}\n"),
-            "run.yaml:1: data.kind: expected one of mqar, text, tokens, got 'txt'; did you mean 'text'?");
+            "run.yaml:1: data.kind: expected one of mqar, text, tokens, megatron, got 'txt'; did you mean 'text'?");
   EXPECT_EQ(parse_error("data: {kind: mqar}\noptim: {name: lino}\n"),
             "run.yaml:2: optim.name: expected one of adamw, lion, galore, spam, frugal, got 'lino'; did you mean 'lion'?");
   EXPECT_CONTAINS(parse_error("data: {kind: mqar}\nmodel: {linear_attention: {decay: tln}}\n"),
@@ -450,14 +450,35 @@ TEST(ConfigErrors, DataRulesNameTheKeysAndTheFix) {
             "an equal chunk); use a seq_len of 99 or 102");
 }
 
+TEST(ConfigErrors, MegatronDataNeedsAPrefixOrABlendWhoseFilesExist) {
+  EXPECT_CONTAINS(parse_error("data: {kind: megatron}\n"),
+                  "run.yaml:1: data.kind megatron needs data.path (the prefix of a .bin/.idx pair) or data.blend");
+  EXPECT_CONTAINS(parse_error("data: {kind: megatron, path: /nonexistent/web}\n"),
+                  "run.yaml:1: data.path file '/nonexistent/web.idx' does not exist");
+  EXPECT_CONTAINS(parse_error("data: {kind: megatron, blend: [0.7, /nonexistent/a, 0.3]}\n"),
+                  "run.yaml:1: data.blend has 3 entries; it is pairs of a weight and a prefix");
+  EXPECT_CONTAINS(parse_error("data: {kind: megatron, blend: [1, /x/a]}\n", {"data.path=/x/b"}),
+                  "data.path '/x/b' and data.blend are both set");
+  TempDir dir;
+  dir.write("a.idx", "");
+  EXPECT_CONTAINS(parse_error("data: {kind: megatron, blend: [2, " + dir.file("a") + "]}\n"),
+                  "data.blend[1] file '" + dir.file("a.bin") + "' does not exist");
+  dir.write("a.bin", "");
+  EXPECT_CONTAINS(parse_error("model: {vocab_size: 100}\ndata: {kind: megatron, eod_token: 100, path: " +
+                              dir.file("a") + "}\n"),
+                  "run.yaml:2: data.eod_token 100 is not below model.vocab_size 100");
+  EXPECT_CONTAINS(parse_error("data: {kind: text, blend: [1, a]}\n"),
+                  "data.blend is [\"1\", a], but data.kind text does not read it (only data.kind megatron does)");
+}
+
 TEST(ConfigErrors, DataKeysOfAnotherKindAreRefused) {
   EXPECT_EQ(parse_error("data: {kind: mqar, path: /nonexistent}\n"),
             "run.yaml:1: data.path is /nonexistent, but data.kind mqar generates its sequences and does not read it "
-            "(only data.kind text or tokens does); remove data.path or use data.kind text or tokens");
+            "(only data.kind text, tokens or megatron does); remove data.path or use data.kind text, tokens or megatron");
   EXPECT_EQ(parse_error("data: {kind: text}\n", {"data.kind=mqar", "data.valid_fraction=0.2"}),
             "--set data.valid_fraction=0.2: data.valid_fraction is 0.2, but data.kind mqar generates its sequences "
-            "and does not read it (only data.kind text or tokens does); remove data.valid_fraction or use data.kind "
-            "text or tokens");
+            "and does not read it (only data.kind text, tokens or megatron does); remove data.valid_fraction or use "
+            "data.kind text, tokens or megatron");
   TempDir dir;
   const std::string f = dir.write("c.txt", "x");
   EXPECT_CONTAINS(parse_error("data: {kind: text, path: " + f + ", mqar_pairs: 4}\n"),
