@@ -117,6 +117,8 @@ size_t lasp2_terms_scratch_bytes(const LinearAttentionDims& dims);
 void lasp2_merge_states(Arena& scratch, float* out, const float* gathered, int W, int j, bool suffix, int B, int H,
                         int d, int C, const float* decay);
 size_t lasp2_merge_states_scratch_bytes(int B, int H, int d);
+void lasp2_scan_states(float* states, float* last, const float* first, const float* decay, int B, int n, int H, int d,
+                       int L, bool reverse);
 }  // namespace cpu
 
 namespace cuda {
@@ -152,6 +154,8 @@ size_t lasp2_terms_scratch_bytes(const LinearAttentionDims& dims);
 void lasp2_merge_states(void* stream, Arena& scratch, float* out, const float* gathered, int W, int j, bool suffix,
                         int B, int H, int d, int C, const float* decay);
 size_t lasp2_merge_states_scratch_bytes(int B, int H, int d);
+void lasp2_scan_states(void* stream, float* states, float* last, const float* first, const float* decay, int B, int n,
+                       int H, int d, int L, bool reverse);
 }  // namespace cuda
 
 }  // namespace lintrain

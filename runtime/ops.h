@@ -373,6 +373,49 @@ void lasp2_suffix_states(const Context& ctx, float* out, const float* gathered, 
                          int C, const float* decay);
 size_t lasp2_merge_states_scratch_bytes(Device device, int B, int H, int d);
 
+// ---- Linear attention, chunk-parallel ---------------------------------------------------
+// The same forward and backward as linear_attention_forward/backward, scheduled
+// for a device that wants many independent blocks (the CUDA op uses it for long
+// sequences: linear_attention_chunk_count): each sequence is cut into n chunks
+// of L = T / n tokens (the T - n L left over run after them), and LASP-2's
+// decomposition is applied inside the device, the chunks playing the SP ranks:
+//   forward   M_j = the state chunk j alone builds (lasp2_chunk_state, every
+//             chunk at once); P_j = the state entering chunk j by a scan over
+//             the chunks (lasp2_scan_states), P_0 = state_in; then every
+//             chunk's own linear attention at once, started from P_j (a batch
+//             of B n chunk-sequences of L tokens).
+//   backward  P_j again; dP_j = dL/dP_j from chunk j's own outputs
+//             (lasp2_prefix_state_grad); the gradients of the chunks' end
+//             states by the reverse scan, from dstate_out; then every chunk's
+//             backward at once. dstate_in is the reverse scan's last value.
+// Results equal the unchunked op's up to the order of the fp32 sums (the
+// scans sum in double). chunks >= 1 (1 = the plain op); needs
+// linear_attention_chunked_scratch_bytes.
+void linear_attention_forward_chunked(const Context& ctx, int chunks, float* o, const float* q, const float* k,
+                                      const float* v, const float* decay, const float* state_in, float* state_out,
+                                      const LinearAttentionDims& dims);
+void linear_attention_backward_chunked(const Context& ctx, int chunks, float* dq, float* dk, float* dv,
+                                       float* dstate_in, const float* dout, const float* dstate_out, const float* q,
+                                       const float* k, const float* v, const float* decay, const float* state_in,
+                                       const LinearAttentionDims& dims);
+size_t linear_attention_chunked_scratch_bytes(Device device, const LinearAttentionDims& dims, int chunks);
+// The chunks linear_attention_forward/backward use on `device`: 1 on the CPU
+// (its blockwise body is already parallel over (b, h)); on CUDA enough chunks
+// for about 2048 (sequence, chunk, head) blocks, none shorter than 64 tokens.
+int linear_attention_chunk_count(Device device, const LinearAttentionDims& dims);
+
+// In place over states (B, n, H, d, d), per (b, h, element), with w = lambda_h^L
+// (exp(L log lambda) in double) and the running value acc in double:
+//   forward (reverse = false): acc = first[b] (zeros when null); for j = 0..n-1:
+//                              states[b, j] <- acc, acc = w acc + (old states[b, j])
+//   reverse:                   the same for j = n-1..0
+// and last[b] = acc at the end (not written when null). Forward turns chunk
+// states M_j into entering states P_j (last = the state after the n chunks);
+// reverse turns dP_j into the gradients of the chunks' end states (first =
+// the gradient after the n chunks, last = dL/d(the state entering chunk 0)).
+void lasp2_scan_states(const Context& ctx, float* states, float* last, const float* first, const float* decay, int B,
+                       int n, int H, int d, int L, bool reverse);
+
 }  // namespace lintrain
 
 // ---- Optimizer updates, the gradient norm and clipping ------------------------------

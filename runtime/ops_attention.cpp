@@ -138,11 +138,15 @@ void linear_attention_forward(const Context& ctx, float* o, const float* q, cons
   if (m.B == 0) return;
   if (m.T > 0) check_not_null(op, {o, q, k, v});
   Arena& scratch = ctx.arena(op);
+  if (const int chunks = linear_attention_chunk_count(ctx.device, m); chunks > 1)
+    return linear_attention_forward_chunked(ctx, chunks, o, q, k, v, decay, state_in, state_out, m);
   if (on_cpu(ctx)) cpu::linear_attention_forward(scratch, o, q, k, v, decay, state_in, state_out, m);
   else cuda::linear_attention_forward(ctx.stream, scratch, o, q, k, v, decay, state_in, state_out, m);
 }
 
 size_t linear_attention_forward_scratch_bytes(Device device, const LinearAttentionDims& m) {
+  if (const int chunks = linear_attention_chunk_count(device, m); chunks > 1)
+    return linear_attention_chunked_scratch_bytes(device, m, chunks);
   return device == Device::CPU ? cpu::linear_attention_forward_scratch_bytes(m)
                                : cuda::linear_attention_forward_scratch_bytes(m);
 }
@@ -156,6 +160,9 @@ void linear_attention_backward(const Context& ctx, float* dq, float* dk, float* 
   if (m.B == 0) return;
   if (m.T > 0) check_not_null(op, {dq, dk, dv, dout, q, k, v});
   Arena& scratch = ctx.arena(op);
+  if (const int chunks = linear_attention_chunk_count(ctx.device, m); chunks > 1)
+    return linear_attention_backward_chunked(ctx, chunks, dq, dk, dv, dstate_in, dout, dstate_out, q, k, v, decay,
+                                             state_in, m);
   if (on_cpu(ctx))
     cpu::linear_attention_backward(scratch, dq, dk, dv, dstate_in, dout, dstate_out, q, k, v, decay, state_in, m);
   else
@@ -164,6 +171,8 @@ void linear_attention_backward(const Context& ctx, float* dq, float* dk, float* 
 }
 
 size_t linear_attention_backward_scratch_bytes(Device device, const LinearAttentionDims& m) {
+  if (const int chunks = linear_attention_chunk_count(device, m); chunks > 1)
+    return linear_attention_chunked_scratch_bytes(device, m, chunks);
   return device == Device::CPU ? cpu::linear_attention_backward_scratch_bytes(m)
                                : cuda::linear_attention_backward_scratch_bytes(m);
 }

@@ -163,10 +163,13 @@ main() {
       continue
     fi
     # The kit's BLAS and LAPACK(E), not other copies on the machine.
-    local foreign
-    foreign=$(ldd "$bin" | grep -E 'blas|lapack|tmglib|gfortran' | grep -v 'libcublas' | grep -v "=> $KIT_ROOT/")
-    if ! ldd "$bin" | grep -q "libopenblas.so.0 => $KIT_ROOT/" || [ -n "$foreign" ]; then
-      say "$name: FAIL: the BLAS does not resolve in the kit: $(ldd "$bin" | grep -E 'blas|lapack' | tr -s ' \t\n' ' ')"
+    # ldd's output in a variable first: under pipefail, `ldd | grep -q` fails
+    # whenever grep stops reading before ldd has written everything (SIGPIPE).
+    local foreign libs
+    libs=$(ldd "$bin")
+    foreign=$(grep -E 'blas|lapack|tmglib|gfortran' <<<"$libs" | grep -v 'libcublas' | grep -v "=> $KIT_ROOT/")
+    if ! grep -q "libopenblas.so.0 => $KIT_ROOT/" <<<"$libs" || [ -n "$foreign" ]; then
+      say "$name: FAIL: the BLAS does not resolve in the kit: $(grep -E 'blas|lapack|tmglib|gfortran' <<<"$libs" | tr -s ' \t\n' ' ')"
       failed=1
       continue
     fi

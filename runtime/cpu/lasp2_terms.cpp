@@ -227,4 +227,26 @@ size_t lasp2_merge_states_scratch_bytes(int, int, int d) {
   return static_cast<size_t>(omp_get_max_threads()) * arena_round(static_cast<size_t>(d) * d * sizeof(double));
 }
 
+void lasp2_scan_states(float* states, float* last, const float* first, const float* decay, int B, int n, int H, int d,
+                       int L, bool reverse) {
+  const int64_t dd = int64_t{d} * d, per_b = int64_t{H} * dd;
+#pragma omp parallel for schedule(static)
+  for (int64_t bh = 0; bh < int64_t{B} * H; ++bh) {
+    const int64_t b = bh / H, h = bh % H;
+    const double w = std::exp(static_cast<double>(L) * std::log(static_cast<double>(decay[h])));
+    for (int64_t e = 0; e < dd; ++e) {
+      const int64_t at = b * per_b + h * dd + e;  // (b, h, e) of the per-sequence arrays
+      double acc = first ? first[at] : 0.0;
+      for (int i = 0; i < n; ++i) {
+        const int j = reverse ? n - 1 - i : i;
+        float* slot = states + (b * n + j) * per_b + h * dd + e;
+        const double old = *slot;
+        *slot = static_cast<float>(acc);
+        acc = w * acc + old;
+      }
+      if (last) last[at] = static_cast<float>(acc);
+    }
+  }
+}
+
 }  // namespace lintrain::cpu

@@ -207,4 +207,38 @@ void lasp2_merge_states(void* stream, Arena&, float* out, const float* gathered,
       out, gathered, u0, u1, j, suffix, B, H, d, C, decay)));
 }
 
+namespace {
+
+// One thread per (b, h, element) of the per-sequence arrays; see
+// lasp2_scan_states in runtime/ops.h. Consecutive threads take consecutive
+// elements, so each step of the scan reads and writes coalesced.
+__global__ void scan_states_kernel(float* states, float* last, const float* first, const float* decay, int B, int n,
+                                   int H, int dd, int L, bool reverse) {
+  const size_t idx = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x;
+  const size_t per_b = static_cast<size_t>(H) * dd;
+  if (idx >= static_cast<size_t>(B) * per_b) return;
+  const size_t b = idx / per_b, within = idx % per_b;
+  const int h = static_cast<int>(within / dd);
+  const double w = exp(static_cast<double>(L) * log(static_cast<double>(decay[h])));
+  double acc = first ? first[idx] : 0.0;
+  for (int i = 0; i < n; ++i) {
+    const int j = reverse ? n - 1 - i : i;
+    float* slot = states + (b * n + j) * per_b + within;
+    const double old = *slot;
+    *slot = static_cast<float>(acc);
+    acc = w * acc + old;
+  }
+  if (last) last[idx] = static_cast<float>(acc);
+}
+
+}  // namespace
+
+void lasp2_scan_states(void* stream, float* states, float* last, const float* first, const float* decay, int B, int n,
+                       int H, int d, int L, bool reverse) {
+  const size_t total = static_cast<size_t>(B) * H * d * d;
+  if (total == 0) return;
+  LT_CUDA_CHECK_LAUNCH((scan_states_kernel<<<blocks_for(total), kThreads, 0, static_cast<cudaStream_t>(stream)>>>(
+      states, last, first, decay, B, n, H, d * d, L, reverse)));
+}
+
 }  // namespace lintrain::cuda

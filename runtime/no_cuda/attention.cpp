@@ -58,5 +58,8 @@ void lasp2_merge_states(void*, Arena&, float*, const float*, int, int, bool suff
   no_cuda(suffix ? "lasp2_suffix_states" : "lasp2_prefix_states");
 }
 size_t lasp2_merge_states_scratch_bytes(int, int, int) { no_cuda("lasp2_merge_states"); }
+void lasp2_scan_states(void*, float*, float*, const float*, const float*, int, int, int, int, int, bool) {
+  no_cuda("lasp2_scan_states");
+}
 
 }  // namespace lintrain::cuda

@@ -134,7 +134,7 @@ TEST(OpsCuda, LinearAttentionMatchesCpu) {
 }
 
 // Long sequences: the CUDA body cuts them into chunks run in parallel, the
-// states entering the chunks from a scan (runtime/cuda/linear_attention.cu).
+// states entering the chunks from a scan (runtime/ops_linear_chunked.cpp).
 // B = 1, T = 1024 (16 chunks of 64, none left over) and B = 2, T = 1000 (15
 // chunks of 66 and a tail of 10, each sequence on its own), GQA, the decays
 // down to 1e-20, state_in / state_out and their gradients. Up to ~T d = 16000
@@ -165,6 +165,52 @@ TEST(OpsCuda, LinearAttentionLongSequencesMatchCpu) {
                      be.download(dqkv, rows(m) * m.ldq), be.download(ds_in, states(m))};
     });
   }
+}
+
+// The chunk-parallel schedule (what the CUDA op runs on long sequences) on
+// the CPU, against the CPU's own blockwise body: the same sums regrouped by
+// chunk (the scans in double), so 1e-5 normalised error; a chunk started
+// from a wrong state, a misplaced tail or a lost dstate is off by O(1). Chunk
+// counts that tile the sequence and ones that leave a tail, B = 1 and 2
+// (with a tail each sequence runs on its own), GQA, decays down to 1e-20.
+TEST(OpsAttention, ChunkedScheduleMatchesTheBlockwiseBody) {
+  Backend be(Device::CPU);
+  for (const auto& [B, T] : {std::pair<int, int>{1, 256}, {2, 250}, {2, 256}})
+    for (int chunks : {2, 3, 8}) {
+      LinearAttentionDims m = linear_dims();
+      m.B = B, m.T = T;
+      const int Hd = m.H * m.d, KVd = m.KVH * m.d;
+      Rng rng(41 + T + chunks);
+      const std::vector<float> qkv = randn(rows(m) * m.ldq, rng, 0.5), s_in = randn(states(m), rng);
+      const std::vector<float> ds_out = randn(states(m), rng), dout = randn(rows(m) * m.ldo, rng);
+      const float *q = qkv.data(), *k = q + Hd, *v = k + KVd;
+      Outputs want, got;
+      for (int chunked = 0; chunked < 2; ++chunked) {
+        std::vector<float> o(rows(m) * m.ldo, 7.0f), s_out(states(m)), dqkv(rows(m) * m.ldq, 7.0f), ds_in(states(m));
+        if (chunked) {
+          linear_attention_forward_chunked(be.ctx(), chunks, o.data(), q, k, v, kDecays.data(), s_in.data(),
+                                           s_out.data(), m);
+          linear_attention_backward_chunked(be.ctx(), chunks, dqkv.data(), dqkv.data() + Hd, dqkv.data() + Hd + KVd,
+                                            ds_in.data(), dout.data(), ds_out.data(), q, k, v, kDecays.data(),
+                                            s_in.data(), m);
+        } else {
+          linear_attention_forward(be.ctx(), o.data(), q, k, v, kDecays.data(), s_in.data(), s_out.data(), m);
+          linear_attention_backward(be.ctx(), dqkv.data(), dqkv.data() + Hd, dqkv.data() + Hd + KVd, ds_in.data(),
+                                    dout.data(), ds_out.data(), q, k, v, kDecays.data(), s_in.data(), m);
+        }
+        (chunked ? got : want) = Outputs{o, s_out, dqkv, ds_in};
+      }
+      const char* names[] = {"o", "state_out", "dqkv", "dstate_in"};
+      for (size_t i = 0; i < want.size(); ++i)
+        EXPECT_LT(normalised_error(got[i], want[i]), 1e-5)
+            << names[i] << ", B=" << B << " T=" << T << " chunks=" << chunks;
+    }
+  EXPECT_EQ(linear_attention_chunk_count(Device::CPU, linear_dims()), 1);
+  LinearAttentionDims longer = linear_dims();
+  longer.B = 1, longer.H = 16, longer.T = 65536;
+  EXPECT_EQ(linear_attention_chunk_count(Device::CUDA, longer), 128);  // 16 heads x 128 chunks = 2048 blocks
+  longer.T = 100;
+  EXPECT_EQ(linear_attention_chunk_count(Device::CUDA, longer), 1);  // chunks of 64 or more only
 }
 
 // LASP-2 terms: each output is a dot product over d = 16 (o, dq, dk, dv; dk/dv
