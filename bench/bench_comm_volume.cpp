@@ -2,7 +2,7 @@
 // hands to collectives in one forward + backward of one attention layer core,
 // linear attention (LASP-2) against softmax attention (LASP-2H), measured from
 // every rank's CommStats and checked against the closed forms of
-// /work/shared/LASP2.md (the reference):
+// docs/lasp2.md (the math):
 //   linear   forward  all-gather      B*H*d*d*4 bytes               (independent of T)
 //            backward all-gather      B*H*d*d*4 bytes
 //   softmax  forward  all-gather      2*B*C*KVH*d*4 bytes            C = T / W

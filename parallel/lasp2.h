@@ -1,5 +1,5 @@
 // LASP-2 state exchange of one linear-attention layer on SP rank j of W
-// (/work/shared/LASP2.md). The sequence of T tokens is cut into W contiguous
+// (docs/lasp2.md). The sequence of T tokens is cut into W contiguous
 // chunks of C = T / W; rank j = comm->rank() holds chunk j. Per step the layer
 // does exactly two collectives, both AllGathers of one (B, H, d, d) fp32 state
 // per rank, whatever T is:

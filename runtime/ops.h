@@ -229,7 +229,7 @@ size_t softmax_attention_backward_scratch_bytes(Device device, const AttentionDi
 // Blockwise (Lightning Attention-2) on the CPU: an exact masked product inside
 // each block plus a running d x d state between blocks, so the cost is
 // O(T * block * d + T * d^2) instead of O(T^2 d), with no cumsum over T. This
-// is the single-rank version of the chunked math in /work/shared/LASP2.md; the
+// is the single-rank version of the chunked math in docs/lasp2.md; the
 // initial/final state arguments are the boundary-state API that LASP-2 builds
 // on (a rank passes the prefix state of the earlier ranks as state_in).
 //
@@ -298,7 +298,7 @@ void linear_attention_backward(const Context& ctx, float* dq, float* dk, float* 
                                const LinearAttentionDims& dims);
 size_t linear_attention_backward_scratch_bytes(Device device, const LinearAttentionDims& dims);
 
-// ---- LASP-2 chunk-boundary terms (/work/shared/LASP2.md) -----------------------
+// ---- LASP-2 chunk-boundary terms (docs/lasp2.md) --------------------------------
 // For one SP rank's chunk of C tokens. linear_attention_forward/backward
 // compute everything that stays inside the chunk (call them with state_in =
 // nullptr and dstate_out = nullptr); these compute what crosses the chunk

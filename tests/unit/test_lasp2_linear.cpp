@@ -2,7 +2,7 @@
 // process, tests/unit/sp_test_group.h), each holding one contiguous chunk,
 // reproduce the single-rank core on the whole sequence (outputs and the
 // gradients dqkv, dg) for every variant and decay regime; exactly one AllGather
-// of B*H*d*d floats each way whatever T; and the pitfalls of LASP2.md.
+// of B*H*d*d floats each way whatever T; and the pitfalls of docs/lasp2.md.
 #include <gtest/gtest.h>
 
 #include <cmath>

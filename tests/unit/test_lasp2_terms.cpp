@@ -1,5 +1,5 @@
 // LASP-2 math pieces without the layer: the chunk-boundary terms
-// (runtime/ops.h) against float64 sums written from LASP2.md, and
+// (runtime/ops.h) against float64 sums written from docs/lasp2.md, and
 // the prefix/suffix merges (runtime/ops.h) against the naive token-by-token
 // recurrence of the whole sequence in float64, for lambda from 1 down to 1e-30.
 #include <gtest/gtest.h>
@@ -68,7 +68,7 @@ struct Chunk {
   double Lk(int h, int t) const { return std::pow(decay[h], s.T - 1 - t); }
 };
 
-// The float64 definitions of LASP2.md (0-based: Lq[i] = lambda^(i+1), Lk[s] = lambda^(C-1-s)).
+// The float64 definitions of docs/lasp2.md (0-based: Lq[i] = lambda^(i+1), Lk[s] = lambda^(C-1-s)).
 struct RefTerms {
   Vec M, o, dP, dq, dk, dv;
   explicit RefTerms(const Chunk& c) {

@@ -1,6 +1,6 @@
 // Blockwise causal linear attention kernel (runtime/ops.h, CPU body)
 // against the float64 token-by-token recurrence and float64 finite differences,
-// plus the LASP-2 pitfalls listed in /work/shared/LASP2.md.
+// plus the LASP-2 pitfalls listed in docs/lasp2.md ("What the tests guard against").
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -238,7 +238,7 @@ TEST(LinearAttentionKernel, DeterministicAcrossRunsAndThreadCounts) {
   EXPECT_EQ(std::memcmp(a.data(), c.data(), a.size() * sizeof(float)), 0);
 }
 
-// ---- LASP-2 pitfalls (LASP2.md, "Notes from the reference implementations") ----
+// ---- LASP-2 pitfalls (docs/lasp2.md, "What the tests guard against") ----
 
 TEST(LinearAttentionKernel, FirstBlockOutputIsTheIntraTerm) {
   // Without an initial state the first block has no inter term: its outputs
