@@ -111,7 +111,13 @@ void export_weights(const ModelConfig& cfg, int seq_len, const ParamTable& table
   }
   create_output_dir(dir, "export directory");
   save_safetensors(dir + "/model.safetensors", tensors, weight_metadata(cfg));
-  write_file_atomic(dir + "/config.json", hf_llama_config_json(cfg, seq_len));
+  std::vector<LinearLayerExport> linear;  // what each linear layer computes, resolved
+  for (int i = 0; i < cfg.num_hidden_layers; ++i) {
+    if (cfg.layer_kind(i) != 'L') continue;
+    const LinearAttentionSpec s = make_linear_attention_spec(cfg, i);
+    linear.push_back({i, feature_map_name(s.feature_map), s.key_scale, s.decay, s.output_norm, s.output_gate});
+  }
+  write_file_atomic(dir + "/config.json", hf_llama_config_json(cfg, seq_len, linear));
 }
 
 std::vector<std::string> import_weights(LinearLlama& model, const std::string& path) {

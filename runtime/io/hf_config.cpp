@@ -6,7 +6,7 @@
 namespace lintrain {
 
 std::string hf_llama_config_json(const ModelConfig& m, int max_position_embeddings,
-                                 const std::string& torch_dtype) {
+                                 const std::vector<LinearLayerExport>& linear, const std::string& torch_dtype) {
   LT_CHECK(m.num_attention_heads > 0 && !m.layer_pattern.empty(),
            "[hf_config] model.num_attention_heads and model.layer_pattern must be set");
   const LinearAttentionConfig& la = m.linear_attention;
@@ -15,6 +15,21 @@ std::string hf_llama_config_json(const ModelConfig& m, int max_position_embeddin
     layer_types += str_cat(i ? ", " : "", m.layer_kind(i) == 'L' ? "\"linear_attention\"" : "\"softmax_attention\"");
   }
   auto b = [](bool v) { return v ? "true" : "false"; };
+  std::string layers;
+  for (size_t i = 0; i < linear.size(); ++i) {
+    const LinearLayerExport& l = linear[i];
+    std::string decay;
+    for (size_t h = 0; h < l.decay.size(); ++h) decay += str_cat(h ? ", " : "", json_number(l.decay[h]));
+    layers += str_cat("        {\"layer\": ", l.layer, ", \"feature_map\": ", json_quote(l.feature_map),
+                      ", \"key_scale\": ", json_number(l.key_scale), ", \"decay\": [", decay,
+                      "], \"output_norm\": ", b(l.output_norm), ", \"output_gate\": ", b(l.output_gate), "}",
+                      i + 1 < linear.size() ? ",\n" : "\n");
+  }
+  const std::string linear_block =
+      linear.empty() ? std::string()
+                     : str_cat(",\n    \"linear_attention\": {\n", "      \"variant\": ", json_quote(la.variant),
+                               ",\n", "      \"block_size\": ", la.block_size, ",\n", "      \"layers\": [\n",
+                               layers, "      ]\n", "    }");
   return str_cat(
       "{\n",
       "  \"architectures\": [\"LlamaForCausalLM\"],\n",
@@ -39,15 +54,7 @@ std::string hf_llama_config_json(const ModelConfig& m, int max_position_embeddin
       "  \"use_cache\": true,\n",
       "  \"lintrain\": {\n",
       "    \"layer_pattern\": ", json_quote(m.layer_pattern), ",\n",
-      "    \"layer_types\": [", layer_types, "],\n",
-      "    \"linear_attention\": {\n",
-      "      \"variant\": ", json_quote(la.variant), ",\n",
-      "      \"block_size\": ", la.block_size, ",\n",
-      "      \"feature_map\": ", json_quote(la.feature_map), ",\n",
-      "      \"decay\": ", json_quote(la.decay), ",\n",
-      "      \"output_norm\": ", la.output_norm, ",\n",
-      "      \"output_gate\": ", la.output_gate, "\n",
-      "    }\n",
+      "    \"layer_types\": [", layer_types, "]", linear_block, "\n",
       "  }\n",
       "}\n");
 }

@@ -7,6 +7,7 @@
 #pragma once
 
 #include <string>
+#include <vector>
 
 #include "runtime/config/config.h"
 
@@ -21,11 +22,22 @@ namespace lintrain {
 //   mlp_bias false, torch_dtype, use_cache true, and
 //   "lintrain": {layer_pattern, layer_types ["linear_attention" |
 //   "softmax_attention" per layer], linear_attention {variant, block_size,
-//   feature_map, decay, output_norm, output_gate}} with the run file's values
-//   as written ("" / -1 = the variant's default).
+//   layers: [one object per linear layer, as `linear` gives it: layer,
+//   feature_map, key_scale, decay (one value per query head), output_norm and
+//   output_gate as booleans]}}: what the layers compute, the variant's
+//   defaults and the run file's overrides resolved (never "" / -1). A model
+//   without linear layers has no linear_attention block.
 // `max_position_embeddings` is the training sequence length (data.seq_len);
 // `torch_dtype` names the dtype of the exported weights ("float32", "bfloat16").
+struct LinearLayerExport {
+  int layer = 0;                 // 0-based index in the stack
+  std::string feature_map;       // identity | elu1 | silu | relu
+  double key_scale = 1.0;        // k <- key_scale * phi(k)
+  std::vector<float> decay;      // lambda per query head
+  bool output_norm = true, output_gate = false;
+};
 std::string hf_llama_config_json(const ModelConfig& model, int max_position_embeddings,
+                                 const std::vector<LinearLayerExport>& linear,
                                  const std::string& torch_dtype = "float32");
 
 }  // namespace lintrain

@@ -448,7 +448,9 @@ TEST(HfConfig, IsValidJsonWithLlamaKeys) {
   m.rope_theta = 500000.0;
   m.tie_word_embeddings = true;
   m.linear_attention.decay = "0.99";
-  const std::string text = hf_llama_config_json(m, 2048);
+  const std::vector<LinearLayerExport> linear = {{0, "silu", 1.0, {0.99f, 0.99f}, true, true},
+                                                 {3, "elu1", 0.125, {0.5f, 1.0f}, false, true}};
+  const std::string text = hf_llama_config_json(m, 2048, linear);
 
   // Our parser and the checks we can do here.
   const JsonValue v = parse_json(text);
@@ -477,7 +479,11 @@ assert c["rms_norm_eps"] == 1e-5 and c["rope_theta"] == 500000.0 and isinstance(
 assert c["tie_word_embeddings"] is True and c["hidden_act"] == "silu"
 assert c["max_position_embeddings"] == 2048 and c["torch_dtype"] == "float32"
 la = c["lintrain"]["linear_attention"]
-assert c["lintrain"]["layer_pattern"] == "LLS" and la["variant"] == "lightning" and la["decay"] == "0.99"
+assert c["lintrain"]["layer_pattern"] == "LLS" and la["variant"] == "lightning"
+l0, l3 = la["layers"]
+assert (l0["layer"], l0["feature_map"], l0["key_scale"], l0["output_norm"], l0["output_gate"]) == (0, "silu", 1.0, True, True)
+assert abs(l0["decay"][0] - 0.99) < 1e-7 and len(l0["decay"]) == 2
+assert (l3["layer"], l3["feature_map"], l3["key_scale"], l3["decay"], l3["output_norm"]) == (3, "elu1", 0.125, [0.5, 1.0], False)
 )PY";
   EXPECT_EQ(run_python(dir, script, dir.file("config.json")), 0);
 }
