@@ -1,5 +1,7 @@
 #include "optim/param_groups.h"
 
+#include <fnmatch.h>
+
 #include <algorithm>
 #include <cctype>
 #include <cstdio>
@@ -9,24 +11,8 @@
 namespace lintrain {
 
 bool glob_match(const std::string& pattern, const std::string& name) {
-  // Iterative matcher with one backtrack point: the last '*' seen.
-  size_t p = 0, n = 0, star = std::string::npos, star_n = 0;
-  while (n < name.size()) {
-    if (p < pattern.size() && (pattern[p] == '?' || pattern[p] == name[n])) {
-      ++p;
-      ++n;
-    } else if (p < pattern.size() && pattern[p] == '*') {
-      star = p++;
-      star_n = n;
-    } else if (star != std::string::npos) {
-      p = star + 1;
-      n = ++star_n;
-    } else {
-      return false;
-    }
-  }
-  while (p < pattern.size() && pattern[p] == '*') ++p;
-  return p == pattern.size();
+  // POSIX fnmatch without FNM_PATHNAME or FNM_PERIOD: '*' crosses dots.
+  return fnmatch(pattern.c_str(), name.c_str(), 0) == 0;
 }
 
 namespace {

@@ -17,8 +17,9 @@
 
 namespace lintrain {
 
-// Whether `name` matches the glob `pattern` ('*' any run of characters, dots
-// included; '?' exactly one character; everything else literal).
+// Whether `name` matches the glob `pattern`: the shell's rules through POSIX
+// fnmatch ('*' any run of characters, dots included; '?' exactly one;
+// [abc] / [0-9] / [!x] one character of a set; a backslash quotes the next).
 bool glob_match(const std::string& pattern, const std::string& name);
 
 // The rules in force: cfg.groups, or the defaults of cfg.name.

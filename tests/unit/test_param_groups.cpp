@@ -71,6 +71,12 @@ TEST(Glob, StarQuestionAndLiterals) {
   EXPECT_FALSE(glob_match("lm_head.weight", "lm_head.weights"));
   EXPECT_FALSE(glob_match("", "x"));
   EXPECT_TRUE(glob_match("a*b*c", "aXXbYYbc"));  // backtracking past a false 'b'
+  // fnmatch's sets and quoting.
+  EXPECT_TRUE(glob_match("model.layers.[0-2].mlp.*", "model.layers.1.mlp.up_proj.weight"));
+  EXPECT_FALSE(glob_match("model.layers.[0-2].mlp.*", "model.layers.3.mlp.up_proj.weight"));
+  EXPECT_TRUE(glob_match("model.layers.[!0].*", "model.layers.5.mlp.up_proj.weight"));
+  EXPECT_TRUE(glob_match("a\\*b", "a*b"));
+  EXPECT_FALSE(glob_match("a\\*b", "aXb"));
 }
 
 TEST(ParamGroups, AdamwLionSpamDefaultToEveryTensorWithNormsExempt) {
