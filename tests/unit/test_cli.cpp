@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <array>
@@ -36,8 +37,10 @@ CliRun run_cli(const std::string& args) {
   return r;
 }
 
+// Per process: two test runs at once (two build folders, two checkouts) must
+// not train into each other's folders.
 std::string tmp_dir(const std::string& name) {
-  const fs::path d = fs::path(testing::TempDir()) / ("lintrain_cli_" + name);
+  const fs::path d = fs::path(testing::TempDir()) / ("lintrain_cli_" + std::to_string(::getpid()) + "_" + name);
   fs::remove_all(d);
   fs::create_directories(d);
   return d.string();
