@@ -326,10 +326,10 @@ std::string format_plan(const RunConfig& cfg, const PlanOptions& opts) {
   if (p.compute_copy_bytes > 0) out += line("bf16 compute copy", p.compute_copy_bytes, "(f32 buffer of bf16 values)");
   out += line("optimizer state", p.optimizer_bytes, str_cat("optim.name ", cfg.optim.name));
   for (const GroupMemory& g : p.optimizer.groups) {
-    char buf[64];
-    std::snprintf(buf, sizeof buf, "    %-24s", g.group.name.c_str());
-    out += str_cat(buf, bytes_text(4.0 * static_cast<double>(g.state_floats)), "   ", g.group.optimizer, ", ",
-                   count_text(static_cast<double>(g.params)), " params\n");
+    char buf[96];
+    std::snprintf(buf, sizeof buf, "    %-24s %12s", g.group.name.c_str(),
+                  bytes_text(4.0 * static_cast<double>(g.state_floats)).c_str());
+    out += str_cat(buf, "   ", g.group.optimizer, ", ", count_text(static_cast<double>(g.params)), " params\n");
   }
   out += line("activations", a.total(), "one micro-batch, saved for backward + workspaces");
   out += line("  linear attention", a.linear_attention);

@@ -12,6 +12,9 @@
 #      growth over a baseline run of a one-layer, 16-wide model on the same
 #      data: RSS(config) - RSS(baseline) against plan(config) - plan(baseline).
 #      The raw ratio RSS / plan is printed too.
+#   4. the plan's FLOPs per token against the trainer's GEMM counter
+#      (metrics.jsonl: gflops x step_time_s / tokens of the step, step 1),
+#      within 10%: the attention cores' products run through the same GEMM.
 set -euo pipefail
 # shellcheck source=tests/e2e/launch_lib.sh
 source "$(dirname "$0")/launch_lib.sh"
@@ -87,6 +90,13 @@ check_config() {  # check_config NAME ARGS...
     printf "%s: plan %.1f MiB, peak RSS %.1f MiB (raw %.3f); over the baseline (RSS %.1f MiB, plan %.1f MiB): plan %.1f MiB, measured %.1f MiB, %+.1f%%\n",
            n, p / 1048576, r / 1048576, r / p, br / 1048576, bp / 1048576, dp / 1048576, dm / 1048576, 100 * e
     exit (e < -0.10 || e > 0.10) ? 1 : 0 }' | tee -a "$WORK/rss.txt" || fail "$name: the plan is more than 10% off the measured memory"
+  local planned_flops counted_flops
+  planned_flops=$("$LINTRAIN" plan "$CFG" "${COMMON[@]}" "${BIG[@]}" "$@" | sed -n 's/^FLOPs per token (forward + backward): \([^ ]*\) .*/\1/p')
+  counted_flops=$(head -1 "$WORK/$name/metrics.jsonl" |
+    sed -n 's/.*"gflops": \([^,]*\), "step_time_s": \([^,}]*\).*/\1 \2/p' | awk '{ printf "%.6g\n", $1 * 1e9 * $2 / (4 * 256) }')
+  awk -v n="$name" -v p="$planned_flops" -v c="$counted_flops" 'BEGIN {
+    e = (c - p) / p; printf "%s: FLOPs per token planned %.4g, counted by GEMM %.4g, %+.1f%%\n", n, p, c, 100 * e
+    exit (e < -0.10 || e > 0.10) ? 1 : 0 }' | tee -a "$WORK/rss.txt" || fail "$name: FLOPs per token more than 10% off"
 }
 check_config linear --set model.layer_pattern=L
 check_config hybrid --set model.layer_pattern=LLLS
