@@ -33,7 +33,7 @@ using namespace lintrain;
 
 namespace {
 
-RunConfig config(const std::string& pattern, const std::string& optimizer) {
+RunConfig config(const std::string& pattern, const std::string& optimizer, const std::string& compute = "fp32") {
   const std::string yaml = str_cat(R"(
 run: {name: plan-test, out_dir: /tmp/plan-test, seed: 7}
 model:
@@ -48,6 +48,7 @@ model:
 data: {kind: text, path: /usr/share/common-licenses, seq_len: 24}
 train: {steps: 1, micro_batch: 2, grad_accum: 2}
 optim: {name: )", optimizer, R"(, lr: 1.0e-3, galore: {rank: 4, update_proj_gap: 10}}
+precision: {compute: )", compute, R"(}
 )");
   return parse_run_config(yaml, {}, "test_plan");
 }
@@ -99,6 +100,17 @@ TEST(Plan, MemoryMatchesTheAllocatedObjectsOnOneRank) {
     if (std::string(c.pattern) == "L") EXPECT_EQ(plan.activations.softmax_attention, 0) << c.name;
     else EXPECT_GT(plan.activations.softmax_attention, 0) << c.name;
   }
+}
+
+// bf16 compute adds the rounded weight copy, the residual gradient's rounding
+// and the bf16 GEMMs' scratch.
+TEST(Plan, MemoryMatchesTheAllocatedObjectsWithBf16Compute) {
+  const RunConfig cfg = config("LLLS", "adamw", "bf16");
+  const RunPlan plan = plan_run(cfg, 1, 1);
+  LinearLlama model(cfg.model, cfg.train.micro_batch, cfg.data.seq_len, true);
+  expect_memory_matches(cfg, plan, model, cfg.data.seq_len, nullptr, "hybrid bf16");
+  EXPECT_EQ(plan.compute_copy_bytes, plan.param_bytes);
+  EXPECT_GT(plan.activations.model_total(), plan_run(config("LLLS", "adamw"), 1, 1).activations.model_total());
 }
 
 TEST(Plan, MemoryMatchesTheAllocatedObjectsOnTheLastSpRank) {
