@@ -5,6 +5,8 @@
 //   lintrain config --doc                    print the table of every option
 //   lintrain memory RUN.yaml [--set ...]     optimizer groups and state bytes of the run
 //   lintrain memory --table                  the README's optimizer-memory table
+//   lintrain plan RUN.yaml [--set ...] [--device-memory SIZE] [--nodes N --gpus-per-node G]
+//                                            per-rank memory, communication and FLOPs without running (launch/plan.h)
 //   lintrain ckpt serve|ls|verify|export ...  the checkpoint service and tools (launch/ckpt_cli.h)
 // Errors print one line "lintrain: error: ..." and exit 1; usage errors exit 2.
 #include <signal.h>
@@ -25,6 +27,7 @@
 #include "launch/ckpt_cli.h"
 #include "launch/launcher.h"
 #include "launch/memory_report.h"
+#include "launch/plan.h"
 #include "launch/stop_signals.h"
 #include "launch/preflight.h"
 #include "launch/trainer.h"
@@ -51,6 +54,9 @@ constexpr const char* kUsage =
     "        print the run's optimizer parameter groups and optimizer-state bytes\n"
     "  memory --table\n"
     "        print the optimizer-state table of every optimizer on the LLaMA 60M-1B shapes\n"
+    "  plan RUN.yaml [--set KEY=VALUE]... [--device-memory SIZE] [--nodes N --gpus-per-node G]\n"
+    "        per rank, without running: parameters, gradients, optimizer state, activations by layer kind,\n"
+    "        bytes per collective per step, FLOPs per token, whether it fits, the smallest SP that fits\n"
     "  ckpt serve --dir DIR [--listen HOST:PORT] [--token-file FILE] [--stale-after S] [--ready-file FILE]\n"
     "        run the checkpoint service for DIR (loopback 127.0.0.1:7070 by default)\n"
     "  ckpt ls DIR|HOST:PORT [--token-file FILE]\n"
@@ -68,6 +74,8 @@ struct Args {
   std::string init_from;
   bool doc = false;
   bool table = false;
+  std::string device_memory;  // plan only
+  std::string nodes, gpus_per_node;
 };
 
 [[noreturn]] void usage_error(const std::string& msg) {
@@ -80,12 +88,14 @@ struct Args {
 const char* command_takes(const std::string& cmd) {
   if (cmd == "train") return "RUN.yaml [--set KEY=VALUE]... [--init-from FILE]";
   if (cmd == "config") return "RUN.yaml [--set KEY=VALUE]..., or --doc";
+  if (cmd == "plan") return "RUN.yaml [--set KEY=VALUE]... [--device-memory SIZE] [--nodes N --gpus-per-node G]";
   return "RUN.yaml [--set KEY=VALUE]..., or --table";
 }
 
 bool command_takes_option(const std::string& cmd, const std::string& option) {
   return option == "--set" || (option == "--init-from" && cmd == "train") || (option == "--doc" && cmd == "config") ||
-         (option == "--table" && cmd == "memory");
+         (option == "--table" && cmd == "memory") ||
+         (cmd == "plan" && (option == "--device-memory" || option == "--nodes" || option == "--gpus-per-node"));
 }
 
 // The command line of train, config and memory. Options take their value as
@@ -102,7 +112,8 @@ Args parse_args(const std::string& cmd, int argc, char** argv, int first) {
     }
     const size_t eq = arg.rfind("--", 0) == 0 ? arg.find('=') : std::string::npos;
     const std::string option = arg.substr(0, eq);
-    if (option != "--set" && option != "--init-from" && option != "--doc" && option != "--table")
+    if (option != "--set" && option != "--init-from" && option != "--doc" && option != "--table" &&
+        option != "--device-memory" && option != "--nodes" && option != "--gpus-per-node")
       usage_error("unknown option '" + arg + "'; " + cmd + " takes " + command_takes(cmd));
     if (!command_takes_option(cmd, option))
       usage_error(cmd + " does not take " + option + "; it takes " + command_takes(cmd));
@@ -111,13 +122,20 @@ Args parse_args(const std::string& cmd, int argc, char** argv, int first) {
       (option == "--doc" ? a.doc : a.table) = true;
       continue;
     }
-    const char* want = option == "--set" ? "KEY=VALUE" : "a file";
+    const char* want = option == "--set"             ? "KEY=VALUE"
+                       : option == "--init-from"     ? "a file"
+                       : option == "--device-memory" ? "a size such as 80GiB"
+                                                     : "a count";
     if (eq == std::string::npos && i + 1 >= argc) usage_error(option + " needs " + want);
     const std::string value = eq != std::string::npos ? arg.substr(eq + 1) : argv[++i];
     if (value.empty()) usage_error(option + " needs " + want + "; got an empty value");
     if (value.rfind("--", 0) == 0) usage_error(option + " needs " + want + "; got the option '" + value + "'");
     if (option == "--set") {
       a.overrides.push_back(value);
+    } else if (option != "--init-from") {
+      std::string& slot = option == "--device-memory" ? a.device_memory : option == "--nodes" ? a.nodes : a.gpus_per_node;
+      if (!slot.empty()) usage_error(option + " is given twice ('" + slot + "' and '" + value + "')");
+      slot = value;
     } else {
       if (!a.init_from.empty())
         usage_error("--init-from is given twice ('" + a.init_from + "' and '" + value + "'); give one file");
@@ -129,6 +147,15 @@ Args parse_args(const std::string& cmd, int argc, char** argv, int first) {
   if (a.table && (!a.file.empty() || !a.overrides.empty()))
     usage_error("memory --table prints the optimizer-state table and takes no run file or --set");
   return a;
+}
+
+// A count of --nodes / --gpus-per-node: a whole number from 1 to 1e6.
+int positive_count(const std::string& option, const std::string& value) {
+  char* end = nullptr;
+  const long n = std::strtol(value.c_str(), &end, 10);
+  if (end == value.c_str() || *end != '\0' || n < 1 || n > 1000000)
+    usage_error(option + " needs a whole number from 1 to 1000000; got '" + value + "'");
+  return static_cast<int>(n);
 }
 
 // The name (comm) of this process's parent, "" when unreadable.
@@ -217,7 +244,7 @@ int main(int argc, char** argv) {
   try {
     if (cmd == "launch") return lintrain::run_launch(argc, argv);
     if (cmd == "ckpt") return lintrain::run_ckpt(argc, argv);
-    if (cmd != "train" && cmd != "config" && cmd != "memory") usage_error("unknown command '" + cmd + "'");
+    if (cmd != "train" && cmd != "config" && cmd != "memory" && cmd != "plan") usage_error("unknown command '" + cmd + "'");
     const Args args = parse_args(cmd, argc, argv, 2);
     if (cmd == "train") {
       if (args.file.empty()) usage_error("train needs a run file, e.g. lintrain train examples/tiny.yaml");
@@ -269,6 +296,21 @@ int main(int argc, char** argv) {
       const lintrain::RunConfig cfg = load_checked(args);
       print_warnings(cfg);
       std::fputs(lintrain::run_memory_report(cfg).c_str(), stdout);
+      return 0;
+    }
+    if (cmd == "plan") {
+      if (args.file.empty()) usage_error("plan needs a run file, e.g. lintrain plan examples/tiny.yaml");
+      lintrain::PlanOptions opts;
+      if (!args.device_memory.empty()) opts.device_memory = lintrain::parse_memory_size(args.device_memory);
+      if (args.nodes.empty() != args.gpus_per_node.empty())
+        usage_error("plan: give --nodes and --gpus-per-node together (the world is their product)");
+      if (!args.nodes.empty()) {
+        opts.nodes = positive_count("--nodes", args.nodes);
+        opts.gpus_per_node = positive_count("--gpus-per-node", args.gpus_per_node);
+      }
+      const lintrain::RunConfig cfg = load_checked(args);
+      print_warnings(cfg);
+      std::fputs(lintrain::format_plan(cfg, opts).c_str(), stdout);
       return 0;
     }
   } catch (const lintrain::UsageError& e) {
