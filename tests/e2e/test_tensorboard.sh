@@ -4,8 +4,9 @@
 # a run killed -9 after step 8 (its newest checkpoint: step 6, or 3 when the
 # kill beat step 6's asynchronous save) and resumed shows every step 1..12
 # exactly once, each train/* and eval/* scalar equal to metrics.jsonl's
-# value at that step (as float32); the killed run's own file does hold steps
-# past the checkpoint, so the purge is what removes them. Every record's
+# value at that step (as float32, within one ulp); the killed run's own file
+# does hold steps past the checkpoint, so the purge is what removes them
+# (without the START the reader shows them twice). Every record's
 # CRCs are also checked here, with a CRC-32C written in this script.
 # run.tensorboard=false writes no event file.
 #   usage: test_tensorboard.sh LINTRAIN_BIN WORK_DIR
@@ -33,7 +34,7 @@ from=$(sed -n 's/^lintrain: resumed from .*step-[0-9]* at step \([0-9]*\) .*/\1/
 [ "$(find "$OUT" -maxdepth 1 -name 'events.out.tfevents.*' | wc -l)" -eq 2 ] || fail "want 2 event files in $OUT"
 
 python3 - "$OUT" "$from" <<'PY' || fail "the event files do not hold what metrics.jsonl does (above)"
-import glob, json, os, struct, sys
+import glob, json, math, os, struct, sys
 
 from tensorboard.backend.event_processing import event_accumulator
 from tensorboard.compat.proto import event_pb2
@@ -100,8 +101,12 @@ def check(tag, rows, key):
     steps = [s.step for s in got]
     assert steps == sorted(rows), f"{tag}: steps {steps}, want {sorted(rows)}"
     for s in got:
-        want = f32(rows[s.step][key])
-        assert s.value == want, f"{tag} at step {s.step}: {s.value} != metrics.jsonl's {want}"
+        # metrics.jsonl holds the double to 9 digits and the event its float32:
+        # rounding that decimal to float32 may land one float32 ulp (2^-23
+        # relative) from the double's own float32, never further.
+        want = rows[s.step][key]
+        assert math.isclose(s.value, f32(want), rel_tol=2.0**-23), \
+            f"{tag} at step {s.step}: {s.value} != metrics.jsonl's {want}"
 for key in ("loss", "lr", "grad_norm", "tokens_per_s", "gflops", "step_time_s"):
     check("train/" + key, train, key)
 check("eval/loss", evals, "loss")
