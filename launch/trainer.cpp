@@ -20,6 +20,7 @@
 #include "launch/divergence.h"
 #include "launch/evaluation.h"
 #include "launch/metrics.h"
+#include "runtime/io/tensorboard/event_writer.h"
 #include "launch/preflight.h"
 #include "launch/stop_signals.h"
 #include "launch/train_state.h"
@@ -147,6 +148,17 @@ TrainResult train(const RunConfig& cfg, const TrainOptions& opts, Communicator& 
   }
   std::unique_ptr<MetricsLog> log;
   if (lead) log = std::make_unique<MetricsLog>(cfg.run.out_dir, cfg.train.steps, resumed);
+  // The same scalars as metrics.jsonl, for TensorBoard. Its first event is a
+  // SessionLog START at this run's first step, so the reader drops what an
+  // earlier run logged from there on (a killed run's steps past its last
+  // checkpoint, or an old run in a reused out_dir): no step shows twice.
+  std::unique_ptr<EventFileWriter> tensorboard;
+  if (lead && cfg.run.tensorboard) {
+    EventWriterOptions tb_options;
+    tb_options.flush_every_s = cfg.run.tensorboard_flush_s;
+    tensorboard = std::make_unique<EventFileWriter>(new_event_file_path(cfg.run.out_dir), tb_options);
+    tensorboard->add_session_start(resumed >= 0 ? resumed + 1 : 0);
+  }
   // The evaluation after `step` steps, logged; false when a stop signal cut it short.
   const auto evaluate_step = [&](int64_t step, Totals& ev) {
     if (!evaluate(model, *valid_data, cfg.train.eval_batches, grid, ev)) return false;
@@ -154,6 +166,7 @@ TrainResult train(const RunConfig& cfg, const TrainOptions& opts, Communicator& 
       std::vector<std::pair<std::string, double>> erow = {{"loss", ev.loss()}};
       if (report_accuracy) erow.emplace_back("accuracy", ev.accuracy());
       log->write(static_cast<int>(step), erow, "eval");
+      if (tensorboard) tensorboard->add_scalars(step, "eval/", erow);
       if (print) log->print_eval(static_cast<int>(step) - 1, ev.loss(), report_accuracy ? ev.accuracy() : -1.0);
     }
     return true;
@@ -319,6 +332,7 @@ TrainResult train(const RunConfig& cfg, const TrainOptions& opts, Communicator& 
       if (report_accuracy) row.emplace_back("accuracy", acc);
       if (!finite) row.emplace_back("skipped", 1.0);
       log->write(step + 1, row);
+      if (tensorboard) tensorboard->add_scalars(step + 1, "train/", row);
       if (print && (last || !finite || (step + 1) % cfg.train.log_every == 0))
         log->print_step(step, loss, lr, grad_norm, tok_s, gflops, report_accuracy ? acc : -1.0);
       if (!blowup.empty()) log->print_line(blowup + "\n");
@@ -387,6 +401,7 @@ TrainResult train(const RunConfig& cfg, const TrainOptions& opts, Communicator& 
   double final_save_cut = checkpoints.cut_by_signal() ? 1 : 0;  // rank 0's save; every rank ends alike
   world.all_reduce_f64(&final_save_cut, 1);
   if (log) log->finish();
+  if (tensorboard) tensorboard->finish();
   result.tokens_per_s = static_cast<double>(counters.step - first_step) * step_tokens / seconds_since(run_start);
   const int64_t ran = counters.step - first_step, skipped = counters.bad_steps_total - bad_before;
   const bool saved_last = checkpoints.due(cfg.train.steps, cfg.train.steps) || result.stopped_by_signal ||

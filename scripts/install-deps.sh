@@ -48,4 +48,10 @@ if ! "$PY" -c "import tokenizers" >/dev/null 2>&1; then
   "$PY" -m pip install -q tokenizers >/dev/null 2>&1 \
     || echo "install-deps: pip could not install tokenizers (scripts/prepare_data.py and its e2e test need it)"
 fi
+# TensorBoard, whose own reader checks lintrain's event files in
+# tests/e2e/test_tensorboard.sh (skipped without it), and to watch runs.
+if ! "$PY" -c "import tensorboard" >/dev/null 2>&1; then
+  "$PY" -m pip install -q tensorboard >/dev/null 2>&1 \
+    || echo "install-deps: pip could not install tensorboard (tests/e2e/test_tensorboard.sh needs it)"
+fi
 echo "install-deps: done"

@@ -17,6 +17,8 @@ struct RunSection {
   uint64_t seed = 1234;
   int threads = 0;  // OpenMP/BLAS threads per rank; 0 = all cores / ranks per node
   std::string device = "cpu";  // cpu | cuda (one GPU per rank, by local rank)
+  bool tensorboard = true;       // TensorBoard event files in out_dir (rank 0)
+  double tensorboard_flush_s = 5.0;  // how often they are written
 };
 
 struct LinearAttentionConfig {

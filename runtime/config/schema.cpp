@@ -157,6 +157,10 @@ std::vector<KeySpec> build_table() {
               "OpenMP/BLAS threads per rank; 0 = the node's cores divided by the ranks on it"),
       enum_key(LT_KEY(run.device), {"cpu", "cuda"},
                "where each rank computes: cpu, or cuda (one GPU per rank, chosen by its local rank)"),
+      bool_key(LT_KEY(run.tensorboard),
+               "TensorBoard event files (events.out.tfevents.*) in out_dir, written by rank 0 in the background"),
+      float_key(LT_KEY(run.tensorboard_flush_s), above(0),
+                "seconds between two writes of the TensorBoard events (and at the end of the run)"),
 
       int_key(LT_KEY(model.vocab_size), at_least(1), "vocabulary size; at least 256 for data.kind text (bytes)"),
       int_key(LT_KEY(model.hidden_size), at_least(1), "width of the residual stream; a multiple of the heads"),
