@@ -78,7 +78,7 @@ Fp8ModelOptions fp8_model_options(const Fp8Config& c, Communicator& world) {
     o.reduce = [&world](float* amax, int n) {
       std::vector<float> all(static_cast<size_t>(n) * world.size());
       world.all_gather(amax, all.data(), static_cast<size_t>(n));
-      for (int r = 1; r < world.size(); ++r)
+      for (int r = 0; r < world.size(); ++r)
         for (int i = 0; i < n; ++i) amax[i] = std::max(amax[i], all[static_cast<size_t>(r) * n + i]);
     };
   return o;
