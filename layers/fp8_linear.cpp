@@ -55,8 +55,8 @@ void Fp8Linear::forward(const Context& ctx, float* out, const float* inp, const 
       w_scale_ = weight_.scale();
       x_scale_ = input_.scale();
       if (training) {
-        weight_.record(fp8_amax(ctx, weight, nw));
-        input_.record(fp8_amax(ctx, inp, nx));
+        note_amax(0, fp8_amax(ctx, weight, nw));
+        note_amax(1, fp8_amax(ctx, inp, nx));
       }
       break;
     case Fp8Recipe::Current:
@@ -86,7 +86,7 @@ void Fp8Linear::backward(const Context& ctx, float* dinp, float* dweight, const 
   float g_scale = 1.0f;
   if (settings_.recipe == Fp8Recipe::Delayed) {
     g_scale = grad_.scale();
-    grad_.record(fp8_amax(ctx, dout, ng));
+    note_amax(2, fp8_amax(ctx, dout, ng));
   } else if (settings_.recipe == Fp8Recipe::Current) {
     g_scale = current_scale(ctx, dout, ng, b, /*reduced=*/true, reduce);
   }
@@ -124,22 +124,24 @@ size_t Fp8Linear::scratch_bytes(Device device, const Fp8Settings& settings, int 
 
 int Fp8Linear::amax_count() const { return settings_.recipe == Fp8Recipe::Delayed ? 3 : 0; }
 
+void Fp8Linear::note_amax(int role, const Fp8Amax& amax) {
+  if (amax.nonfinite == 0) step_amax_[role] = std::max(step_amax_[role], amax.amax);
+}
+
 void Fp8Linear::local_amaxes(float* out) const {
   if (amax_count() == 0) return;
-  out[0] = weight_.amax_history()[0];
-  out[1] = input_.amax_history()[0];
-  out[2] = grad_.amax_history()[0];
+  std::copy(step_amax_, step_amax_ + 3, out);
 }
 
 void Fp8Linear::end_step(const float* reduced) {
   if (amax_count() == 0) return;
-  // record() keeps max(slot 0, amax): slot 0 becomes the max over the ranks.
   weight_.record({reduced[0], 0});
   input_.record({reduced[1], 0});
   grad_.record({reduced[2], 0});
   weight_.roll();
   input_.roll();
   grad_.roll();
+  std::fill(step_amax_, step_amax_ + 3, 0.0f);
 }
 
 void Fp8Linear::add_to(RunState& state, const std::string& part, const std::string& prefix) {

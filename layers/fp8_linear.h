@@ -115,6 +115,11 @@ class Fp8Linear {
   std::string name_;
   Fp8Settings settings_;
   DelayedScaling weight_, input_, grad_;  // used by the delayed recipe only
+  // This step's local amaxes (weight, input, grad) until end_step: kept out
+  // of the DelayedScaling state, which a checkpoint copies beside the next
+  // step's forward and backward and must not change during them.
+  float step_amax_[3] = {0.0f, 0.0f, 0.0f};
+  void note_amax(int role, const Fp8Amax& amax);
   float w_scale_ = 1.0f, x_scale_ = 1.0f; // the forward's per-tensor scales, for the backward
 };
 
