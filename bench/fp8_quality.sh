@@ -3,7 +3,7 @@
 # (issue 14): fp32, bf16, and bf16 + each FP8 recipe (format hybrid), over
 # SEEDS, the same steps and data order for every run. Prints, per setting, the
 # final validation loss of each seed, their mean and spread (max - min), and
-# the mean step time (metrics.jsonl step_time_s, steps after the first 2).
+# the median step time (metrics.jsonl step_time_s, steps after the first 2; the median, as shared cores make the mean noisy).
 #
 #   usage: bench/fp8_quality.sh [LINTRAIN_BIN]   (default build/lintrain)
 #   env:   STEPS=400 SEEDS="1234 1 2" ONLY="fp32 bf16 delayed current blockwise"
@@ -44,5 +44,5 @@ for label in only:
         vals.append([r["loss"] for r in rows if r.get("kind") == "eval"][-1])
         times += [r["step_time_s"] for r in rows if "step_time_s" in r and r["step"] > 2]
     print(f"{label:10} {' '.join(f'{v:.4f}' for v in vals):36} {statistics.mean(vals):7.4f} "
-          f"{max(vals) - min(vals):7.4f} {statistics.mean(times):7.3f}")
+          f"{max(vals) - min(vals):7.4f} {statistics.median(times):7.3f}")
 PY
