@@ -1,5 +1,6 @@
 #include "launch/train_state.h"
 
+#include <algorithm>
 #include <cstdlib>
 #include <map>
 
@@ -38,7 +39,7 @@ TrainState::TrainState(const RunConfig& cfg, const ProcessGrid& grid, LinearLlam
                        DataLoader& train_data)
     : cfg_(cfg), grid_(grid), model_(model), optimizer_(optimizer), train_data_(train_data) {}
 
-void TrainState::bind() {
+void TrainState::bind(bool with_fp8) {
   state_ = RunState();
   const FlatBuffer& params = model_.params();
   for (const TensorView& v : model_.table().views()) state_.add("model", v.name, DType::F32, v.shape, params.at(v), params.device());
@@ -53,6 +54,7 @@ void TrainState::bind() {
   state_.add_scalar("trainer", "train/bad_steps_total", &counters.bad_steps_total);
   state_.add_scalar("trainer", "data/train/sequences", &data_.sequences);
   state_.add_scalar("trainer", "data/train/stream_seed", &data_.stream_seed);
+  if (with_fp8) model_.add_fp8_state(state_, "trainer");
   state_.set_metadata("trainer", "format", kTrainerFormat);
   state_.set_metadata("trainer", "config", config_to_yaml(cfg_));
   state_.set_metadata("trainer", "layout", str_cat("data=", grid_.dp_size(), " sequence=", grid_.sp_size()));
@@ -75,7 +77,18 @@ std::vector<std::string> TrainState::restore(const OpenedCheckpoint& ckpt) {
   if (saved == meta.end())
     throw IoError(str_cat("[checkpoint] ", ckpt.where, ": trainer.safetensors holds no run file (metadata 'config')"));
   std::vector<std::string> notes = check_resume_changes(saved->second, cfg_, ckpt.where);
+  // An FP8 run resuming a checkpoint without FP8 state (an FP32/BF16 run's,
+  // or another recipe's): its scaling starts fresh from here.
   bind();
+  const bool wants_fp8 = std::any_of(state_.entries().begin(), state_.entries().end(),
+                                     [](const StateEntry& e) { return starts_with(e.name, "fp8/"); });
+  const bool has_fp8 = std::any_of(trainer.tensors().begin(), trainer.tensors().end(),
+                                   [](const SafeTensor& t) { return starts_with(t.name, "fp8/"); });
+  if (wants_fp8 && !has_fp8) {
+    bind(/*with_fp8=*/false);
+    notes.push_back("the checkpoint holds no FP8 scaling state (it was written without precision.fp8 or with "
+                    "another recipe): the FP8 scales and amax histories start fresh");
+  }
   try {
     restore_run_state(ckpt, state_);
   } catch (const StateMismatchError& e) {

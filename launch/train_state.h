@@ -8,6 +8,8 @@
 //                       train/step, train/tokens_seen, train/bad_steps_in_row,
 //                       train/bad_steps_total       I64
 //                       data/train/sequences, data/train/stream_seed  U64
+//                       fp8/<tensor>.{weight,input,grad}.fp8_{scale,amax_history,events}
+//                                   the delayed FP8 recipe's state (FP8 runs only)
 //                       metadata: format, the resolved run file ("config"),
 //                       the DP x SP layout, the optimizer's name
 //
@@ -55,7 +57,9 @@ class TrainState {
   std::vector<std::string> restore(const OpenedCheckpoint& ckpt);
 
  private:
-  void bind();
+  // with_fp8: the FP8 scaling state is part of it (false only while restoring
+  // a checkpoint written without it).
+  void bind(bool with_fp8 = true);
   const RunConfig& cfg_;
   const ProcessGrid& grid_;
   LinearLlama& model_;

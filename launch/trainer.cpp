@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 
 #include <chrono>
@@ -58,6 +59,66 @@ void export_run_weights(const LinearLlama& model, const RunConfig& cfg, int64_t 
   export_weights(model, cfg.data.seq_len, cfg.run.out_dir);
 }
 
+// precision.fp8 for the model: the recipe, the tensors the globs pick, and the
+// amax reduction over every rank (all of them hold the same weights): one
+// all_gather of the amax vector, then the max (the communicator has no max).
+Fp8ModelOptions fp8_model_options(const Fp8Config& c, Communicator& world) {
+  Fp8ModelOptions o;
+  o.settings.recipe = fp8_recipe_from_name(c.recipe);
+  o.settings.formats = fp8_formats_from_name(c.format);
+  o.settings.delayed.amax_history_len = c.amax_history_len;
+  o.settings.delayed.amax_compute = amax_compute_from_name(c.amax_compute);
+  o.settings.delayed.margin = c.margin;
+  o.selected = [include = c.include, exclude = c.exclude](const std::string& name) {
+    const auto any = [&](const std::vector<std::string>& globs) {
+      return std::any_of(globs.begin(), globs.end(), [&](const std::string& g) { return glob_match(g, name); });
+    };
+    return any(include) && !any(exclude);
+  };
+  if (world.size() > 1)
+    o.reduce = [&world](float* amax, int n) {
+      std::vector<float> all(static_cast<size_t>(n) * world.size());
+      world.all_gather(amax, all.data(), static_cast<size_t>(n));
+      for (int r = 0; r < world.size(); ++r)
+        for (int i = 0; i < n; ++i) amax[i] = std::max(amax[i], all[static_cast<size_t>(r) * n + i]);
+    };
+  return o;
+}
+
+// The step's FP8 counts summed over the ranks, as metrics.jsonl columns, and
+// the console warning when a class's saturated fraction passes the threshold.
+void report_fp8_counts(LinearLlama& model, Communicator& world, double warn_saturated, int step,
+                       std::vector<std::pair<std::string, double>>* row, std::string* warning) {
+  const Fp8StepCounts c = model.take_fp8_counts();
+  double v[3 * kFp8Classes];
+  for (int k = 0; k < kFp8Classes; ++k) {
+    v[3 * k] = static_cast<double>(c.by_class[k].saturated);
+    v[3 * k + 1] = static_cast<double>(c.by_class[k].flushed);
+    v[3 * k + 2] = static_cast<double>(c.quantised[k]);
+  }
+  world.all_reduce_f64(v, 3 * kFp8Classes);
+  static const char* const kNames[kFp8Classes] = {"weights", "activations", "gradients"};
+  for (int k = 0; k < kFp8Classes; ++k) {
+    row->emplace_back(str_cat("fp8_saturated_", kNames[k]), v[3 * k]);
+    row->emplace_back(str_cat("fp8_flushed_", kNames[k]), v[3 * k + 1]);
+    const double frac = v[3 * k + 2] > 0 ? v[3 * k] / v[3 * k + 2] : 0.0;
+    if (frac > warn_saturated)
+      *warning += str_cat("lintrain: warning: step ", step, ": ", v[3 * k], " FP8 ", kNames[k], " values (",
+                          frac * 100.0, "%) saturated (precision.fp8.warn_saturated = ", warn_saturated,
+                          "); raise precision.fp8.margin, or use the current or blockwise recipe\n");
+  }
+}
+
+// The console line of a step's FP8 counts.
+std::string fp8_summary(const std::vector<std::pair<std::string, double>>& row) {
+  std::string sat, flushed;
+  for (const auto& [k, v] : row) {
+    if (k.rfind("fp8_saturated_", 0) == 0) sat += str_cat(sat.empty() ? "" : "/", static_cast<long long>(v));
+    if (k.rfind("fp8_flushed_", 0) == 0) flushed += str_cat(flushed.empty() ? "" : "/", static_cast<long long>(v));
+  }
+  return str_cat("          fp8 saturated w/a/g ", sat, ", flushed to zero w/a/g ", flushed, "\n");
+}
+
 }  // namespace
 
 TrainResult train(const RunConfig& cfg, const TrainOptions& opts, Communicator& world) {
@@ -88,6 +149,14 @@ TrainResult train(const RunConfig& cfg, const TrainOptions& opts, Communicator& 
   const int B = cfg.train.micro_batch, T = cfg.data.seq_len, C = T / grid.sp_size();
   LinearLlama model(cfg.model, B, C, cfg.precision.compute == "bf16",
                     grid.sp_size() > 1 ? &devices.sp() : nullptr, devices.device());
+  const bool fp8 = cfg.precision.fp8.enabled;
+  if (fp8) {
+    model.enable_fp8(fp8_model_options(cfg.precision.fp8, world));
+    if (!model.fp8_enabled())
+      throw ConfigError("precision.fp8.include / exclude select no block linear tensor (model.layers.*.{q,k,v,g,o,"
+                        "gate,up,down}_proj.weight): nothing would run in FP8; widen precision.fp8.include or set "
+                        "precision.fp8.enabled=false");
+  }
   auto optimizer = make_optimizer(model.context(), cfg.optim, model.table(), cfg.run.seed);
   auto train_data = make_data_loader(cfg.data, Split::Train, cfg.model.vocab_size, B, T,
                                      cfg.run.seed, grid.dp_rank(), grid.dp_size());
@@ -143,6 +212,10 @@ TrainResult train(const RunConfig& cfg, const TrainOptions& opts, Communicator& 
                 checkpoints.describe().c_str(), checkpoints.job().c_str());
     if (resumed >= 0 && !opts.init_from.empty())
       resume_notes.push_back(str_cat("--init-from ", opts.init_from, " is not used: the run continues from its checkpoint"));
+    if (fp8)
+      std::printf("lintrain: fp8 %s recipe, format %s: %zu block GEMMs in FP8 (emulated: quantise, read back, "
+                  "FP32 matmul)\n",
+                  cfg.precision.fp8.recipe.c_str(), cfg.precision.fp8.format.c_str(), model.fp8_gemms().size());
     for (const std::string& n : resume_notes) std::printf("lintrain: %s\n", n.c_str());
     for (const std::string& n : init_notes) std::printf("lintrain: %s\n", n.c_str());
   }
@@ -313,8 +386,12 @@ TrainResult train(const RunConfig& cfg, const TrainOptions& opts, Communicator& 
       ++counters.bad_steps_in_row;
       ++counters.bad_steps_total;
     }
+    model.fp8_end_step();  // the delayed recipe's amaxes, reduced over the ranks, roll into its scales
     counters.step = step + 1;
     counters.tokens_seen += step_tokens;
+    std::vector<std::pair<std::string, double>> fp8_row;
+    std::string fp8_warning;
+    if (fp8) report_fp8_counts(model, world, cfg.precision.fp8.warn_saturated, step + 1, &fp8_row, &fp8_warning);
 
     const double dt = seconds_since(t0);
     // One reduction carries the GEMM work and whether any rank was asked to stop.
@@ -331,10 +408,14 @@ TrainResult train(const RunConfig& cfg, const TrainOptions& opts, Communicator& 
           {"gflops", gflops}, {"step_time_s", dt}};
       if (report_accuracy) row.emplace_back("accuracy", acc);
       if (!finite) row.emplace_back("skipped", 1.0);
+      row.insert(row.end(), fp8_row.begin(), fp8_row.end());
       log->write(step + 1, row);
       if (tensorboard) tensorboard->add_scalars(step + 1, "train/", row);
-      if (print && (last || !finite || (step + 1) % cfg.train.log_every == 0))
+      if (print && (last || !finite || (step + 1) % cfg.train.log_every == 0)) {
         log->print_step(step, loss, lr, grad_norm, tok_s, gflops, report_accuracy ? acc : -1.0);
+        if (fp8) log->print_line(fp8_summary(fp8_row));
+      }
+      if (print && !fp8_warning.empty()) log->print_line(fp8_warning);
       if (!blowup.empty()) log->print_line(blowup + "\n");
       if (!finite)
         log->print_line(str_cat("lintrain: warning: step ", step + 1, " not applied: ",

@@ -65,6 +65,8 @@ struct LinearLlama::Block {
   float *h2 = nullptr, *rstd2 = nullptr;    // post_attention_layernorm
   float* gu = nullptr;                      // (N, 2F) [gate | up]
   float* act = nullptr;                     // (N, F) swiglu output
+  // The block's FP8 GEMMs (enable_fp8; null = not in FP8), owned by the model.
+  Fp8Linear *fp8_qkv = nullptr, *fp8_g = nullptr, *fp8_o = nullptr, *fp8_gu = nullptr, *fp8_d = nullptr;
 };
 
 LinearLlama::LinearLlama(const ModelConfig& cfg, int B, int T, bool bf16_compute, Communicator* sp, Device device)
@@ -206,31 +208,32 @@ void LinearLlama::forward(const int32_t* tokens) {
     // Attention sub-block: x_mid = x_in + o_proj(attn(norm(x_in)))
     rmsnorm_forward(ctx_, b.h1, b.rstd1, b.x_in, P(b.ln1), N, C, eps);
     round_operand(ctx_, bf16_, b.h1, NC);
-    linear_forward(ctx_, gemm_, b.qkv, b.h1, P(b.wqkv), N, C, QKV);
+    block_linear_forward(b.fp8_qkv, b.qkv, b.h1, b.wqkv, N, C, QKV, false);
     if (b.linear) {
-      if (b.wg >= 0) linear_forward(ctx_, gemm_, b.g, b.h1, P(b.wg), N, C, HD);
+      if (b.wg >= 0) block_linear_forward(b.fp8_g, b.g, b.h1, b.wg, N, C, HD, false);
       b.linear->forward(b.attn, b.qkv, b.wg >= 0 ? b.g : nullptr, nullptr, nullptr);
     } else {
       b.softmax->forward(b.attn, b.qkv, 0);
     }
     round_operand(ctx_, bf16_, b.attn, static_cast<size_t>(N) * HD);
     copy_floats(ctx_, b.x_mid, b.x_in, static_cast<int64_t>(NC));
-    linear_forward_accumulate(ctx_, gemm_, b.x_mid, b.attn, P(b.wo), N, HD, C);
+    block_linear_forward(b.fp8_o, b.x_mid, b.attn, b.wo, N, HD, C, true);
     // MLP sub-block: x_out = x_mid + down(swiglu(gate_up(norm(x_mid))))
     rmsnorm_forward(ctx_, b.h2, b.rstd2, b.x_mid, P(b.ln2), N, C, eps);
     round_operand(ctx_, bf16_, b.h2, NC);
-    linear_forward(ctx_, gemm_, b.gu, b.h2, P(b.wgu), N, C, 2 * F);
+    block_linear_forward(b.fp8_gu, b.gu, b.h2, b.wgu, N, C, 2 * F, false);
     swiglu_forward(ctx_, b.act, b.gu, N, F);
     round_operand(ctx_, bf16_, b.act, static_cast<size_t>(N) * F);
     float* x_out = i + 1 < blocks_.size() ? blocks_[i + 1]->x_in : x_final_;
     copy_floats(ctx_, x_out, b.x_mid, static_cast<int64_t>(NC));
-    linear_forward_accumulate(ctx_, gemm_, x_out, b.act, P(b.wd), N, F, C);
+    block_linear_forward(b.fp8_d, x_out, b.act, b.wd, N, F, C, true);
   }
   rmsnorm_forward(ctx_, h_final_, rstd_final_, x_final_, P(table_.find("model.norm.weight")), N, C, eps);
   round_operand(ctx_, bf16_, h_final_, NC);
 }
 
 CrossEntropyStats LinearLlama::forward_loss(const int32_t* tokens, const int32_t* targets) {
+  training_ = false;
   forward(tokens);
   const int N = B_ * T_;
   upload_ids(ctx_, targets_, targets, N);
@@ -247,6 +250,7 @@ CrossEntropyStats LinearLlama::forward_backward(const int32_t* tokens, const int
   const int QKV = HD + 2 * cfg_.kv_heads() * cfg_.head_dim();
   const auto P = [&](int idx) { return weight(idx); };
   const auto G = [&](int idx) { return grads_.at(table_.view(idx)); };
+  training_ = true;
   forward(tokens);
   upload_ids(ctx_, targets_, targets, N);
 
@@ -268,23 +272,23 @@ CrossEntropyStats LinearLlama::forward_backward(const int32_t* tokens, const int
   for (size_t li = blocks_.size(); li-- > 0;) {
     Block& b = *blocks_[li];
     // MLP: x_out = x_mid + act @ Wd^T
-    linear_backward(ctx_, gemm_, d_act_, G(b.wd), residual_grad_operand(), b.act, P(b.wd), N, F, C);
+    block_linear_backward(b.fp8_d, d_act_, b.wd, residual_grad_operand(), b.act, N, F, C);
     swiglu_backward(ctx_, d_gu_, d_act_, b.gu, N, F);
     round_operand(ctx_, bf16_, d_gu_, static_cast<size_t>(N) * 2 * F);
-    linear_backward(ctx_, gemm_, d_h_, G(b.wgu), d_gu_, b.h2, P(b.wgu), N, C, 2 * F);
+    block_linear_backward(b.fp8_gu, d_h_, b.wgu, d_gu_, b.h2, N, C, 2 * F);
     rmsnorm_backward(ctx_, dx_, G(b.ln2), d_h_, b.x_mid, P(b.ln2), b.rstd2, N, C);
     // Attention: x_mid = x_in + attn @ Wo^T
-    linear_backward(ctx_, gemm_, d_attn_, G(b.wo), residual_grad_operand(), b.attn, P(b.wo), N, HD, C);
+    block_linear_backward(b.fp8_o, d_attn_, b.wo, residual_grad_operand(), b.attn, N, HD, C);
     if (b.linear) {
       b.linear->backward(d_qkv_, b.wg >= 0 ? d_g_ : nullptr, d_attn_, nullptr, nullptr);
     } else {
       b.softmax->backward(d_qkv_, d_attn_);
     }
     round_operand(ctx_, bf16_, d_qkv_, static_cast<size_t>(N) * QKV);
-    linear_backward(ctx_, gemm_, d_h_, G(b.wqkv), d_qkv_, b.h1, P(b.wqkv), N, C, QKV);
+    block_linear_backward(b.fp8_qkv, d_h_, b.wqkv, d_qkv_, b.h1, N, C, QKV);
     // The gate is a second branch from h1: d_h += d_g @ Wg, dWg += d_g^T h1.
     if (b.wg >= 0) round_operand(ctx_, bf16_, d_g_, static_cast<size_t>(N) * HD);
-    if (b.wg >= 0) linear_backward(ctx_, gemm_, d_h_, G(b.wg), d_g_, b.h1, P(b.wg), N, C, HD, /*accumulate_dinp=*/true);
+    if (b.wg >= 0) block_linear_backward(b.fp8_g, d_h_, b.wg, d_g_, b.h1, N, C, HD, /*accumulate_dinp=*/true);
     rmsnorm_backward(ctx_, dx_, G(b.ln1), d_h_, b.x_in, P(b.ln1), b.rstd1, N, C);
     if (grads_ready_) {
       // k_proj, v_proj follow q_proj and up_proj follows gate_proj (make_param_table).
@@ -297,6 +301,108 @@ CrossEntropyStats LinearLlama::forward_backward(const int32_t* tokens, const int
   embedding_backward(ctx_, grads_.at(table_.view(0)), dx_, tokens_.data<int32_t>(), N, C);
   if (grads_ready_) grads_ready_({0});  // the embedding (also the head when tied)
   return stats;
+}
+
+void LinearLlama::block_linear_forward(Fp8Linear* f, float* out, const float* inp, int w, int N, int C, int OC,
+                                       bool accumulate) {
+  if (!f) {
+    if (accumulate) linear_forward_accumulate(ctx_, gemm_, out, inp, weight(w), N, C, OC);
+    else linear_forward(ctx_, gemm_, out, inp, weight(w), N, C, OC);
+    return;
+  }
+  if (training_) fp8_quantised_[0] += static_cast<int64_t>(OC) * C, fp8_quantised_[1] += static_cast<int64_t>(N) * C;
+  f->forward(ctx_, out, inp, weight(w), N, C, OC, accumulate, training_, reinterpret_cast<Fp8Counts*>(fp8_counts_.raw()),
+             fp8_options_.reduce);
+}
+
+void LinearLlama::block_linear_backward(Fp8Linear* f, float* dinp, int w, const float* dout, const float* inp, int N,
+                                        int C, int OC, bool accumulate_dinp) {
+  float* dw = grads_.at(table_.view(w));
+  if (!f) {
+    linear_backward(ctx_, gemm_, dinp, dw, dout, inp, weight(w), N, C, OC, accumulate_dinp);
+    return;
+  }
+  fp8_quantised_[2] += static_cast<int64_t>(N) * OC;
+  f->backward(ctx_, dinp, dw, dout, inp, weight(w), N, C, OC, accumulate_dinp, reinterpret_cast<Fp8Counts*>(fp8_counts_.raw()),
+              fp8_options_.reduce);
+}
+
+void LinearLlama::enable_fp8(const Fp8ModelOptions& options) {
+  LT_CHECK(fp8_.empty(), "[LinearLlama] enable_fp8 called twice");
+  fp8_options_ = options;
+  const int N = B_ * T_, C = cfg_.hidden_size, F = cfg_.intermediate_size;
+  const int HD = cfg_.num_attention_heads * cfg_.head_dim();
+  const int QKV = HD + 2 * cfg_.kv_heads() * cfg_.head_dim();
+  size_t scratch = 0;
+  // One FP8 GEMM for the `count` adjacent tensors from `first`, when all are selected.
+  const auto make = [&](int first, int count, int in, int out) -> Fp8Linear* {
+    if (first < 0) return nullptr;
+    int chosen = 0;
+    std::string names;
+    for (int t = first; t < first + count; ++t) {
+      const std::string& name = table_.view(t).name;
+      chosen += options.selected(name) ? 1 : 0;
+      names += str_cat(t > first ? ", " : "", name);
+    }
+    if (chosen == 0) return nullptr;
+    if (chosen < count)
+      throw ConfigError(str_cat("precision.fp8.include/exclude: ", names, " share one GEMM, so they run in FP8 "
+                                "together or not at all, but the globs select only some of them; select all or "
+                                "none"));
+    std::string prefix = table_.view(first).name;
+    if (prefix.size() > 7 && prefix.compare(prefix.size() - 7, 7, ".weight") == 0) prefix.resize(prefix.size() - 7);
+    fp8_.push_back(std::make_unique<Fp8Linear>(prefix, options.settings));
+    scratch = std::max(scratch, Fp8Linear::scratch_bytes(ctx_.device, options.settings, N, in, out));
+    return fp8_.back().get();
+  };
+  for (auto& bp : blocks_) {
+    Block& b = *bp;
+    b.fp8_qkv = make(b.wqkv, 3, C, QKV);
+    b.fp8_g = make(b.wg, 1, C, HD);
+    b.fp8_o = make(b.wo, 1, HD, C);
+    b.fp8_gu = make(b.wgu, 2, C, 2 * F);
+    b.fp8_d = make(b.wd, 1, F, C);
+  }
+  if (fp8_.empty()) return;
+  scratch_.reserve(std::max(scratch_.capacity(), scratch));
+  fp8_counts_ = Tensor::zeros({kFp8Classes * 3}, DType::I64, ctx_.device);
+}
+
+std::vector<std::string> LinearLlama::fp8_gemms() const {
+  std::vector<std::string> out;
+  for (const auto& f : fp8_) out.push_back(f->name());
+  return out;
+}
+
+void LinearLlama::fp8_end_step() {
+  std::vector<float> amax;
+  for (const auto& f : fp8_) {
+    const size_t at = amax.size();
+    amax.resize(at + static_cast<size_t>(f->amax_count()));
+    f->local_amaxes(amax.data() + at);
+  }
+  if (amax.empty()) return;
+  if (fp8_options_.reduce) fp8_options_.reduce(amax.data(), static_cast<int>(amax.size()));
+  size_t at = 0;
+  for (const auto& f : fp8_) {
+    f->end_step(amax.data() + at);
+    at += static_cast<size_t>(f->amax_count());
+  }
+}
+
+Fp8StepCounts LinearLlama::take_fp8_counts() {
+  Fp8StepCounts out;
+  if (fp8_.empty()) return out;
+  static_assert(sizeof(Fp8Counts) == 3 * sizeof(int64_t), "Fp8Counts is three i64");
+  copy_to_host(ctx_.device, out.by_class, fp8_counts_.raw(), sizeof(out.by_class));
+  const Fp8StepCounts zero;
+  copy_from_host(ctx_.device, fp8_counts_.raw(), zero.by_class, sizeof(zero.by_class));
+  for (int c = 0; c < kFp8Classes; ++c) out.quantised[c] = fp8_quantised_[c], fp8_quantised_[c] = 0;
+  return out;
+}
+
+void LinearLlama::add_fp8_state(RunState& state, const std::string& part) {
+  for (const auto& f : fp8_) f->add_to(state, part, "fp8/");
 }
 
 const float* LinearLlama::residual_grad_operand() {

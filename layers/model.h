@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "layers/cross_entropy.h"
+#include "layers/fp8_linear.h"
 #include "runtime/config/config.h"
 #include "runtime/context.h"
 #include "runtime/param_table.h"
@@ -21,12 +22,32 @@
 namespace lintrain {
 
 class Communicator;
+class RunState;
 class LinearAttentionCore;
 class SoftmaxAttentionCore;
 
 // The parameter layout of a model config (no activations): names, shapes,
 // offsets. Used by the model, exporters and the memory reports.
 ParamTable make_param_table(const ModelConfig& cfg);
+
+// precision.fp8 for the model (LinearLlama::enable_fp8).
+struct Fp8ModelOptions {
+  Fp8Settings settings;
+  // Whether a block linear tensor (its Hugging Face name) runs in FP8
+  // (precision.fp8.include / exclude). A fused GEMM (q|k|v, gate|up) is one
+  // FP8 GEMM: it runs in FP8 when all its tensors are selected, and a fused
+  // GEMM whose tensors disagree is refused (ConfigError naming them).
+  std::function<bool(const std::string& tensor)> selected;
+  // Max over every rank that holds the same weights (DP x SP); null = one rank.
+  AmaxReduce reduce;
+};
+
+// Per FP8 tensor class (weights, activations, gradients): what quantisation
+// lost in the training steps since the last read (saturated, flushed to zero).
+struct Fp8StepCounts {
+  Fp8Counts by_class[kFp8Classes];
+  int64_t quantised[kFp8Classes] = {0, 0, 0};  // values quantised, the fractions' denominators
+};
 
 class LinearLlama {
  public:
@@ -72,6 +93,23 @@ class LinearLlama {
   // Forward only (evaluation).
   CrossEntropyStats forward_loss(const int32_t* tokens, const int32_t* targets);
 
+  // FP8 GEMMs for the block linears options.selected picks (before the first
+  // step; reserves their scratch). The embedding, the head, norms and the
+  // attention cores stay in the model's compute precision.
+  void enable_fp8(const Fp8ModelOptions& options);
+  bool fp8_enabled() const { return !fp8_.empty(); }
+  // The names of the FP8 GEMMs (their first tensor), in layer order.
+  std::vector<std::string> fp8_gemms() const;
+  // After each optimizer step, on every rank: the delayed recipe's amaxes
+  // reduced over the ranks (one collective for all layers) and rolled.
+  void fp8_end_step();
+  // The counts since the last call, read back from the device and reset
+  // (this rank's; the caller sums over ranks).
+  Fp8StepCounts take_fp8_counts();
+  // The delayed recipe's scales and amax histories as entries of `part`
+  // ("fp8/<tensor>.{weight,input,grad}.fp8_*"); nothing for other recipes.
+  void add_fp8_state(RunState& state, const std::string& part);
+
   // Bytes of activations kept for backward (all layers, one micro-batch).
   size_t activation_bytes() const;
 
@@ -85,6 +123,12 @@ class LinearLlama {
   struct Block;
   void forward(const int32_t* tokens);
   int layer_param(int layer, const char* suffix) const;
+  // out (N, OC) (+)= inp @ W^T and its backward: through the block's FP8
+  // GEMM `f` when it has one, else the model's GEMM precision.
+  void block_linear_forward(Fp8Linear* f, float* out, const float* inp, int w, int N, int C, int OC,
+                            bool accumulate);
+  void block_linear_backward(Fp8Linear* f, float* dinp, int w, const float* dout, const float* inp, int N, int C,
+                             int OC, bool accumulate_dinp = false);
 
   // The weights the GEMMs read: params_ itself, or its bf16 rounding.
   const float* weight(int idx) const;
@@ -115,6 +159,12 @@ class LinearLlama {
   GemmPrecision gemm_;  // bf16 operands with bf16 compute, else fp32
   ChunkedCrossEntropy head_;
   GradsReadyHook grads_ready_;
+  // FP8 (enable_fp8): one Fp8Linear per FP8 GEMM, owned here, pointed to by the blocks.
+  std::vector<std::unique_ptr<Fp8Linear>> fp8_;
+  Fp8ModelOptions fp8_options_;
+  Tensor fp8_counts_;  // (kFp8Classes * 3) i64 on the device: Fp8Counts per class
+  int64_t fp8_quantised_[kFp8Classes] = {0, 0, 0};
+  bool training_ = false;  // forward() records amaxes and counts (not in evaluation)
 };
 
 }  // namespace lintrain

@@ -8,7 +8,10 @@
 // DeepSeek-style kernel does per K block). Built on the ops only, so it runs
 // on either backend; a native FP8 kernel (cuBLASLt) replaces it on GPUs later.
 //
-// Not wired into the trainer yet: layers/linear does not call it.
+// The FP8 linear layer (layers/fp8_linear.h) uses the quantise-and-read-back
+// steps below directly: it chooses its scales itself (delayed state, or a
+// current amax reduced over the ranks) and multiplies with the matmul op's
+// transpose flags, so each tensor is quantised once in its stored layout.
 #pragma once
 
 #include <cstddef>
@@ -40,6 +43,20 @@ struct Fp8GemmReport {
 // its counts are accumulated into `counts` (on ctx.device; null = not
 // wanted). `margin` is the current recipe's (delayed scales already hold
 // theirs). Needs fp8_gemm_emulated_scratch_bytes.
+// deq (n) = dequant(quant(x)) with one per-tensor scale: fp8(x * scale),
+// saturating, read back times 1 / scale. Counts accumulated as fp8_encode's.
+// Needs fp8_fake_quantize_scratch_bytes (the codes).
+void fp8_fake_quantize(const Context& ctx, float* deq, const float* x, int64_t n, float scale, Fp8Format format,
+                       Fp8Counts* counts);
+size_t fp8_fake_quantize_scratch_bytes(int64_t n);
+
+// deq (rows, cols) = dequant(quant(x)) in tiles of tile_rows x tile_cols,
+// each with its power-of-two scale (fp8_quantize_blockwise). Needs
+// fp8_fake_quantize_blockwise_scratch_bytes (the codes and tile scales).
+void fp8_fake_quantize_blockwise(const Context& ctx, float* deq, const float* x, int rows, int cols, int tile_rows,
+                                 int tile_cols, Fp8Format format, Fp8Counts* counts);
+size_t fp8_fake_quantize_blockwise_scratch_bytes(int rows, int cols, int tile_rows, int tile_cols);
+
 Fp8GemmReport fp8_gemm_emulated(const Context& ctx, Fp8Recipe recipe, float* C, const float* A, const Fp8Operand& a,
                                 const float* B, const Fp8Operand& b, int M, int N, int K, Fp8Counts* counts,
                                 int margin = 0);

@@ -92,7 +92,13 @@ struct Fp8Config {
   std::string recipe = "delayed";  // delayed | current | blockwise
   std::string format = "hybrid";   // hybrid | e4m3
   int amax_history_len = 1024;
+  std::string amax_compute = "max";  // max | most_recent (delayed)
   int margin = 0;
+  // Block linear tensors (Hugging Face names) whose GEMMs run in FP8: those an
+  // include glob matches and no exclude glob does.
+  std::vector<std::string> include = {"model.layers.*"};
+  std::vector<std::string> exclude = {};
+  double warn_saturated = 1.0e-3;  // warn when a class's saturated fraction of a step passes this
 };
 
 struct PrecisionConfig {

@@ -236,7 +236,16 @@ std::vector<KeySpec> build_table() {
       enum_key(LT_KEY(precision.fp8.format), {"hybrid", "e4m3"},
                "hybrid: e4m3 forward and e5m2 gradients; e4m3: e4m3 for both"),
       int_key(LT_KEY(precision.fp8.amax_history_len), at_least(1), "delayed recipe: steps of amax history kept"),
+      enum_key(LT_KEY(precision.fp8.amax_compute), {"max", "most_recent"},
+               "delayed recipe: the amax a scale comes from: max over the history, or the latest step's"),
       int_key(LT_KEY(precision.fp8.margin), at_least(0), "FP8 scales leave 2^margin of headroom"),
+      string_list_key(LT_KEY(precision.fp8.include),
+                      "globs of block linear tensors whose GEMMs run in FP8 (the embedding, head, norms and "
+                      "attention cores never do)"),
+      string_list_key(LT_KEY(precision.fp8.exclude), "globs of tensors taken out of precision.fp8.include"),
+      float_key(LT_KEY(precision.fp8.warn_saturated), at_least(0),
+                "warn when the saturated fraction of an FP8 tensor class (weights, activations, gradients) in a "
+                "step passes this"),
 
       enum_key(LT_KEY(optim.name), optimizer_names(),
                "optimizer of the run; tensors optim.groups assigns elsewhere use theirs"),

@@ -222,10 +222,6 @@ void check_supported(const RunConfig& c, const KeyOrigins& o) {
     fail(o.where({"run.device"}),
          "run.device: cuda: this lintrain was built without CUDA (no nvcc was found when it was configured); "
          "rebuild on a machine with the CUDA toolkit (cmake -DLINTRAIN_CUDA=ON), or set run.device=cpu");
-  if (c.precision.fp8.enabled)
-    fail(o.where({"precision.fp8.enabled"}),
-         "precision.fp8.enabled: FP8 GEMMs are not available in this version of lintrain; set "
-         "precision.fp8.enabled=false");
 }
 
 // Keys the user gave (run file or --set) away from their default in a

@@ -802,9 +802,16 @@ TEST(ConfigOptim, BadGroupRulesNameTheRuleAndTheFix) {
 
 // FP8 is refused by the config checks (train, config and memory alike), not
 // only when training starts.
-TEST(ConfigSupported, Fp8IsRefusedAtLoad) {
-  EXPECT_CONTAINS(parse_error("data: {kind: mqar}\n", {"precision.fp8.enabled=true"}),
-                  "--set precision.fp8.enabled=true: precision.fp8.enabled: FP8 GEMMs are not available");
+// FP8 loads (issue 14), with its keys; a bad amax_compute is refused by the schema.
+TEST(ConfigSupported, Fp8LoadsWithItsKeys) {
+  const RunConfig c = parse("data: {kind: mqar}\n", {"precision.fp8.enabled=true", "precision.fp8.recipe=current",
+                                                      "precision.fp8.amax_compute=most_recent",
+                                                      "precision.fp8.exclude=[\"*down_proj*\"]"});
+  EXPECT_TRUE(c.precision.fp8.enabled);
+  EXPECT_EQ(c.precision.fp8.amax_compute, "most_recent");
+  EXPECT_EQ(c.precision.fp8.include, std::vector<std::string>{"model.layers.*"});
+  EXPECT_EQ(c.precision.fp8.exclude, std::vector<std::string>{"*down_proj*"});
+  EXPECT_CONTAINS(parse_error("data: {kind: mqar}\n", {"precision.fp8.amax_compute=mean"}), "amax_compute");
 }
 
 // run.device: cuda loads in a CUDA build (the trainer checks for a GPU); a
