@@ -8,7 +8,8 @@
 #                      LAPACKE and their Fortran runtime, kept compressed (about
 #                      8 MB; gpu_check.sh unpacks them there with dpkg -x)
 #   .gpukit/include/   cblas.h, openblas_config.h, lapacke.h and the headers
-#                      they include, from the matching -dev packages
+#                      they include, from the matching -dev packages, and
+#                      xxhash.h (used header-only)
 #   .gpukit/googletest GoogleTest's sources (Debian package googletest)
 #   .gpukit/MANIFEST   package versions and sha256 sums
 # Idempotent: it starts from an empty .gpukit each time.
@@ -42,6 +43,8 @@ for p in "${RUNTIME_DEBS[@]}"; do mv "$tmp"/"${p}"_*.deb $KIT/debs/; done
 for p in "${HEADER_DEBS[@]}"; do dpkg -x "$tmp"/"${p}"_*.deb "$tmp/dev"; done
 cp "$tmp"/dev/usr/include/x86_64-linux-gnu/openblas-openmp/{cblas.h,openblas_config.h} $KIT/include/
 cp "$tmp"/dev/usr/include/{lapack.h,lapacke.h,lapacke_config.h,lapacke_mangling.h} $KIT/include/
+# xxHash (the checkpoint digests), used header-only there (XXH_INLINE_ALL).
+cp /usr/include/xxhash.h $KIT/include/ || { echo "gpu_kit: /usr/include/xxhash.h missing: install libxxhash-dev" >&2; exit 1; }
 
 # GoogleTest alone (the top-level CMakeLists.txt builds googlemock only on request).
 mkdir -p $KIT/googletest
