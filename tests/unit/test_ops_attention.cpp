@@ -55,6 +55,28 @@ LinearAttentionDims linear_dims() {
 size_t rows(const LinearAttentionDims& m) { return static_cast<size_t>(m.B) * m.T; }
 size_t states(const LinearAttentionDims& m) { return static_cast<size_t>(m.B) * m.H * m.d * m.d; }
 
+// linear_attention forward and backward on `be` from random inputs drawn with
+// `seed` (fused q|k|v rows, an initial state and its gradient): o, state_out,
+// dq|dk|dv and dstate_in, downloaded.
+Outputs linear_attention_outputs(Backend& be, const LinearAttentionDims& m, uint64_t seed) {
+  const int Hd = m.H * m.d, KVd = m.KVH * m.d;
+  Rng rng(seed);
+  const float* qkv = be.upload(randn(rows(m) * m.ldq, rng, 0.5));
+  const float *q = qkv, *k = qkv + Hd, *v = qkv + Hd + KVd;
+  const float* decay = be.upload(kDecays);
+  const float* s_in = be.upload(randn(states(m), rng));
+  const float* ds_out = be.upload(randn(states(m), rng));
+  const float* dout = be.upload(randn(rows(m) * m.ldo, rng));
+  float* o = be.upload(std::vector<float>(rows(m) * m.ldo, 7.0f));
+  float* s_out = be.upload(std::vector<float>(states(m)));
+  float* dqkv = be.upload(std::vector<float>(rows(m) * m.ldq, 7.0f));
+  float* ds_in = be.upload(std::vector<float>(states(m)));
+  linear_attention_forward(be.ctx(), o, q, k, v, decay, s_in, s_out, m);
+  linear_attention_backward(be.ctx(), dqkv, dqkv + Hd, dqkv + Hd + KVd, ds_in, dout, ds_out, q, k, v, decay, s_in, m);
+  return Outputs{be.download(o, rows(m) * m.ldo), be.download(s_out, states(m)), be.download(dqkv, rows(m) * m.ldq),
+                 be.download(ds_in, states(m))};
+}
+
 }  // namespace
 
 // softmax forward: o and lse are sums over up to 90 keys of fp32 products.
@@ -112,24 +134,7 @@ TEST(OpsCuda, SoftmaxAttentionBackwardMatchesCpu) {
 // dstate_in are sums of the same size.
 TEST(OpsCuda, LinearAttentionMatchesCpu) {
   compare_with_cpu("linear_attention", 2e-5, [](Backend& be) {
-    const LinearAttentionDims m = linear_dims();
-    const int Hd = m.H * m.d, KVd = m.KVH * m.d;
-    Rng rng(33);
-    const float* qkv = be.upload(randn(rows(m) * m.ldq, rng, 0.5));
-    const float *q = qkv, *k = qkv + Hd, *v = qkv + Hd + KVd;
-    const float* decay = be.upload(kDecays);
-    const float* s_in = be.upload(randn(states(m), rng));
-    const float* ds_out = be.upload(randn(states(m), rng));
-    const float* dout = be.upload(randn(rows(m) * m.ldo, rng));
-    float* o = be.upload(std::vector<float>(rows(m) * m.ldo, 7.0f));
-    float* s_out = be.upload(std::vector<float>(states(m)));
-    float* dqkv = be.upload(std::vector<float>(rows(m) * m.ldq, 7.0f));
-    float* ds_in = be.upload(std::vector<float>(states(m)));
-    linear_attention_forward(be.ctx(), o, q, k, v, decay, s_in, s_out, m);
-    linear_attention_backward(be.ctx(), dqkv, dqkv + Hd, dqkv + Hd + KVd, ds_in, dout, ds_out, q, k, v, decay, s_in,
-                              m);
-    return Outputs{be.download(o, rows(m) * m.ldo), be.download(s_out, states(m)),
-                   be.download(dqkv, rows(m) * m.ldq), be.download(ds_in, states(m))};
+    return linear_attention_outputs(be, linear_dims(), 33);
   });
 }
 
@@ -146,23 +151,7 @@ TEST(OpsCuda, LinearAttentionLongSequencesMatchCpu) {
     compare_with_cpu("linear_attention (chunk-parallel on CUDA)", 1e-4, [B = B, T = T](Backend& be) {
       LinearAttentionDims m = linear_dims();
       m.B = B, m.T = T;
-      const int Hd = m.H * m.d, KVd = m.KVH * m.d;
-      Rng rng(39 + T);
-      const float* qkv = be.upload(randn(rows(m) * m.ldq, rng, 0.5));
-      const float *q = qkv, *k = qkv + Hd, *v = qkv + Hd + KVd;
-      const float* decay = be.upload(kDecays);
-      const float* s_in = be.upload(randn(states(m), rng));
-      const float* ds_out = be.upload(randn(states(m), rng));
-      const float* dout = be.upload(randn(rows(m) * m.ldo, rng));
-      float* o = be.upload(std::vector<float>(rows(m) * m.ldo, 7.0f));
-      float* s_out = be.upload(std::vector<float>(states(m)));
-      float* dqkv = be.upload(std::vector<float>(rows(m) * m.ldq, 7.0f));
-      float* ds_in = be.upload(std::vector<float>(states(m)));
-      linear_attention_forward(be.ctx(), o, q, k, v, decay, s_in, s_out, m);
-      linear_attention_backward(be.ctx(), dqkv, dqkv + Hd, dqkv + Hd + KVd, ds_in, dout, ds_out, q, k, v, decay,
-                                s_in, m);
-      return Outputs{be.download(o, rows(m) * m.ldo), be.download(s_out, states(m)),
-                     be.download(dqkv, rows(m) * m.ldq), be.download(ds_in, states(m))};
+      return linear_attention_outputs(be, m, 39 + T);
     });
   }
 }
