@@ -13,6 +13,7 @@
 #include "runtime/arena.h"
 #include "runtime/error.h"
 #include "runtime/ops.h"
+#include "runtime/ops_gla.h"
 
 namespace lintrain {
 
@@ -33,19 +34,26 @@ struct Dims {
 };
 
 // One 'L' layer's core: saved_bytes() + workspace_bytes() of LinearAttentionCore
-// (with its Lasp2StateExchange under SP), as layers/linear_attention.cpp lays them out.
+// (with its Lasp2StateExchange, or GatedLasp2Exchange for gla, under SP), as
+// layers/linear_attention.cpp lays them out.
 double linear_core_bytes(const LinearAttentionSpec& s, const Dims& m) {
   const double N = m.N, Hd = static_cast<double>(s.H) * s.d, QK = static_cast<double>(s.H + s.KVH) * s.d;
   const double W = static_cast<double>(s.H + 2 * s.KVH) * s.d;
   double saved = N * W + (s.feature_map == FeatureMap::silu ? N * QK : 0) + N * Hd + (s.output_norm ? N * s.H : 0) +
-                 (s.output_gate ? N * Hd : 0);
+                 (s.output_gate ? N * Hd : 0) + (s.gated ? N * Hd : 0) /* gla: log gates */;
   double workspace = N * Hd;
   double exchange = 0;
   if (m.W > 1) {
     const double state = m.B * s.H * s.d * s.d;
     saved += state;
     workspace += state;
-    exchange = piece(state) + piece(state * m.W) + 4.0 * s.H;  // send | recv (W states), decay
+    if (s.gated) {  // S_out saved; send | recv of the maps [M | ld], send | recv of dP
+      const double map = state + m.B * s.H * s.d;
+      saved += state;
+      exchange = piece(map) + piece(map * m.W) + piece(state) + piece(state * m.W);
+    } else {
+      exchange = piece(state) + piece(state * m.W) + 4.0 * s.H;  // send | recv (W states), decay
+    }
   }
   return 4 * (saved + workspace) + 4.0 * s.H /* decay */ + exchange;
 }
@@ -65,8 +73,9 @@ double softmax_core_bytes(const Dims& m) {
 LinearAttentionDims linear_dims(const LinearAttentionSpec& s, const Dims& m) {
   const int W = (s.H + 2 * s.KVH) * s.d;
   const int block = std::max(1, std::min(s.block, static_cast<int>(m.T)));
-  return LinearAttentionDims{static_cast<int>(m.B), static_cast<int>(m.T), s.H, s.KVH, s.d, block, W, W, W,
-                             s.H * s.d};
+  LinearAttentionDims l{static_cast<int>(m.B), static_cast<int>(m.T), s.H, s.KVH, s.d, block, W, W, W, s.H * s.d};
+  l.ldg = s.H * s.d;
+  return l;
 }
 
 AttentionDims softmax_dims(const Dims& m) {
@@ -110,6 +119,17 @@ double scratch_arena_bytes(const RunConfig& cfg, const Dims& m, int64_t grad_num
     } else {
       const LinearAttentionSpec s = make_linear_attention_spec(mc, i);
       const LinearAttentionDims l = linear_dims(s, m);
+      if (s.gated) {
+        bytes = std::max({bytes, gla_forward_scratch_bytes(dev, l), gla_backward_scratch_bytes(dev, l),
+                          m.W > 1 ? gla_terms_scratch_bytes(dev, l) : size_t{0}});
+        if (cfg.precision.compute == "bf16") {  // the forget gate's GEMMs
+          const int r = s.gate_rank;
+          for (const auto& [rr, co, in] : {std::array<int, 3>{n, r, c}, {n, hd, r}, {n, r, hd}, {n, c, r},
+                                           {hd, r, n}, {r, c, n}})
+            bytes = std::max(bytes, matmul_bf16_scratch_bytes(dev, rr, co, in));
+        }
+        continue;
+      }
       bytes = std::max({bytes, linear_attention_forward_scratch_bytes(dev, l),
                         linear_attention_backward_scratch_bytes(dev, l)});
       if (m.W > 1)
@@ -160,6 +180,8 @@ RunPlan plan_run(const RunConfig& cfg, int sp, int dp) {
   PlanActivations& a = p.activations;
   int linear_layers = 0, softmax_layers = 0;
   bool gated = false;
+  int forget_rank = 0;  // the widest gla forget-gate rank (0 = no gla layer)
+  int gla_layers = 0;
   double linear_flops = 0;
   for (int i = 0; i < mc.num_hidden_layers; ++i) {
     const bool linear = mc.layer_kind(i) == 'L';
@@ -169,6 +191,11 @@ RunPlan plan_run(const RunConfig& cfg, int sp, int dp) {
     // x_in, h1, rstd1, qkv, g, attn: the attention sub-block; then its core.
     double attn = piece(m.N * m.C) + piece(m.N * m.C) + piece(m.N) + piece(m.N * m.QKV) +
                   (gate ? piece(m.N * m.HD) : piece(0)) + piece(m.N * m.HD);
+    if (linear && spec.gated) {  // fz (N, R) and the log gates (N, HD) of the forget gate
+      attn += piece(m.N * spec.gate_rank) + piece(m.N * m.HD);
+      forget_rank = std::max(forget_rank, spec.gate_rank);
+      ++gla_layers;
+    }
     if (linear) {
       attn += linear_core_bytes(spec, m);
       a.linear_attention += attn;
@@ -191,7 +218,9 @@ RunPlan plan_run(const RunConfig& cfg, int sp, int dp) {
   a.head = piece(m.N * m.C) * 3 + piece(m.N) + 4 * rows * m.V + rows * (sizeof(double) + sizeof(int32_t));
   // dx, d_act, d_gu, d_h, d_attn, d_qkv, d_g, d_res; token ids and targets; the arena.
   a.other = piece(m.N * m.C) + piece(m.N * m.F) + piece(m.N * 2 * m.F) + piece(m.N * m.C) + piece(m.N * m.HD) +
-            piece(m.N * m.QKV) + (gated ? piece(m.N * m.HD) : 0) + (bf16 ? piece(m.N * m.C) : 0) + 2 * 4 * m.N +
+            piece(m.N * m.QKV) + (gated ? piece(m.N * m.HD) : 0) +
+            (forget_rank > 0 ? piece(m.N * m.HD) + piece(m.N * forget_rank) : 0) /* d_lg, d_fz */ +
+            (bf16 ? piece(m.N * m.C) : 0) + 2 * 4 * m.N +
             scratch_arena_bytes(cfg, m, table.buffer_numel());
   // The trainer loads the step's micro-batches (inputs and targets, int32) up front.
   a.data = 2.0 * 4 * m.N * cfg.train.grad_accum;
@@ -204,11 +233,14 @@ RunPlan plan_run(const RunConfig& cfg, int sp, int dp) {
   // Collectives per step, as CommStats counts them (send-buffer bytes).
   const double micro = cfg.train.grad_accum;
   if (sp > 1) {
-    if (linear_layers > 0) {
-      const double state = 4 * m.B * m.H * m.d * m.d;
-      p.collectives.push_back({"LASP-2 all-gather of memory states", linear_layers, micro * linear_layers * state,
-                               micro * linear_layers * state});
-    }
+    const int fixed_layers = linear_layers - gla_layers;
+    const double state = 4 * m.B * m.H * m.d * m.d;
+    if (fixed_layers > 0)
+      p.collectives.push_back({"LASP-2 all-gather of memory states", fixed_layers, micro * fixed_layers * state,
+                               micro * fixed_layers * state});
+    if (gla_layers > 0)  // forward the chunk maps [M | ld], backward dP
+      p.collectives.push_back({"LASP-2 all-gather of gated chunk maps (gla)", gla_layers,
+                               micro * gla_layers * (state + 4 * m.B * m.H * m.d), micro * gla_layers * state});
     if (softmax_layers > 0) {
       const double kv = 4 * m.N * m.KVW;
       p.collectives.push_back({"LASP-2H all-gather of K|V", softmax_layers, micro * softmax_layers * kv, 0});

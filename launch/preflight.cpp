@@ -250,8 +250,13 @@ RunMemory estimate_run_memory(const RunConfig& cfg, int sp_size) {
   const double linear_saved = N * HD * (gate ? 1 : 0) + N * QKV + N * (H + KVH) * d + 2 * N * HD + N * H +
                               (gate ? N * HD : 0) + B * H * d * d * (W > 1 ? 3 + W : 1);
   const double softmax_saved = N * QKV + N * HD + N * H + (W > 1 ? N * 2 * KVH * d * (4 * W + 1) : 0);
-  const double P = V * C * (m.tie_word_embeddings ? 1 : 2) + C + L * block_params + linear * (gate ? HD * C : 0);
-  double act = L * block_saved + linear * linear_saved + softmax * softmax_saved;
+  // gla: the low-rank forget gate (R x C, HD x R, bias HD); saved its input
+  // projection (N R), log gates (N HD) and the core's copy of them.
+  const double R = la.variant == "gla" ? la.gate_rank : 0;
+  const double forget_params = R > 0 ? R * C + HD * R + HD : 0, forget_saved = R > 0 ? N * R + 2 * N * HD : 0;
+  const double P = V * C * (m.tie_word_embeddings ? 1 : 2) + C + L * block_params +
+                   linear * ((gate ? HD * C : 0) + forget_params);
+  double act = L * block_saved + linear * (linear_saved + forget_saved) + softmax * softmax_saved;
   // The model's backward workspaces and the loss head's logits (a chunk of tokens).
   act += 5 * N * C + 2 * N + 3 * N * F + N * HD * (gate ? 2 : 1) + N * QKV + std::min(N, 4096.0) * V;
   RunMemory r;

@@ -29,12 +29,14 @@ constexpr MetaKey kMetaKeys[] = {
     {"lintrain.decay", "model.linear_attention.variant / decay"},
     {"lintrain.output_norm", "model.linear_attention.variant / output_norm"},
     {"lintrain.output_gate", "model.linear_attention.variant / output_gate"},
+    // Only in files with gla layers (older files and other variants lack it).
+    {"lintrain.forget_gate", "model.linear_attention.variant / gate_tau"},
 };
 
 }  // namespace
 
 std::map<std::string, std::string> weight_metadata(const ModelConfig& cfg) {
-  std::string kinds, feature, key_scale, decay, norm, gate;
+  std::string kinds, feature, key_scale, decay, norm, gate, forget;
   for (int i = 0; i < cfg.num_hidden_layers; ++i) {
     kinds += cfg.layer_kind(i);
     if (cfg.layer_kind(i) != 'L') continue;
@@ -46,6 +48,7 @@ std::map<std::string, std::string> weight_metadata(const ModelConfig& cfg) {
     gate = s.output_gate ? "true" : "false";
     decay += str_cat(decay.empty() ? "" : ";", i, ":");
     for (size_t h = 0; h < s.decay.size(); ++h) decay += str_cat(h ? "," : "", s.decay[h]);
+    if (s.gated) forget = str_cat("gla logsigmoid/tau tau=", s.gate_tau);  // the rank is in the shapes
   }
   std::map<std::string, std::string> m = {{"format", "pt"}, {"producer", "lintrain"},
                                           {"layer_pattern", cfg.layer_pattern}, {"lintrain.layer_kinds", kinds}};
@@ -56,6 +59,7 @@ std::map<std::string, std::string> weight_metadata(const ModelConfig& cfg) {
     m["lintrain.output_norm"] = norm;
     m["lintrain.output_gate"] = gate;
   }
+  if (!forget.empty()) m["lintrain.forget_gate"] = forget;
   return m;
 }
 
@@ -115,7 +119,8 @@ void export_weights(const ModelConfig& cfg, int seq_len, const ParamTable& table
   for (int i = 0; i < cfg.num_hidden_layers; ++i) {
     if (cfg.layer_kind(i) != 'L') continue;
     const LinearAttentionSpec s = make_linear_attention_spec(cfg, i);
-    linear.push_back({i, feature_map_name(s.feature_map), s.key_scale, s.decay, s.output_norm, s.output_gate});
+    linear.push_back({i, feature_map_name(s.feature_map), s.key_scale, s.decay, s.output_norm, s.output_gate,
+                      s.gated, s.gated ? s.gate_rank : 0, s.gated ? s.gate_tau : 1.0});
   }
   write_file_atomic(dir + "/config.json", hf_llama_config_json(cfg, seq_len, linear));
 }

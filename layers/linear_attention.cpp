@@ -8,11 +8,13 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "parallel/gated_lasp2.h"
 #include "parallel/lasp2.h"
 #include "runtime/buffer_plan.h"
 #include "runtime/device.h"
 #include "runtime/error.h"
 #include "runtime/ops.h"
+#include "runtime/ops_gla.h"
 
 namespace lintrain {
 
@@ -101,8 +103,21 @@ LinearAttentionSpec make_linear_attention_spec(const ModelConfig& m, int layer_i
     feature = "identity";
     gate = true;
     s.key_scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(s.d)));
+  } else if (c.variant == "gla") {
+    decay = "none";
+    feature = "identity";
+    gate = true;
+    s.key_scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(s.d)));
+    s.gated = true;
+    if (c.gate_rank < 1) bad_key("gate_rank", std::to_string(c.gate_rank), "an integer >= 1 (16 in the GLA paper)");
+    if (!(c.gate_tau > 0.0) || !std::isfinite(c.gate_tau))
+      bad_key("gate_tau", std::to_string(c.gate_tau), "a number > 0 (16 in the GLA paper)");
+    s.gate_rank = c.gate_rank;
+    s.gate_tau = static_cast<float>(c.gate_tau);
+    if (!c.decay.empty() && c.decay != "none")
+      bad_key("decay", c.decay, "none or \"\" with variant gla (it forgets through its data-dependent gate)");
   } else {
-    bad_key("variant", c.variant, "basic | lightning | retnet");
+    bad_key("variant", c.variant, "basic | lightning | retnet | gla");
   }
   if (!c.feature_map.empty()) feature = c.feature_map;
   if (!c.decay.empty()) decay = c.decay;
@@ -158,12 +173,25 @@ LinearAttentionCore::LinearAttentionCore(const Context& ctx, const LinearAttenti
   plan.add(&dy_, N * Hd);
   saved_floats_ = N * qkv_width() + pre + N * Hd + rstd + gate;
   workspace_floats_ = N * Hd;
+  if (spec.gated) {
+    plan.add(&lg_, N * Hd);
+    saved_floats_ += N * Hd;
+  }
   if (sp != nullptr && sp->size() > 1) {
-    sp_ = std::make_unique<Lasp2StateExchange>(ctx, sp, B, spec.H, spec.d, T, spec.decay);
-    plan.add(&prefix_, sp_->state_floats());
-    plan.add(&suffix_, sp_->state_floats());
-    saved_floats_ += sp_->state_floats();
-    workspace_floats_ += sp_->state_floats();
+    size_t state = 0;
+    if (spec.gated) {
+      gated_sp_ = std::make_unique<GatedLasp2Exchange>(ctx, sp, B, spec.H, spec.d);
+      state = gated_sp_->state_floats();
+      plan.add(&sout_, state);
+      saved_floats_ += state;
+    } else {
+      sp_ = std::make_unique<Lasp2StateExchange>(ctx, sp, B, spec.H, spec.d, T, spec.decay);
+      state = sp_->state_floats();
+    }
+    plan.add(&prefix_, state);
+    plan.add(&suffix_, state);
+    saved_floats_ += state;
+    workspace_floats_ += state;
   }
   buffers_ = plan.allocate(ctx_.device);
   decay_ = Tensor::zeros({spec.H}, DType::F32, ctx_.device);
@@ -173,12 +201,17 @@ LinearAttentionCore::LinearAttentionCore(const Context& ctx, const LinearAttenti
 
 LinearAttentionDims LinearAttentionCore::dims() const {
   const int W = qkv_width(), Hd = spec_.H * spec_.d;
-  return LinearAttentionDims{B_, T_, spec_.H, spec_.KVH, spec_.d, block_, W, W, W, Hd};
+  LinearAttentionDims m{B_, T_, spec_.H, spec_.KVH, spec_.d, block_, W, W, W, Hd};
+  m.ldg = Hd;  // lg_ is dense
+  return m;
 }
 
 size_t LinearAttentionCore::scratch_bytes() const {
   const LinearAttentionDims m = dims();
   const Device dev = ctx_.device;
+  if (spec_.gated)
+    return std::max({gla_forward_scratch_bytes(dev, m), gla_backward_scratch_bytes(dev, m),
+                     gated_sp_ ? gla_terms_scratch_bytes(dev, m) : size_t{0}});
   size_t bytes = std::max(linear_attention_forward_scratch_bytes(dev, m),
                           linear_attention_backward_scratch_bytes(dev, m));
   if (sp_) bytes = std::max({bytes, lasp2_terms_scratch_bytes(dev, m), sp_->merge_scratch_bytes()});
@@ -202,26 +235,31 @@ LinearAttentionLayout LinearAttentionCore::layout() const {
   return l;
 }
 
-int LinearAttentionCore::sp_size() const { return sp_ ? sp_->size() : 1; }
-int LinearAttentionCore::sp_rank() const { return sp_ ? sp_->rank() : 0; }
+int LinearAttentionCore::sp_size() const { return sp_ ? sp_->size() : gated_sp_ ? gated_sp_->size() : 1; }
+int LinearAttentionCore::sp_rank() const { return sp_ ? sp_->rank() : gated_sp_ ? gated_sp_->rank() : 0; }
 
 size_t LinearAttentionCore::saved_bytes() const {
   return saved_floats_ * sizeof(float) + decay_.nbytes() + state_in_.nbytes();
 }
 
 size_t LinearAttentionCore::workspace_bytes() const {
-  return workspace_floats_ * sizeof(float) + (sp_ ? sp_->buffer_bytes() : 0);
+  return workspace_floats_ * sizeof(float) + (sp_ ? sp_->buffer_bytes() : 0) +
+         (gated_sp_ ? gated_sp_->buffer_bytes() : 0);
 }
 
 void LinearAttentionCore::forward(float* out, const float* qkv, const float* g,
-                                  const float* state_in, float* state_out) {
+                                  const float* state_in, float* state_out, const float* log_gate) {
   const LinearAttentionSpec& s = spec_;
   const int Hd = s.H * s.d, QK = (s.H + s.KVH) * s.d;
   LT_CHECK(!s.output_gate || g != nullptr,
            "[LinearAttentionCore::forward] output_gate is on but g is null");
+  LT_CHECK(s.gated == (log_gate != nullptr), "[LinearAttentionCore::forward] ",
+           s.gated ? "variant gla needs the log forget gates (log_gate is null)"
+                   : "log_gate given to a layer without a data-dependent gate");
   LT_CHECK(!sp_ || (state_in == nullptr && state_out == nullptr),
            "[LinearAttentionCore::forward] state_in/state_out must be null under sequence ",
-           "parallelism (SP size ", sp_size(), "): the chunk boundary states are exchanged by LASP-2");
+           "parallelism (SP size ", sp_size(), ") with variant ", s.gated ? "gla" : "of a fixed decay",
+           ": the chunk boundary states are exchanged by LASP-2 (variant gla takes them)");
 
   // Features (the kernel's inputs), keeping raw q|k where phi' needs them.
   const LinearAttentionLayout lay = layout();
@@ -236,12 +274,27 @@ void LinearAttentionCore::forward(float* out, const float* qkv, const float* g,
   const LinearAttentionDims dims = this->dims();
   const float *fq = feat_, *fk = fq + Hd, *fv = fq + QK;
   const float* decay = decay_.data<float>();
-  if (sp_) lasp2_chunk_state(ctx_, sp_->local_state(), fk, fv, decay, dims);
-  if (sp_) sp_->begin_forward();  // M_j travels while the chunk's own attention runs
-  linear_attention_forward(ctx_, y_, fq, fk, fv, decay, state_in, state_out, dims);
-  if (sp_) {
-    sp_->end_forward(prefix_);
-    lasp2_add_prefix_output(ctx_, y_, fq, prefix_, decay, dims);
+  if (s.gated) {
+    copy_floats(ctx_, lg_, log_gate, static_cast<int64_t>(B_) * T_ * Hd);
+    if (gated_sp_) {  // [M_j | ld_j] travels while the chunk's own attention runs
+      gla_chunk_state(ctx_, gated_sp_->local_map(), gated_sp_->local_log_decay(), fk, fv, lg_, dims);
+      gated_sp_->begin_forward();
+      gla_forward(ctx_, y_, fq, fk, fv, lg_, nullptr, nullptr, dims);
+      // Every rank folds the initial state (the same on all) into its prefix
+      // and, when wanted, composes the state leaving the whole sequence.
+      gated_sp_->end_forward(prefix_, sout_, state_in, state_out);
+      gla_add_prefix_output(ctx_, y_, fq, lg_, prefix_, dims);
+    } else {
+      gla_forward(ctx_, y_, fq, fk, fv, lg_, state_in, state_out, dims);
+    }
+  } else {
+    if (sp_) lasp2_chunk_state(ctx_, sp_->local_state(), fk, fv, decay, dims);
+    if (sp_) sp_->begin_forward();  // M_j travels while the chunk's own attention runs
+    linear_attention_forward(ctx_, y_, fq, fk, fv, decay, state_in, state_out, dims);
+    if (sp_) {
+      sp_->end_forward(prefix_);
+      lasp2_add_prefix_output(ctx_, y_, fq, prefix_, decay, dims);
+    }
   }
 
   linear_attention_output_forward(ctx_, out, y_, rstd_,
@@ -250,12 +303,13 @@ void LinearAttentionCore::forward(float* out, const float* qkv, const float* g,
 }
 
 void LinearAttentionCore::backward(float* dqkv, float* dg, const float* dout,
-                                   const float* dstate_out, float* dstate_in) {
+                                   const float* dstate_out, float* dstate_in, float* dlog_gate) {
   const LinearAttentionSpec& s = spec_;
   const int Hd = s.H * s.d, QK = (s.H + s.KVH) * s.d;
   LT_CHECK(forward_done_, "[LinearAttentionCore::backward] called before forward");
   LT_CHECK(!s.output_gate || dg != nullptr,
            "[LinearAttentionCore::backward] output_gate is on but dg is null");
+  LT_CHECK(!s.gated || dlog_gate != nullptr, "[LinearAttentionCore::backward] variant gla needs dlog_gate");
   LT_CHECK(!sp_ || (dstate_out == nullptr && dstate_in == nullptr),
            "[LinearAttentionCore::backward] dstate_out/dstate_in must be null under sequence ",
            "parallelism (SP size ", sp_size(), ")");
@@ -269,14 +323,29 @@ void LinearAttentionCore::backward(float* dqkv, float* dg, const float* dout,
   const float *fq = feat_, *fk = fq + Hd, *fv = fq + QK;
   const float* decay = decay_.data<float>();
   float *dq = dqkv, *dk = dqkv + Hd, *dv = dqkv + QK;
-  if (sp_) lasp2_prefix_state_grad(ctx_, sp_->local_state(), fq, dy_, decay, dims);
-  if (sp_) sp_->begin_backward();  // dP_j travels while the intra-chunk backward runs
-  linear_attention_backward(ctx_, dq, dk, dv, dstate_in, dy_, dstate_out, fq, fk, fv,
-                            decay, has_state_in_ ? state_in_.data<float>() : nullptr, dims);
-  if (sp_) {
-    lasp2_add_prefix_dq(ctx_, dq, dy_, prefix_, decay, dims);
-    sp_->end_backward(suffix_);
-    lasp2_add_suffix_dkdv(ctx_, dk, dv, fk, fv, suffix_, decay, dims);
+  const float* saved_state_in = has_state_in_ ? state_in_.data<float>() : nullptr;
+  if (s.gated) {
+    if (gated_sp_) {  // dP_j travels while the chunk's own backward (from P_j) runs
+      gla_prefix_state_grad(ctx_, gated_sp_->local_grad(), fq, lg_, dy_, dims);
+      gated_sp_->begin_backward();
+      gla_backward(ctx_, dq, dk, dv, dlog_gate, nullptr, dy_, nullptr, fq, fk, fv, lg_, prefix_, dims);
+      // dstate_out (the same on every rank) enters the suffix fold at the
+      // sequence's end; dstate_in is the fold carried past chunk 0.
+      gated_sp_->end_backward(suffix_, dstate_out, dstate_in);
+      gla_add_suffix_grads(ctx_, dk, dv, dlog_gate, fk, fv, lg_, suffix_, sout_, dims);
+    } else {
+      gla_backward(ctx_, dq, dk, dv, dlog_gate, dstate_in, dy_, dstate_out, fq, fk, fv, lg_, saved_state_in, dims);
+    }
+  } else {
+    if (sp_) lasp2_prefix_state_grad(ctx_, sp_->local_state(), fq, dy_, decay, dims);
+    if (sp_) sp_->begin_backward();  // dP_j travels while the intra-chunk backward runs
+    linear_attention_backward(ctx_, dq, dk, dv, dstate_in, dy_, dstate_out, fq, fk, fv,
+                              decay, saved_state_in, dims);
+    if (sp_) {
+      lasp2_add_prefix_dq(ctx_, dq, dy_, prefix_, decay, dims);
+      sp_->end_backward(suffix_);
+      lasp2_add_suffix_dkdv(ctx_, dk, dv, fk, fv, suffix_, decay, dims);
+    }
   }
 
   // Through key_scale and the feature map, in place on the q|k columns.

@@ -11,6 +11,10 @@
 //   basic      decay none, feature elu1 (elu(x)+1), output_norm on, gate off
 //   lightning  decay tnl,  feature silu,            output_norm on, gate on  (TransNormerLLM)
 //   retnet     decay retnet, feature identity, k scaled by 1/sqrt(d), norm on, gate on
+//   gla        no fixed decay: a data-dependent forget gate per token, query head
+//              and key dimension (runtime/ops_gla.h), feature identity, k scaled
+//              by 1/sqrt(d), norm on, gate on. The gate's log values come from
+//              the model (LinearLlama: logsigmoid(x W_down^T W_up^T + b) / tau).
 // Decays (model.linear_attention.decay): none (lambda = 1) | tnl | retnet | a number in (0, 1].
 //   retnet: lambda_h = 1 - 2^(-5-h), h = 0..H-1 (RetNet's gamma, torchscale).
 //   tnl:    lambda_h = exp(-m_h * r_l), the formula of the released TransNormerLLM code
@@ -40,6 +44,7 @@ namespace lintrain {
 
 class Communicator;
 class Lasp2StateExchange;
+class GatedLasp2Exchange;
 
 struct LinearAttentionSpec {
   int H = 0, KVH = 0, d = 0;  // query heads, kv heads (H % KVH == 0), head dim
@@ -50,6 +55,11 @@ struct LinearAttentionSpec {
   bool output_norm = true;
   bool output_gate = false;
   float eps = 1e-5f;          // output_norm epsilon (model.rms_norm_eps)
+  // gla: the state forgets through log gates given per token (forward's
+  // log_gate); decay is then all ones and unused.
+  bool gated = false;
+  int gate_rank = 16;         // the model's low-rank gate projection width
+  float gate_tau = 16.0f;     // its temperature
 };
 
 // Resolves the variant defaults and overrides of m.linear_attention for layer
@@ -88,8 +98,12 @@ const char* feature_map_name(FeatureMap f);
 // the group must call forward and backward together. Feature maps, norm and
 // gate are per token and stay local. With sp == nullptr or sp->size() == 1
 // the core is the single-rank core (no collectives). Under SP, state_in,
-// state_out, dstate_out and dstate_in must be null (the chunk boundaries are
-// the exchange's business).
+// state_out, dstate_out and dstate_in must be null for the fixed-decay
+// variants (the chunk boundaries are the exchange's business). Variant gla
+// (parallel/gated_lasp2.h: the same two gathers, of [M_j | ld_j] forward)
+// takes them under SP too, meaning the whole sequence's: state_in and
+// dstate_out the same on every rank, state_out and dstate_in produced on every
+// rank.
 class LinearAttentionCore {
  public:
   // ctx: where the kernels run; its arena (not owned, must outlive the core)
@@ -100,12 +114,15 @@ class LinearAttentionCore {
   LinearAttentionCore(const LinearAttentionCore&) = delete;
   LinearAttentionCore& operator=(const LinearAttentionCore&) = delete;
 
+  // log_gate (N, H d): the per-token log forget gates (<= 0), required iff
+  // spec.gated (gla), copied (the caller's buffer may change after forward).
   void forward(float* out, const float* qkv, const float* g, const float* state_in,
-               float* state_out);
+               float* state_out, const float* log_gate = nullptr);
   // dqkv (N, W) and dg (N, H d) are assigned (=); dg may be null without a gate.
   // dstate_out: dL/d(state_out) or null (zero); dstate_in: dL/d(state_in) or null.
+  // dlog_gate (N, H d): dL/d(log_gate), assigned; required iff spec.gated.
   void backward(float* dqkv, float* dg, const float* dout, const float* dstate_out,
-                float* dstate_in);
+                float* dstate_in, float* dlog_gate = nullptr);
 
   // Bytes kept from forward to backward:
   //   feat  N W            phi(q) | key_scale phi(k) | v  (the kernel's inputs)
@@ -116,10 +133,13 @@ class LinearAttentionCore {
   //   g     N H d          copy of the gate pre-activation, only with output_gate
   //   state B H d d        copy of state_in, only if one was given
 //   P     B H d d        the LASP-2 prefix state P_j, only under SP (W > 1)
+  //   lg    N H d          gla only: the log forget gates
+  //   Sout  B H d d        gla under SP only: the state leaving the chunk
   // The kernel itself saves nothing (it rebuilds block states in backward).
   size_t saved_bytes() const;
   // Backward-only scratch (dL/d(kernel output), N H d floats), plus under SP
-  // the exchange's buffers ((W + 1) B H d d) and G_j (B H d d).
+  // the exchange's buffers ((W + 1) B H d d; gla: (W + 1) B H (2 d d + d))
+  // and G_j (B H d d).
   size_t workspace_bytes() const;
   // The most scratch one of its ops takes from ctx's arena (forward or backward).
   size_t scratch_bytes() const;
@@ -144,9 +164,11 @@ class LinearAttentionCore {
   size_t saved_floats_ = 0, workspace_floats_ = 0;
   float *feat_ = nullptr, *pre_ = nullptr, *y_ = nullptr, *rstd_ = nullptr, *g_ = nullptr, *dy_ = nullptr;
   float *prefix_ = nullptr, *suffix_ = nullptr;  // (B, H, d, d) P_j, G_j; only under SP
+  float *lg_ = nullptr, *sout_ = nullptr;         // gla: (N, H d) log gates; under SP (B, H, d, d) S_out
   Tensor decay_;     // (H) spec_.decay on ctx_.device: what the kernels read
   Tensor state_in_;  // (B, H, d, d) copy of state_in, made on the first forward given one
-  std::unique_ptr<Lasp2StateExchange> sp_;  // null = single rank
+  std::unique_ptr<Lasp2StateExchange> sp_;        // null = single rank (or gla)
+  std::unique_ptr<GatedLasp2Exchange> gated_sp_;  // gla under SP
   bool has_state_in_ = false;
   bool forward_done_ = false;
 };

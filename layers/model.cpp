@@ -12,6 +12,7 @@
 #include "runtime/device.h"
 #include "runtime/host_staging.h"
 #include "runtime/ops.h"
+#include "runtime/ops_gla.h"
 #include "runtime/rng.h"
 
 namespace lintrain {
@@ -22,6 +23,9 @@ std::string layer_name(int i, const char* suffix) {
 }
 bool has_gate(const ModelConfig& cfg, int layer) {
   return cfg.layer_kind(layer) == 'L' && make_linear_attention_spec(cfg, layer).output_gate;
+}
+bool has_forget_gate(const ModelConfig& cfg, int layer) {
+  return cfg.layer_kind(layer) == 'L' && make_linear_attention_spec(cfg, layer).gated;
 }
 }  // namespace
 
@@ -38,6 +42,12 @@ ParamTable make_param_table(const ModelConfig& cfg) {
     t.add(layer_name(i, "self_attn.k_proj.weight"), {KVD, C}, true);
     t.add(layer_name(i, "self_attn.v_proj.weight"), {KVD, C}, true);
     if (has_gate(cfg, i)) t.add(layer_name(i, "self_attn.g_proj.weight"), {HD, C});
+    if (has_forget_gate(cfg, i)) {  // gla: log a = logsigmoid(x W_down^T W_up^T + b) / tau
+      const int64_t R = cfg.linear_attention.gate_rank;
+      t.add(layer_name(i, "self_attn.forget_gate_down.weight"), {R, C});
+      t.add(layer_name(i, "self_attn.forget_gate_up.weight"), {HD, R});
+      t.add(layer_name(i, "self_attn.forget_gate_up.bias"), {HD});
+    }
     t.add(layer_name(i, "self_attn.o_proj.weight"), {C, HD});
     t.add(layer_name(i, "post_attention_layernorm.weight"), {C});
     t.add(layer_name(i, "mlp.gate_proj.weight"), {F, C});
@@ -53,6 +63,9 @@ ParamTable make_param_table(const ModelConfig& cfg) {
 struct LinearLlama::Block {
   char kind;  // 'L' or 'S'
   int ln1, wqkv, wg, wo, ln2, wgu, wd;  // ParamTable indices (wg = -1 without gate)
+  int wfd = -1, wfu = -1, bfu = -1;      // gla forget gate: down, up, bias (-1 = not gla)
+  int gate_rank = 0;
+  float gate_tau = 1.0f;
   std::unique_ptr<LinearAttentionCore> linear;
   std::unique_ptr<SoftmaxAttentionCore> softmax;
   // Saved for backward, in the model's activation block; N = B*T tokens.
@@ -61,6 +74,7 @@ struct LinearLlama::Block {
   float *h1 = nullptr, *rstd1 = nullptr;    // (N, C), (N): input_layernorm
   float* qkv = nullptr;                     // (N, HD + 2 KVD)
   float* g = nullptr;                       // (N, HD) gate pre-activation (gated linear layers only)
+  float *fz = nullptr, *lgate = nullptr;    // gla: (N, R) x W_down^T, (N, HD) log forget gates
   float* attn = nullptr;                    // (N, HD) attention output before o_proj
   float *h2 = nullptr, *rstd2 = nullptr;    // post_attention_layernorm
   float* gu = nullptr;                      // (N, 2F) [gate | up]
@@ -79,6 +93,7 @@ LinearLlama::LinearLlama(const ModelConfig& cfg, int B, int T, bool bf16_compute
   const size_t QKV = HD + 2 * static_cast<size_t>(cfg.kv_heads()) * cfg.head_dim();
   BufferPlan plan;
   bool gated = false;
+  int forget_rank = 0;  // the widest gla forget-gate rank (0 = no gla layer)
   // The ops' scratch: each attention core reserves what its kernels take, and
   // the norms' below; the arena ends up holding the largest of them.
   for (int i = 0; i < cfg.num_hidden_layers; ++i) {
@@ -91,6 +106,14 @@ LinearLlama::LinearLlama(const ModelConfig& cfg, int B, int T, bool bf16_compute
     b->ln2 = layer_param(i, "post_attention_layernorm.weight");
     b->wgu = layer_param(i, "mlp.gate_proj.weight");
     b->wd = layer_param(i, "mlp.down_proj.weight");
+    b->wfd = table_.find(layer_name(i, "self_attn.forget_gate_down.weight"));
+    if (b->wfd >= 0) {
+      b->wfu = layer_param(i, "self_attn.forget_gate_up.weight");
+      b->bfu = layer_param(i, "self_attn.forget_gate_up.bias");
+      b->gate_rank = cfg.linear_attention.gate_rank;
+      b->gate_tau = static_cast<float>(cfg.linear_attention.gate_tau);
+      forget_rank = std::max(forget_rank, b->gate_rank);
+    }
     if (b->kind == 'L') {
       b->linear = std::make_unique<LinearAttentionCore>(ctx_, make_linear_attention_spec(cfg, i), B, T, sp);
     } else {
@@ -102,6 +125,7 @@ LinearLlama::LinearLlama(const ModelConfig& cfg, int B, int T, bool bf16_compute
     plan.add(&b->rstd1, N);
     plan.add(&b->qkv, N * QKV);
     if (b->wg >= 0) plan.add(&b->g, N * HD), gated = true;
+    if (b->wfd >= 0) plan.add(&b->fz, N * b->gate_rank), plan.add(&b->lgate, N * HD);
     plan.add(&b->attn, N * HD);
     plan.add(&b->h2, N * C);
     plan.add(&b->rstd2, N);
@@ -120,6 +144,7 @@ LinearLlama::LinearLlama(const ModelConfig& cfg, int B, int T, bool bf16_compute
   plan.add(&d_attn_, N * HD);
   plan.add(&d_qkv_, N * QKV);
   if (gated) plan.add(&d_g_, N * HD);  // gated linear layers only
+  if (forget_rank > 0) plan.add(&d_lg_, N * HD), plan.add(&d_fz_, N * forget_rank);  // gla layers only
   if (bf16_) plan.add(&d_res_, N * C);  // the bf16 rounding of the residual gradient
   activations_ = plan.allocate(ctx_.device);
   tokens_ = Tensor::zeros({static_cast<int64_t>(N)}, DType::I32, ctx_.device);
@@ -134,6 +159,11 @@ LinearLlama::LinearLlama(const ModelConfig& cfg, int B, int T, bool bf16_compute
                                             {n, c, 2 * f}, {2 * f, c, n}, {n, c, f}, {n, f, c}, {c, f, n},
                                             {n, c, hd}, {n, hd, c}, {c, hd, n}, {hd, c, n}})
       gemm_scratch = std::max(gemm_scratch, matmul_bf16_scratch_bytes(ctx_.device, rows, cols, inner));
+    const int r = forget_rank;  // the gla forget gate's GEMMs
+    if (r > 0)
+      for (const auto& [rows, cols, inner] : {std::array<int, 3>{n, r, c}, {n, hd, r}, {n, r, hd}, {n, c, r},
+                                              {hd, r, n}, {r, c, n}})
+        gemm_scratch = std::max(gemm_scratch, matmul_bf16_scratch_bytes(ctx_.device, rows, cols, inner));
   }
   scratch_.reserve(std::max({rmsnorm_backward_scratch_bytes(ctx_.device, static_cast<int>(N), static_cast<int>(C)),
                              grad_norm_squared_scratch_bytes(ctx_.device, grads_.numel()), gemm_scratch}));
@@ -156,8 +186,9 @@ void LinearLlama::init_weights(uint64_t seed) {
   float* all = host.write(ctx_, params_.data(), params_.numel());  // padding stays zero
   for (const auto& v : table_.views()) {
     float* p = all + v.offset;
-    if (v.shape.size() == 1) {
-      for (int64_t i = 0; i < v.numel; ++i) p[i] = 1.0f;
+    if (v.shape.size() == 1) {  // norm weights 1, biases (the gla forget gate's) 0
+      const bool bias = v.name.size() > 5 && v.name.compare(v.name.size() - 5, 5, ".bias") == 0;
+      for (int64_t i = 0; i < v.numel; ++i) p[i] = bias ? 0.0f : 1.0f;
       continue;
     }
     const bool resid = v.name.find("o_proj") != std::string::npos ||
@@ -211,7 +242,13 @@ void LinearLlama::forward(const int32_t* tokens) {
     block_linear_forward(b.fp8_qkv, b.qkv, b.h1, b.wqkv, N, C, QKV, false);
     if (b.linear) {
       if (b.wg >= 0) block_linear_forward(b.fp8_g, b.g, b.h1, b.wg, N, C, HD, false);
-      b.linear->forward(b.attn, b.qkv, b.wg >= 0 ? b.g : nullptr, nullptr, nullptr);
+      if (b.wfd >= 0) {  // gla forget gate, in the model's GEMM precision (never FP8)
+        linear_forward(ctx_, gemm_, b.fz, b.h1, P(b.wfd), N, C, b.gate_rank);
+        round_operand(ctx_, bf16_, b.fz, static_cast<size_t>(N) * b.gate_rank);
+        linear_forward(ctx_, gemm_, b.lgate, b.fz, P(b.wfu), N, b.gate_rank, HD);
+        gla_gate_forward(ctx_, b.lgate, b.lgate, params_.at(table_.view(b.bfu)), N, HD, b.gate_tau);
+      }
+      b.linear->forward(b.attn, b.qkv, b.wg >= 0 ? b.g : nullptr, nullptr, nullptr, b.lgate);
     } else {
       b.softmax->forward(b.attn, b.qkv, 0);
     }
@@ -280,7 +317,8 @@ CrossEntropyStats LinearLlama::forward_backward(const int32_t* tokens, const int
     // Attention: x_mid = x_in + attn @ Wo^T
     block_linear_backward(b.fp8_o, d_attn_, b.wo, residual_grad_operand(), b.attn, N, HD, C);
     if (b.linear) {
-      b.linear->backward(d_qkv_, b.wg >= 0 ? d_g_ : nullptr, d_attn_, nullptr, nullptr);
+      b.linear->backward(d_qkv_, b.wg >= 0 ? d_g_ : nullptr, d_attn_, nullptr, nullptr,
+                         b.wfd >= 0 ? d_lg_ : nullptr);
     } else {
       b.softmax->backward(d_qkv_, d_attn_);
     }
@@ -289,12 +327,20 @@ CrossEntropyStats LinearLlama::forward_backward(const int32_t* tokens, const int
     // The gate is a second branch from h1: d_h += d_g @ Wg, dWg += d_g^T h1.
     if (b.wg >= 0) round_operand(ctx_, bf16_, d_g_, static_cast<size_t>(N) * HD);
     if (b.wg >= 0) block_linear_backward(b.fp8_g, d_h_, b.wg, d_g_, b.h1, N, C, HD, /*accumulate_dinp=*/true);
+    if (b.wfd >= 0) {  // the gla forget gate, a third branch from h1
+      gla_gate_backward(ctx_, d_lg_, G(b.bfu), d_lg_, b.lgate, N, HD, b.gate_tau);
+      round_operand(ctx_, bf16_, d_lg_, static_cast<size_t>(N) * HD);
+      linear_backward(ctx_, gemm_, d_fz_, G(b.wfu), d_lg_, b.fz, P(b.wfu), N, b.gate_rank, HD);
+      round_operand(ctx_, bf16_, d_fz_, static_cast<size_t>(N) * b.gate_rank);
+      linear_backward(ctx_, gemm_, d_h_, G(b.wfd), d_fz_, b.h1, P(b.wfd), N, C, b.gate_rank, true);
+    }
     rmsnorm_backward(ctx_, dx_, G(b.ln1), d_h_, b.x_in, P(b.ln1), b.rstd1, N, C);
     if (grads_ready_) {
       // k_proj, v_proj follow q_proj and up_proj follows gate_proj (make_param_table).
       std::vector<int> ready = {b.ln1, b.wqkv, b.wqkv + 1, b.wqkv + 2, b.wo,
                                 b.ln2, b.wgu,  b.wgu + 1,  b.wd};
       if (b.wg >= 0) ready.push_back(b.wg);
+      if (b.wfd >= 0) ready.insert(ready.end(), {b.wfd, b.wfu, b.bfu});
       grads_ready_(ready);
     }
   }

@@ -156,6 +156,7 @@ class LinearLlama {
   // d_h (N, C), d_attn and d_g (N, HD), d_qkv (N, QKV).
   float *d_act_ = nullptr, *d_gu_ = nullptr, *d_h_ = nullptr, *d_attn_ = nullptr, *d_g_ = nullptr,
         *d_qkv_ = nullptr, *d_res_ = nullptr;
+  float *d_lg_ = nullptr, *d_fz_ = nullptr;  // gla only: d(log forget gates) (N, HD), d(x W_down^T) (N, R)
   GemmPrecision gemm_;  // bf16 operands with bf16 compute, else fp32
   ChunkedCrossEntropy head_;
   GradsReadyHook grads_ready_;

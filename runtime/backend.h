@@ -239,3 +239,31 @@ void fp8_dequantize_blockwise(void* stream, float* out, const uint8_t* in, const
 }  // namespace cuda
 
 }  // namespace lintrain
+
+// ---- gated linear attention (runtime/ops_gla.cpp): CPU only today ----------------
+// cpu:: in runtime/cpu/gla.cpp (the kernel) and runtime/cpu/gla_terms.cpp (the
+// gated LASP-2 terms, folds and the forget gate).
+namespace lintrain::cpu {
+void gla_forward(Arena& scratch, float* o, const float* q, const float* k, const float* v, const float* log_gate,
+                 const float* state_in, float* state_out, const LinearAttentionDims& dims);
+size_t gla_forward_scratch_bytes(const LinearAttentionDims& dims);
+void gla_backward(Arena& scratch, float* dq, float* dk, float* dv, float* dlog_gate, float* dstate_in,
+                  const float* dout, const float* dstate_out, const float* q, const float* k, const float* v,
+                  const float* log_gate, const float* state_in, const LinearAttentionDims& dims);
+size_t gla_backward_scratch_bytes(const LinearAttentionDims& dims);
+void gla_chunk_state(Arena& scratch, float* M, float* log_decay, const float* k, const float* v,
+                     const float* log_gate, const LinearAttentionDims& dims);
+void gla_add_prefix_output(Arena& scratch, float* o, const float* q, const float* log_gate, const float* P,
+                           const LinearAttentionDims& dims);
+void gla_prefix_state_grad(Arena& scratch, float* dP, const float* q, const float* log_gate, const float* dout,
+                           const LinearAttentionDims& dims);
+void gla_add_suffix_grads(Arena& scratch, float* dk, float* dv, float* dlog_gate, const float* k, const float* v,
+                          const float* log_gate, const float* G, const float* S_out, const LinearAttentionDims& dims);
+size_t gla_terms_scratch_bytes(const LinearAttentionDims& dims);
+void gla_prefix_fold(float* P, float* S_out, const float* gathered, const float* S0, int j, int B, int H, int d);
+void gla_suffix_fold(float* G, const float* gathered_dP, const float* gathered, const float* G_end, int W, int j,
+                     int B, int H, int d);
+void gla_gate_forward(float* log_gate, const float* u, const float* bias, int64_t N, int Hd, float tau);
+void gla_gate_backward(float* du, float* dbias, const float* dlog_gate, const float* log_gate, int64_t N, int Hd,
+                       float tau);
+}  // namespace lintrain::cpu

@@ -263,6 +263,7 @@ struct LinearAttentionDims {
   // Row strides in elements between consecutive tokens (>= heads * d), so a
   // head's rows can be read straight out of a fused [q | k | v] buffer.
   int ldq = 0, ldk = 0, ldv = 0, ldo = 0;
+  int ldg = 0;  // row stride of the log gates of gated linear attention (runtime/ops_gla.h); else unused
 };
 
 // o        (B, T, H, d)   out, row stride ldo: head h of token t of batch b at o + (b*T + t)*ldo + h*d

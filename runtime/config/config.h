@@ -22,7 +22,7 @@ struct RunSection {
 };
 
 struct LinearAttentionConfig {
-  std::string variant = "lightning";  // basic | lightning | retnet
+  std::string variant = "lightning";  // basic | lightning | retnet | gla
   int block_size = 64;                // Lightning-2 intra/inter block length
   // "" = the variant's default. feature map on q and k: identity | elu1 | silu | relu
   std::string feature_map = "";
@@ -30,6 +30,9 @@ struct LinearAttentionConfig {
   std::string decay = "";
   int output_norm = -1;  // RMSNorm of each head's output; -1 = variant default
   int output_gate = -1;  // o * silu(x W_g) with g_proj; -1 = variant default
+  // gla only: the forget gate a_t = sigmoid(x W_down^T W_up^T + b)^(1/tau)
+  int gate_rank = 16;       // inner width of the low-rank gate projection
+  double gate_tau = 16.0;   // tau, the gate's temperature (the GLA paper's 16)
 };
 
 struct ModelConfig {

@@ -222,6 +222,11 @@ void check_supported(const RunConfig& c, const KeyOrigins& o) {
     fail(o.where({"run.device"}),
          "run.device: cuda: this lintrain was built without CUDA (no nvcc was found when it was configured); "
          "rebuild on a machine with the CUDA toolkit (cmake -DLINTRAIN_CUDA=ON), or set run.device=cpu");
+  const bool has_linear = c.model.layer_pattern.find('L') != std::string::npos;
+  if (c.run.device == "cuda" && has_linear && c.model.linear_attention.variant == "gla")
+    fail(o.where({"model.linear_attention.variant", "run.device"}),
+         "model.linear_attention.variant: gla has no CUDA kernels yet (gated linear attention runs on the CPU "
+         "backend only); set run.device=cpu, or pick variant basic | lightning | retnet for a GPU run");
 }
 
 // Keys the user gave (run file or --set) away from their default in a

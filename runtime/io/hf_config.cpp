@@ -22,7 +22,11 @@ std::string hf_llama_config_json(const ModelConfig& m, int max_position_embeddin
     for (size_t h = 0; h < l.decay.size(); ++h) decay += str_cat(h ? ", " : "", json_number(l.decay[h]));
     layers += str_cat("        {\"layer\": ", l.layer, ", \"feature_map\": ", json_quote(l.feature_map),
                       ", \"key_scale\": ", json_number(l.key_scale), ", \"decay\": [", decay,
-                      "], \"output_norm\": ", b(l.output_norm), ", \"output_gate\": ", b(l.output_gate), "}",
+                      "], \"output_norm\": ", b(l.output_norm), ", \"output_gate\": ", b(l.output_gate),
+                      l.forget_gate ? str_cat(", \"forget_gate\": \"gla\", \"gate_rank\": ", l.gate_rank,
+                                              ", \"gate_tau\": ", json_number(l.gate_tau))
+                                    : std::string(),
+                      "}",
                       i + 1 < linear.size() ? ",\n" : "\n");
   }
   const std::string linear_block =

@@ -35,6 +35,11 @@ struct LinearLayerExport {
   double key_scale = 1.0;        // k <- key_scale * phi(k)
   std::vector<float> decay;      // lambda per query head
   bool output_norm = true, output_gate = false;
+  // gla: a_t = sigmoid(x W_down^T W_up^T + b)^(1/gate_tau), rank gate_rank
+  // (docs/gated_linear_attention.md); written only for gated layers.
+  bool forget_gate = false;
+  int gate_rank = 0;
+  double gate_tau = 1.0;
 };
 std::string hf_llama_config_json(const ModelConfig& model, int max_position_embeddings,
                                  const std::vector<LinearLayerExport>& linear,

@@ -103,6 +103,13 @@ void check_model_gradient(const ModelConfig& cfg) {
 
 TEST(ModelGradient, HybridLightning) { check_model_gradient(tiny_model("lightning", "LS")); }
 TEST(ModelGradient, HybridRetNet) { check_model_gradient(tiny_model("retnet", "SL")); }
+TEST(ModelGradient, GatedLinearAttention) {
+  check_model_gradient(tiny_model("gla", "LS"));  // the paper's rank 16 and tau 16
+  ModelConfig m = tiny_model("gla", "L");
+  m.linear_attention.gate_rank = 3;
+  m.linear_attention.gate_tau = 2.0;  // gates far from 1: the forget gate's gradient matters
+  check_model_gradient(m);
+}
 TEST(ModelGradient, BasicLinearOnly) { check_model_gradient(tiny_model("basic", "L")); }
 TEST(ModelGradient, SoftmaxOnlyTiedEmbeddings) {
   ModelConfig m = tiny_model("lightning", "S");
@@ -125,6 +132,22 @@ TEST(Model, ParameterNamesFollowHuggingFaceLlama) {
   EXPECT_EQ(t.find("model.layers.1.self_attn.g_proj.weight"), -1);  // softmax layer: no gate
   EXPECT_EQ(t.at("model.layers.0.self_attn.k_proj.weight").shape, (Shape{8, 16}));  // GQA: 2 kv heads
   EXPECT_EQ(t.at("model.layers.0.mlp.down_proj.weight").shape, (Shape{16, 24}));
+}
+
+TEST(Model, GlaForgetGateParameters) {
+  ModelConfig m = tiny_model("gla", "LS");
+  m.linear_attention.gate_rank = 5;
+  const ParamTable t = make_param_table(m);
+  // Low rank: hidden (16) -> rank (5) -> one gate per query head and key dimension (4 x 4).
+  EXPECT_EQ(t.at("model.layers.0.self_attn.forget_gate_down.weight").shape, (Shape{5, 16}));
+  EXPECT_EQ(t.at("model.layers.0.self_attn.forget_gate_up.weight").shape, (Shape{16, 5}));
+  EXPECT_EQ(t.at("model.layers.0.self_attn.forget_gate_up.bias").shape, (Shape{16}));
+  EXPECT_GE(t.find("model.layers.0.self_attn.g_proj.weight"), 0);  // the swish output gate
+  EXPECT_EQ(t.find("model.layers.1.self_attn.forget_gate_down.weight"), -1);  // softmax layer
+  LinearLlama model(m, 1, 4);
+  model.init_weights(1);
+  const float* bias = model.params().at(t.view(t.find("model.layers.0.self_attn.forget_gate_up.bias")));
+  for (int i = 0; i < 16; ++i) EXPECT_EQ(bias[i], 0.0f);  // gates start at sigmoid(0)^(1/tau)
 }
 
 TEST(Model, ForwardIsDeterministic) {

@@ -31,6 +31,28 @@ ModelConfig sp_model(const std::string& variant, const std::string& pattern) {
   return m;
 }
 
+// The largest relative change of the single-rank gradient when every weight
+// is multiplied by (1 + 1e-7 N(0, 1)): what one fp32 rounding of the inputs
+// does to it (two draws).
+double fp32_sensitivity(const ModelConfig& cfg, int B, int T, const std::vector<int32_t>& tokens,
+                        const std::vector<int32_t>& targets, float scale, LinearLlama& single) {
+  double worst = 0.0, max_ref = 0.0;
+  for (int64_t i = 0; i < single.grads().numel(); ++i)
+    max_ref = std::max(max_ref, std::fabs(static_cast<double>(single.grads().data()[i])));
+  for (uint64_t draw = 1; draw <= 2; ++draw) {
+    LinearLlama m(cfg, B, T);
+    m.init_weights(3);
+    Rng rng(1000 + draw);
+    for (int64_t i = 0; i < m.params().numel(); ++i)
+      m.params().data()[i] *= 1.0f + 1e-7f * static_cast<float>(rng.normal());
+    m.grads().zero();
+    m.forward_backward(tokens.data(), targets.data(), scale);
+    for (int64_t i = 0; i < m.grads().numel(); ++i)
+      worst = std::max(worst, std::fabs(static_cast<double>(m.grads().data()[i]) - single.grads().data()[i]));
+  }
+  return worst / max_ref;
+}
+
 // Single rank on (B, T) vs W ranks on (B, T / W) chunks.
 void check_sp_matches_single(const ModelConfig& cfg, int W) {
   const int B = 2, T = 12, C = T / W;
@@ -75,7 +97,18 @@ void check_sp_matches_single(const ModelConfig& cfg, int W) {
     max_err = std::max(max_err, std::fabs(grad_sum[i] - single.grads().data()[i]));
     max_ref = std::max(max_ref, std::fabs(static_cast<double>(single.grads().data()[i])));
   }
-  EXPECT_LT(max_err, 1e-5 * max_ref) << cfg.linear_attention.variant << " " << cfg.layer_pattern << " W=" << W;
+  // The bar is 1e-5 of the largest gradient, or the single rank's own fp32
+  // sensitivity if that is larger: these tiny models at init std 0.2 can be
+  // ill-conditioned (a head whose output rms is near 0 has its error
+  // amplified by the output norm's 1/rms), so that multiplying every weight
+  // by (1 + 1e-7 N(0,1)), the size of one fp32 rounding, moves the gradient by
+  // 3e-5 (lightning LLS, init seed 3; 3e-4 at seed 7, measured) while the
+  // SP run differs by 1.6e-5. Reassociating the sums cannot be held to less
+  // than what one rounding of the inputs does; a lost term gives 1e-2.
+  const double sensitivity = fp32_sensitivity(cfg, B, T, tokens, targets, scale, single);
+  EXPECT_LT(sensitivity, 1e-3) << "the test problem itself is too ill-conditioned to say anything";
+  EXPECT_LT(max_err, std::max(1e-5, 2 * sensitivity) * max_ref)
+      << cfg.linear_attention.variant << " " << cfg.layer_pattern << " W=" << W << " sensitivity " << sensitivity;
 }
 
 }  // namespace
@@ -91,6 +124,17 @@ TEST(ModelSequenceParallel, RetNetAndBasicMatchSingleRank) {
 }
 TEST(ModelSequenceParallel, SoftmaxOnlyMatchesSingleRank) {
   for (int W : {2, 4}) check_sp_matches_single(sp_model("lightning", "S"), W);
+}
+TEST(ModelSequenceParallel, GatedLinearAttentionMatchesSingleRank) {
+  // Gated LASP-2: the forget gates come from each rank's own tokens, the chunk
+  // maps [M_j | ld_j] are gathered; hybrid and linear-only, chunks of 6, 4, 3.
+  for (int W : {2, 3, 4}) {
+    check_sp_matches_single(sp_model("gla", "LLS"), W);
+    ModelConfig m = sp_model("gla", "L");
+    m.linear_attention.gate_rank = 3;
+    m.linear_attention.gate_tau = 2.0;  // stronger forgetting than the paper's 16
+    check_sp_matches_single(m, W);
+  }
 }
 TEST(ModelSequenceParallel, FixedDecayMatchesSingleRank) {
   ModelConfig m = sp_model("basic", "LS");

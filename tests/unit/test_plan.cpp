@@ -33,7 +33,8 @@ using namespace lintrain;
 
 namespace {
 
-RunConfig config(const std::string& pattern, const std::string& optimizer, const std::string& compute = "fp32") {
+RunConfig config(const std::string& pattern, const std::string& optimizer, const std::string& compute = "fp32",
+                 const std::string& variant = "lightning") {
   const std::string yaml = str_cat(R"(
 run: {name: plan-test, out_dir: /tmp/plan-test, seed: 7}
 model:
@@ -44,7 +45,7 @@ model:
   num_key_value_heads: 2
   intermediate_size: 40
   layer_pattern: ")", pattern, R"("
-  linear_attention: {variant: lightning, block_size: 4}
+  linear_attention: {variant: )", variant, R"(, block_size: 4, gate_rank: 3}
 data: {kind: text, path: /usr/share/common-licenses, seq_len: 24}
 train: {steps: 1, micro_batch: 2, grad_accum: 2}
 optim: {name: )", optimizer, R"(, lr: 1.0e-3, galore: {rank: 4, update_proj_gap: 10}}
@@ -57,8 +58,12 @@ struct Case {
   const char* name;
   const char* pattern;
   const char* optimizer;
+  const char* variant = "lightning";
 };
-const Case kCases[] = {{"linear", "L", "adamw"}, {"hybrid", "LLLS", "adamw"}, {"hybrid+galore", "LLLS", "galore"}};
+const Case kCases[] = {{"linear", "L", "adamw"},
+                       {"hybrid", "LLLS", "adamw"},
+                       {"hybrid+galore", "LLLS", "galore"},
+                       {"gla hybrid", "LLLS", "adamw", "gla"}};
 
 // Bytes the model and its attention cores allocate for activations on this
 // rank: LinearLlama::activation_bytes() (its block, ids, head workspace,
@@ -92,7 +97,7 @@ void expect_memory_matches(const RunConfig& cfg, const RunPlan& plan, LinearLlam
 
 TEST(Plan, MemoryMatchesTheAllocatedObjectsOnOneRank) {
   for (const Case& c : kCases) {
-    const RunConfig cfg = config(c.pattern, c.optimizer);
+    const RunConfig cfg = config(c.pattern, c.optimizer, "fp32", c.variant);
     const RunPlan plan = plan_run(cfg, 1, 1);
     LinearLlama model(cfg.model, cfg.train.micro_batch, cfg.data.seq_len);
     expect_memory_matches(cfg, plan, model, cfg.data.seq_len, nullptr, c.name);
@@ -113,9 +118,16 @@ TEST(Plan, MemoryMatchesTheAllocatedObjectsWithBf16Compute) {
   EXPECT_GT(plan.activations.model_total(), plan_run(config("LLLS", "adamw"), 1, 1).activations.model_total());
 }
 
+TEST(Plan, GlaMemoryMatchesWithBf16Compute) {  // the forget gate's bf16 GEMM scratch too
+  const RunConfig cfg = config("LLS", "adamw", "bf16", "gla");
+  const RunPlan plan = plan_run(cfg, 1, 1);
+  LinearLlama model(cfg.model, cfg.train.micro_batch, cfg.data.seq_len, true);
+  expect_memory_matches(cfg, plan, model, cfg.data.seq_len, nullptr, "gla hybrid bf16");
+}
+
 TEST(Plan, MemoryMatchesTheAllocatedObjectsOnTheLastSpRank) {
   for (const Case& c : kCases) {
-    const RunConfig cfg = config(c.pattern, c.optimizer);
+    const RunConfig cfg = config(c.pattern, c.optimizer, "fp32", c.variant);
     const RunPlan plan = plan_run(cfg, 2, 1);
     const int T = cfg.data.seq_len / 2;
     test::SpTestGroup::run(2, [&](Communicator& sp, int rank) {
@@ -171,7 +183,7 @@ std::pair<CommStats, CommStats> one_step_counters(RunConfig cfg) {
 
 TEST(Plan, CollectiveBytesMatchTheCountersAfterOneStepAtSp2Dp2) {
   for (const Case& c : kCases) {
-    const RunConfig cfg = config(c.pattern, c.optimizer);
+    const RunConfig cfg = config(c.pattern, c.optimizer, "fp32", c.variant);
     const RunPlan plan = plan_run(cfg, 2, 2);
     const auto [sp, all] = one_step_counters(cfg);
     // LASP-2's and LASP-2H's all-gathers (forward and backward) on the SP group.
