@@ -2,7 +2,7 @@
 # SP=1, SP=2, SP=4 and DP=2 x SP=2 runs of one config from one seed give the
 # same per-step losses and gradient norms (relative difference < 1e-5 in fp32)
 # for pure linear, pure softmax and hybrid patterns, every linear-attention
-# variant, and a fixed decay. The same global batch in every layout: one rank
+# variant (gla through gated LASP-2), and a fixed decay. The same global batch in every layout: one rank
 # with micro_batch 4 = two data-parallel ranks with micro_batch 2 each.
 #   usage: test_parallel_losses.sh LINTRAIN_BIN WORK_DIR
 set -euo pipefail
@@ -65,5 +65,6 @@ run_case linear-basic     --set model.layer_pattern=L   --set model.linear_atten
 run_case decay-0.9        --set model.layer_pattern=LS  --set model.linear_attention.variant=basic \
                           --set model.linear_attention.decay=0.9
 run_case softmax          --set model.layer_pattern=S
+run_case hybrid-gla       --set model.layer_pattern=LLS --set model.linear_attention.variant=gla
 [ $status -eq 0 ] && echo "PASSED" || echo "FAILED"
 exit $status
