@@ -130,7 +130,8 @@ class LinearLlama {
   void block_linear_backward(Fp8Linear* f, float* dinp, int w, const float* dout, const float* inp, int N, int C,
                              int OC, bool accumulate_dinp = false);
 
-  // The weights the GEMMs read: params_ itself, or its bf16 rounding.
+  // The weights the ops read: params_ itself, or under bf16 compute its bf16
+  // rounding for the 2-D (GEMM) weights; 1-D tensors (norm gains) stay f32.
   const float* weight(int idx) const;
   void prepare_compute_weights();
 
