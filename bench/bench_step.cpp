@@ -3,8 +3,10 @@
 // achieves (FLOPs issued through gemm() over the whole step's wall time).
 //   usage: bench_step [--hidden 512] [--layers 8] [--seq 2048] [--batch 1]
 //                     [--pattern LLLS] [--steps 3] [--threads 0] [--heads 8]
-// With --sweep, runs pure linear attention at T = 1K..32K and prints the
+//                     [--variant lightning] [--max-seq 32768]
+// With --sweep, runs pure linear attention at T = 1K..max-seq and prints the
 // per-token time relative to T = 2K (linear scaling keeps it near 1).
+// --variant: model.linear_attention.variant (basic | lightning | retnet | gla).
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -53,7 +55,8 @@ static Result run(ModelConfig m, int B, int T, int steps) {
 int main(int argc, char** argv) {
   select_blas_kernels(argc, argv);
   int hidden = 512, layers = 8, seq = 2048, batch = 1, steps = 3, threads = 0, heads = 8;
-  std::string pattern = "LLLS";
+  std::string pattern = "LLLS", variant = "lightning";
+  int max_seq = 32768;
   bool sweep = false;
   for (int i = 1; i < argc; ++i) {
     auto next = [&] { return i + 1 < argc ? argv[++i] : (std::fprintf(stderr, "missing value\n"), std::exit(2), argv[0]); };
@@ -65,6 +68,8 @@ int main(int argc, char** argv) {
     else if (!std::strcmp(argv[i], "--threads")) threads = std::atoi(next());
     else if (!std::strcmp(argv[i], "--heads")) heads = std::atoi(next());
     else if (!std::strcmp(argv[i], "--pattern")) pattern = next();
+    else if (!std::strcmp(argv[i], "--variant")) variant = next();
+    else if (!std::strcmp(argv[i], "--max-seq")) max_seq = std::atoi(next());
     else if (!std::strcmp(argv[i], "--sweep")) sweep = true;
     else { std::fprintf(stderr, "unknown argument %s\n", argv[i]); return 2; }
   }
@@ -76,8 +81,10 @@ int main(int argc, char** argv) {
   m.num_attention_heads = heads;
   m.intermediate_size = (hidden * 8 / 3 + 15) / 16 * 16;  // Llama: ~8/3 C, a multiple of 16
   m.layer_pattern = pattern;
-  std::printf("BLAS %s, %d threads; hidden %d, layers %d, heads %d, ffn %d, vocab %d\n",
-              blas_description(), num_threads(), hidden, layers, heads, m.intermediate_size, m.vocab_size);
+  m.linear_attention.variant = variant;
+  std::printf("BLAS %s, %d threads; hidden %d, layers %d, heads %d, ffn %d, vocab %d, variant %s\n",
+              blas_description(), num_threads(), hidden, layers, heads, m.intermediate_size, m.vocab_size,
+              variant.c_str());
   if (!sweep) {
     const Result r = run(m, batch, seq, steps);
     std::printf("pattern %s B=%d T=%d: step %.3f s, %.0f tok/s, matmul %.1f GFLOP/s\n", pattern.c_str(),
@@ -88,6 +95,7 @@ int main(int argc, char** argv) {
   std::printf("%8s %10s %12s %14s %10s\n", "T", "step s", "tok/s", "us/token", "vs 2K");
   double ref = 0;
   for (int T : {1024, 2048, 4096, 8192, 16384, 32768}) {
+    if (T > max_seq) break;
     const Result r = run(m, 1, T, steps);
     const double us = r.step_s / T * 1e6;
     if (T == 2048) ref = us;
