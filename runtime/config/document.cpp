@@ -10,6 +10,7 @@
 #include <yaml-cpp/depthguard.h>
 
 #include <unordered_map>
+#include <vector>
 
 #include "runtime/config/parse.h"
 #include "runtime/error.h"
@@ -56,11 +57,23 @@ class KeyChecker {
     // repeating anchored values, which a run file has no use for in bulk.
     if (budget_-- == 0)
       fail(place_.source, "YAML aliases (*name) repeat more values than a run file holds; write the values out");
+    if (!node.IsSequence() && !node.IsMap()) return;
+    // An alias inside its own anchor (`a: &x {b: *x}`) makes the tree a cycle;
+    // following it would never end. The parser's own depth guard sees only
+    // the text, so the walk keeps its own path.
+    for (const YAML::Node& above : path_)
+      if (above.is(node))
+        fail(place_.at(node), str_cat("'", name, "' is an alias (*name) of a mapping or list that contains it, so "
+                                      "the value contains itself without end; write the value out"));
+    if (path_.size() >= kMaxDepth)
+      fail(place_.at(node), str_cat("'", name, "' nests ", kMaxDepth, " mappings or lists deep; a run file nests a "
+                                    "few (section, key, list of rules): look for aliases (*name) that stack values"));
+    path_.push_back(node);
     if (node.IsSequence()) {
       for (size_t i = 0; i < node.size(); ++i) walk(node[i], str_cat(name, "[", i, "]"), str_cat(written, "[", i, "]"));
+      path_.pop_back();
       return;
     }
-    if (!node.IsMap()) return;
     for (const auto& entry : node) {
       const YAML::Node& key = entry.first;
       const std::string in = name.empty() ? "at the top level" : str_cat("in '", name, "'");
@@ -77,6 +90,7 @@ class KeyChecker {
       if (!first) fail(place_.at(key), twice(full, it->second, Seen{line, spelled}));
       walk(entry.second, full, spelled);
     }
+    path_.pop_back();
   }
 
  private:
@@ -95,8 +109,11 @@ class KeyChecker {
     return str_cat("'", full, "' is given twice", where, "; keep one");
   }
 
+  static constexpr size_t kMaxDepth = 64;
+
   const Place& place_;
   size_t budget_;
+  std::vector<YAML::Node> path_;
   std::unordered_map<std::string, Seen> seen_;
 };
 

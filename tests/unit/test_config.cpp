@@ -609,6 +609,18 @@ TEST(ConfigErrors, AliasesCannotMultiplyTheWork) {
                                "values out");
 }
 
+TEST(ConfigErrors, AnAliasInsideItsOwnAnchorIsRefused) {
+  // `*x` inside `&x` makes the tree a cycle: the walk must stop, not recurse
+  // until the stack runs out (found by fuzz_config).
+  const std::string e = parse_error("data: {kind: mqar}\na: &x {b: *x}\n");
+  EXPECT_CONTAINS(e, "'a.b' is an alias (*name) of a mapping or list that contains it");
+  EXPECT_CONTAINS(parse_error("data: {kind: mqar}\na: &x [1, *x]\n"), "'a[1]' is an alias (*name)");
+  // Aliases that stack mappings without a cycle still end at a depth no run file needs.
+  std::string deep = "data: {kind: mqar}\nl0: &l0 {v: 1}\n";
+  for (int i = 1; i <= 70; ++i) deep += str_cat("l", i, ": &l", i, " {n: *l", i - 1, "}\n");
+  EXPECT_CONTAINS(parse_error(deep), "nests 64 mappings or lists deep");
+}
+
 TEST(ConfigErrors, MissingOrUnreadableRunFile) {
   TempDir dir;
   const std::string missing = dir.str() + "/nope.yaml";
