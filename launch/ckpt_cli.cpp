@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "launch/weights.h"
+#include "runtime/data/megatron_loader.h"
 #include "layers/model.h"
 #include "runtime/checkpoint/reader.h"
 #include "runtime/checkpoint/service/client.h"
@@ -260,9 +261,23 @@ int export_checkpoint(const Flags& f) {
   for (const TensorView& v : table.views()) state.add("model", v.name, DType::F32, v.shape, params.at(v));
   restore_run_state(c, state);  // the model part alone: the state has no other
   create_output_dir(out, "ckpt export --out");  // says "permission denied", "a dangling link", ...
-  export_weights(cfg.model, cfg.data.seq_len, table, params, out);
-  std::printf("lintrain ckpt export: %s (step %lld) -> %s/model.safetensors, %s/config.json\n", c.where.c_str(),
-              static_cast<long long>(c.manifest.step), out.c_str(), out.c_str());
+  // The run's tokenizer, where its run file says; relative paths were the
+  // training's working directory, so a folder moved since leaves it behind.
+  ExportInfo info = export_info(cfg);
+  std::error_code ec;
+  const std::string first_data = cfg.data.kind == "megatron" ? megatron_blend(cfg.data)[0].prefix + ".idx" : "";
+  if (!cfg.data.tokenizer.empty() && !std::filesystem::is_regular_file(cfg.data.tokenizer, ec)) {
+    warn(str_cat("the run's tokenizer ", cfg.data.tokenizer, " (data.tokenizer) is not there from here; exporting "
+                 "without it (copy it to ", out, "/tokenizer.json, or run ckpt export from the training's folder)"));
+    info.tokenizer.clear();
+  } else if (info.tokenizer.empty() && !first_data.empty() && !std::filesystem::exists(first_data, ec)) {
+    warn(str_cat("the run's data ", first_data, " is not there from here, so neither is a tokenizer.json beside "
+                 "it; exporting without one (run ckpt export from the training's folder to include it)"));
+  }
+  export_weights(cfg.model, info, table, params, out);
+  std::printf("lintrain ckpt export: %s (step %lld) -> %s/model.safetensors, %s/config.json%s\n", c.where.c_str(),
+              static_cast<long long>(c.manifest.step), out.c_str(), out.c_str(),
+              info.tokenizer.empty() ? "" : str_cat(", ", out, "/tokenizer.json").c_str());
   return 0;
 }
 

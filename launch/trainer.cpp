@@ -57,7 +57,7 @@ double seconds_since(Clock::time_point t0) {
 void export_run_weights(const LinearLlama& model, const RunConfig& cfg, int64_t step) {
   if (failpoint("train.export-fails", step))
     throw IoError(str_cat("cannot write '", cfg.run.out_dir, "/model.safetensors': failpoint train.export-fails"));
-  export_weights(model, cfg.data.seq_len, cfg.run.out_dir);
+  export_weights(model, export_info(cfg), cfg.run.out_dir);
 }
 
 }  // namespace

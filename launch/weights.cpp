@@ -5,6 +5,7 @@
 
 #include "runtime/cpu/copy.h"
 #include "runtime/host_staging.h"
+#include "runtime/data/megatron_loader.h"
 #include "runtime/io/atomic_file.h"
 #include "runtime/io/input_file.h"
 #include "runtime/io/hf_config.h"
@@ -99,8 +100,41 @@ std::vector<std::string> check_weight_metadata(const ModelConfig& cfg, const std
   return {};
 }
 
-void export_weights(const ModelConfig& cfg, int seq_len, const ParamTable& table, const FlatBuffer& params,
-                    const std::string& dir) {
+std::string export_tokenizer(const DataConfig& data) {
+  if (!data.tokenizer.empty()) return data.tokenizer;
+  if (data.kind != "megatron") return "";
+  const std::vector<BlendPart> parts = megatron_blend(data);
+  if (parts.empty()) return "";
+  const std::filesystem::path beside = std::filesystem::path(parts[0].prefix).parent_path() / "tokenizer.json";
+  std::error_code ec;
+  return std::filesystem::is_regular_file(beside, ec) ? beside.string() : "";
+}
+
+ExportInfo export_info(const RunConfig& cfg) { return ExportInfo{cfg.data.seq_len, export_tokenizer(cfg.data)}; }
+
+namespace {
+
+// tokenizer.json and its tokenizer_config.json into the export folder. A
+// tokenizer_config.json beside the source (prepare_data.py writes one) is
+// copied as it is; without one, the export writes the least transformers'
+// AutoTokenizer needs to pick the fast tokenizer class for tokenizer.json.
+void export_tokenizer_files(const std::string& tokenizer, int seq_len, const std::string& dir) {
+  write_file_atomic(dir + "/tokenizer.json", read_input_file(tokenizer, "the tokenizer (data.tokenizer)"));
+  const std::string config = (std::filesystem::path(tokenizer).parent_path() / "tokenizer_config.json").string();
+  std::error_code ec;
+  if (std::filesystem::is_regular_file(config, ec))
+    write_file_atomic(dir + "/tokenizer_config.json", read_input_file(config, "the tokenizer's tokenizer_config.json"));
+  else
+    write_file_atomic(dir + "/tokenizer_config.json",
+                      str_cat("{\n  \"tokenizer_class\": \"PreTrainedTokenizerFast\",\n  \"model_max_length\": ",
+                              seq_len, "\n}\n"));
+}
+
+}  // namespace
+
+void export_weights(const ModelConfig& cfg, const ExportInfo& info, const ParamTable& table,
+                    const FlatBuffer& params, const std::string& dir) {
+  const int seq_len = info.seq_len;
   // Weights on a GPU come to the host in one copy first.
   HostStaging host;
   const Context where{params.device(), nullptr, nullptr};
@@ -123,6 +157,7 @@ void export_weights(const ModelConfig& cfg, int seq_len, const ParamTable& table
                       s.gated, s.gated ? s.gate_rank : 0, s.gated ? s.gate_tau : 1.0});
   }
   write_file_atomic(dir + "/config.json", hf_llama_config_json(cfg, seq_len, linear));
+  if (!info.tokenizer.empty()) export_tokenizer_files(info.tokenizer, seq_len, dir);
 }
 
 std::vector<std::string> import_weights(LinearLlama& model, const std::string& path) {

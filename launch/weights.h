@@ -7,18 +7,34 @@
 #include <vector>
 
 #include "layers/model.h"
+#include "runtime/config/config.h"
 
 namespace lintrain {
 
-// Writes <dir>/model.safetensors (every tensor of `table` from `params`, F32)
-// and <dir>/config.json for a model trained on sequences of seq_len tokens
-// (data.seq_len, the whole sequence even when SP ranks hold pieces of it).
-// Throws Error naming the first non-finite weight before writing anything:
-// an export never replaces a good file with NaN weights.
-void export_weights(const ModelConfig& cfg, int seq_len, const ParamTable& table, const FlatBuffer& params,
-                    const std::string& dir);
-inline void export_weights(const LinearLlama& model, int seq_len, const std::string& dir) {
-  export_weights(model.config(), seq_len, model.table(), model.params(), dir);
+// What an export writes beside the tensors, from the run file: the sequence
+// length the model was trained on (data.seq_len, the whole sequence even when
+// SP ranks hold pieces of it) and the tokenizer of its data (export_tokenizer).
+struct ExportInfo {
+  int seq_len = 0;
+  std::string tokenizer;  // a tokenizer.json to copy, or "" for none
+};
+ExportInfo export_info(const RunConfig& cfg);
+
+// The tokenizer.json of a run's data: data.tokenizer, or for data.kind
+// megatron without it the tokenizer.json beside the first dataset's prefix
+// (where scripts/prepare_data.py writes it) when there is one; else "".
+std::string export_tokenizer(const DataConfig& data);
+
+// Writes <dir>/model.safetensors (every tensor of `table` from `params`, F32),
+// <dir>/config.json and, with a tokenizer, <dir>/tokenizer.json plus
+// <dir>/tokenizer_config.json (the one beside the source tokenizer.json, or
+// one naming the fast tokenizer class), so the folder loads in transformers
+// with its tokenizer. Throws Error naming the first non-finite weight before
+// writing anything: an export never replaces a good file with NaN weights.
+void export_weights(const ModelConfig& cfg, const ExportInfo& info, const ParamTable& table,
+                    const FlatBuffer& params, const std::string& dir);
+inline void export_weights(const LinearLlama& model, const ExportInfo& info, const std::string& dir) {
+  export_weights(model.config(), info, model.table(), model.params(), dir);
 }
 
 // Loads every parameter of `model` from a safetensors file. Each tensor must be

@@ -54,4 +54,10 @@ if ! "$PY" -c "import tensorboard" >/dev/null 2>&1; then
   "$PY" -m pip install -q tensorboard >/dev/null 2>&1 \
     || echo "install-deps: pip could not install tensorboard (tests/e2e/test_tensorboard.sh needs it)"
 fi
+# transformers (tokenizers only; no PyTorch needed): tests/e2e/test_megatron_data.sh
+# loads an exported folder with AutoTokenizer (skipped without it).
+if ! "$PY" -c "import transformers" >/dev/null 2>&1; then
+  "$PY" -m pip install -q transformers >/dev/null 2>&1 \
+    || echo "install-deps: pip could not install transformers (the AutoTokenizer check of tests/e2e/test_megatron_data.sh is skipped)"
+fi
 echo "install-deps: done"

@@ -18,7 +18,9 @@ The tokenizer is the tokenizer.json given with --tokenizer, or a byte-level
 BPE trained on the input with --vocab-size ids. Its end-of-document token
 (--eod, default <|endoftext|>) is the last id of a trained tokenizer, which is
 what lintrain's data.eod_token: -1 means; a given tokenizer without it gets it
-added. The tokenizer used is written to tokenizer.json beside the output.
+added. The tokenizer used is written to tokenizer.json beside the output, with
+a tokenizer_config.json for transformers' AutoTokenizer (class and EOD token);
+lintrain's export copies both next to the weights.
 
 The .bin holds the documents' ids without EODs (lintrain puts one after each
 document; --append-eod writes them into the file as Megatron's
@@ -175,6 +177,13 @@ def main():
                 fail(f"'{tok_path}' holds another tokenizer; tokenize with it (--tokenizer {tok_path}) or write "
                      "this dataset to another directory")
     write_atomic(tok_path, [tok_json.encode("utf-8")])
+    # What transformers' AutoTokenizer reads beside tokenizer.json: the class
+    # to load it with and which token ends a document (generation stops
+    # there). lintrain's export copies both next to the weights.
+    tok_config = {"tokenizer_class": "PreTrainedTokenizerFast", "eos_token": args.eod,
+                  "clean_up_tokenization_spaces": False}
+    write_atomic(os.path.join(out_dir, "tokenizer_config.json"),
+                 [(json.dumps(tok_config, indent=2) + "\n").encode("utf-8")])
     write_atomic(args.output_prefix + ".bin", [ids.tobytes()])
     header = MAGIC + struct.pack("<QBQQ", VERSION, code, len(lengths), len(doc_index))
     write_atomic(args.output_prefix + ".idx",

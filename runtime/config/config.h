@@ -70,6 +70,9 @@ struct DataConfig {
   // MQAR: key-value pairs per sequence and the key/value vocabulary split.
   int mqar_pairs = 8;
   int mqar_queries = 0;  // 0 = as many queries as pairs
+  // A Hugging Face tokenizer.json that the export copies beside the weights;
+  // "" = megatron: the one beside the first dataset, if there is one.
+  std::string tokenizer = "";
 };
 
 struct TrainConfig {

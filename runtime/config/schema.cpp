@@ -208,6 +208,10 @@ std::vector<KeySpec> build_table() {
               "megatron: end-of-document token id; -1 = model.vocab_size - 1 (what scripts/prepare_data.py writes)"),
       bool_key(LT_KEY(data.add_eod),
                "megatron: put data.eod_token after each document; false for files whose documents already end in one"),
+      string_key(LT_KEY(data.tokenizer), nullptr,
+                 "a Hugging Face tokenizer.json the export copies beside the weights (with the "
+                 "tokenizer_config.json beside it); \"\" = megatron: the tokenizer.json beside the (first) dataset, "
+                 "where scripts/prepare_data.py writes it, if any"),
       enum_key(LT_KEY(data.token_dtype), {"u16", "u32"},
                "tokens: width of each id in the file (raw little-endian array or llm.c shard)"),
       int_key(LT_KEY(data.seq_len), at_least(1), "tokens per sequence; a multiple of parallel.sequence"),

@@ -96,7 +96,8 @@ void check_kind_keys(const RunConfig& c, const KeyOrigins& o) {
                                              {"data.eod_token", {"megatron"}},
                                              {"data.add_eod", {"megatron"}},
                                              {"data.mqar_pairs", {"mqar"}},
-                                             {"data.mqar_queries", {"mqar"}}};
+                                             {"data.mqar_queries", {"mqar"}},
+                                             {"data.tokenizer", {"text", "tokens", "megatron"}}};
   static const RunConfig defaults;
   for (const KindKey& k : table) {
     if (std::find(k.kinds.begin(), k.kinds.end(), c.data.kind) != k.kinds.end()) continue;
@@ -163,6 +164,17 @@ void check_data(const RunConfig& c, const KeyOrigins& o, bool check_files) {
            str_cat("data.valid_fraction is 0, but evaluation needs held-out data; use e.g. 0.05"));
   }
   if (d.kind == "megatron") check_megatron(c, o, check_files);
+  if (check_files && !d.tokenizer.empty()) {
+    struct stat st;
+    if (::stat(d.tokenizer.c_str(), &st) != 0)
+      fail(o.where({"data.tokenizer"}), str_cat(input_error_text(d.tokenizer, "data.tokenizer", errno),
+                                                " (a Hugging Face tokenizer.json; \"\" exports none)"));
+    if (!S_ISREG(st.st_mode))
+      fail(o.where({"data.tokenizer"}), str_cat("data.tokenizer '", d.tokenizer, "' is ", non_regular_kind(st.st_mode),
+                                                "; give a tokenizer.json file"));
+    if (::access(d.tokenizer.c_str(), R_OK) != 0)
+      fail(o.where({"data.tokenizer"}), input_error_text(d.tokenizer, "data.tokenizer", errno));
+  }
   if (d.kind == "mqar") {
     // The layout of runtime/data/mqar.h: P key-value pairs, then Q query slots.
     const int64_t P = d.mqar_pairs, Q = d.mqar_queries > 0 ? d.mqar_queries : d.mqar_pairs;

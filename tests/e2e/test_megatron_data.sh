@@ -86,6 +86,34 @@ assert any(r.get("kind") == "eval" for r in recs)
 PY
 note "ok: 8 steps on the 1K-BPE pair"
 
+# The export carries the data's tokenizer: the same tokenizer.json, and a
+# tokenizer_config.json with which transformers' AutoTokenizer loads the
+# folder and encodes as the tokenizer does, with the EOD as its eos token.
+cmp -s "$D/tokenizer.json" "$WORK/single/tokenizer.json" || fail "the export holds no copy of the data's tokenizer.json"
+[ -f "$WORK/single/tokenizer_config.json" ] || fail "the export holds no tokenizer_config.json"
+if python3 -c "import transformers" 2>/dev/null; then
+  python3 - "$WORK/single" "$D/tokenizer.json" <<'PY' || fail "the exported folder does not load in AutoTokenizer"
+import sys, warnings
+warnings.filterwarnings("ignore")
+from tokenizers import Tokenizer
+from transformers import AutoTokenizer
+auto = AutoTokenizer.from_pretrained(sys.argv[1])
+own = Tokenizer.from_file(sys.argv[2])
+text = "Permission is hereby granted, free of charge, to any person obtaining a copy"
+assert auto(text, add_special_tokens=False)["input_ids"] == own.encode(text, add_special_tokens=False).ids
+assert auto.eos_token == "<|endoftext|>" and auto.eos_token_id == 1023, (auto.eos_token, auto.eos_token_id)
+assert auto.decode(own.encode(text).ids) == text
+print(type(auto).__name__, len(auto))
+PY
+  note "ok: the export loads in transformers' AutoTokenizer with the EOD as eos"
+else
+  note "SKIPPED the AutoTokenizer check: the Python package transformers is missing (scripts/install-deps.sh installs it)"
+fi
+# An explicit data.tokenizer that is not there is refused before training.
+expect_error no_tokenizer "data.tokenizer" -- \
+  "$LINTRAIN" train "$RUN" "${COMMON[@]}" --set run.out_dir="$WORK/t" --set data.path="$D/lic" \
+  --set data.tokenizer="$D/missing.json"
+
 # Resume: 4 steps and a checkpoint, then the same command to 8 steps = 8 steps straight.
 train "$WORK/resumed" 4 --set data.path="$D/lic" --set checkpoint.every=4
 train "$WORK/resumed" 8 --set data.path="$D/lic" --set checkpoint.every=4

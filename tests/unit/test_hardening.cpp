@@ -329,7 +329,7 @@ TEST(Hardening, InitFromChecksTheFilesLayerKinds) {
   swapped.linear_attention.output_gate = 0;
   LinearLlama a(m, 1, 16);
   a.init_weights(3);
-  export_weights(a, 16, dir.str());
+  export_weights(a, ExportInfo{16, ""}, dir.str());
   LinearLlama b(swapped, 1, 16);
   try {
     import_weights(b, dir.file("model.safetensors"));

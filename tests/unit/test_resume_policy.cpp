@@ -157,12 +157,12 @@ TEST(WeightExport, RefusesNonFiniteWeightsAndKeepsThePreviousFile) {
   mc.intermediate_size = 32;
   LinearLlama model(mc, 1, 8);
   model.init_weights(1);
-  export_weights(model, 8, dir.str());
+  export_weights(model, ExportInfo{8, ""}, dir.str());
   const std::string before = read_all(dir.file("model.safetensors"));
   const TensorView& v = model.table().at("model.norm.weight");
   model.params().at(v)[3] = std::nanf("");
   try {
-    export_weights(model, 8, dir.str());
+    export_weights(model, ExportInfo{8, ""}, dir.str());
     FAIL() << "NaN weights were exported";
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("weight 'model.norm.weight' is nan at index 3"), std::string::npos)
