@@ -51,6 +51,13 @@ add_library(lintrain::xxhash INTERFACE IMPORTED)
 target_include_directories(lintrain::xxhash INTERFACE ${LINTRAIN_XXHASH_INCLUDE})
 target_link_libraries(lintrain::xxhash INTERFACE ${LINTRAIN_XXHASH_LIB})
 
+# CLI11 (Debian libcli11-dev, header only): the command line of every
+# subcommand and its --help (launch/cli.cpp).
+find_package(CLI11 CONFIG)
+if(NOT CLI11_FOUND)
+  message(FATAL_ERROR "lintrain: CLI11 not found. Run scripts/install-deps.sh (Debian package libcli11-dev).")
+endif()
+
 # gRPC + protobuf (Debian libgrpc++-dev, protobuf-compiler-grpc): the
 # checkpoint service and its clients.
 find_package(Protobuf REQUIRED)

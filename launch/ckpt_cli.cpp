@@ -28,53 +28,10 @@
 namespace lintrain {
 namespace {
 
-// The options of one ckpt subcommand: flags with values, and positionals.
-struct Flags {
-  std::vector<std::string> positional;
-  std::vector<std::pair<std::string, std::string>> values;
-
-  std::string get(const std::string& flag, const std::string& fallback = "") const {
-    for (const auto& [k, v] : values)
-      if (k == flag) return v;
-    return fallback;
-  }
-};
-
-Flags parse_flags(int argc, char** argv, int first, const std::vector<std::string>& known) {
-  Flags f;
-  for (int i = first; i < argc; ++i) {
-    std::string arg = argv[i];
-    if (arg.rfind("--", 0) != 0) {
-      f.positional.push_back(arg);
-      continue;
-    }
-    std::string value;
-    const size_t eq = arg.find('=');
-    if (eq != std::string::npos) {
-      value = arg.substr(eq + 1);
-      arg = arg.substr(0, eq);
-    } else if (i + 1 < argc) {
-      value = argv[++i];
-    } else {
-      throw UsageError(str_cat(arg, " needs a value"));
-    }
-    bool ok = false;
-    for (const std::string& k : known) ok |= k == arg;
-    if (!ok) throw UsageError(str_cat("unknown option '", arg, "'"));
-    for (const auto& [seen, earlier] : f.values)
-      if (seen == arg)
-        throw UsageError(str_cat(arg, " is given twice ('", earlier, "' and '", value, "'); give it once"));
-    f.values.emplace_back(arg, value);
-  }
-  return f;
-}
-
-std::string one_positional(const Flags& f, const char* what) {
-  if (f.positional.empty()) throw UsageError(str_cat("ckpt needs ", what));
-  if (f.positional.size() > 1)
-    throw UsageError(str_cat("ckpt takes one argument, '", f.positional[0], "', but was also given '", f.positional[1],
-                             "'; it needs ", what));
-  return f.positional[0];
+// The one argument of ls, verify and export.
+const std::string& need_path(const CkptArgs& a, const char* what) {
+  if (a.path.empty()) throw UsageError(str_cat("ckpt needs ", what));
+  return a.path;
 }
 
 double parse_seconds(const std::string& flag, const std::string& text) {
@@ -122,15 +79,14 @@ bool lies_within(const std::string& path, const std::string& dir) {
   return true;
 }
 
-int serve(const Flags& f) {
-  if (!f.positional.empty()) throw UsageError("ckpt serve takes no positional arguments (use --dir DIR)");
+int serve(const CkptArgs& a) {
   ServiceOptions o;
-  o.dir = f.get("--dir");
+  o.dir = a.dir;
   if (o.dir.empty()) throw UsageError("ckpt serve needs --dir DIR, the checkpoint directory to serve");
-  o.listen = f.get("--listen", o.listen);
-  o.token_file = f.get("--token-file");
-  if (!f.get("--stale-after").empty()) o.stale_after_s = parse_seconds("--stale-after", f.get("--stale-after"));
-  const std::string ready_file = f.get("--ready-file");
+  if (!a.listen.empty()) o.listen = a.listen;
+  o.token_file = a.token_file;
+  if (!a.stale_after.empty()) o.stale_after_s = parse_seconds("--stale-after", a.stale_after);
+  const std::string& ready_file = a.ready_file;
 
   // The signals that stop the service are taken by this thread alone
   // (sigwait below); gRPC's threads, started next, inherit the mask.
@@ -154,8 +110,8 @@ int serve(const Flags& f) {
   return 0;
 }
 
-int list(const Flags& f) {
-  const std::string where = one_positional(f, "a checkpoint directory or HOST:PORT, e.g. lintrain ckpt ls runs/tiny/checkpoints");
+int list(const CkptArgs& a) {
+  const std::string where = need_path(a, "a checkpoint directory or HOST:PORT, e.g. lintrain ckpt ls runs/tiny/checkpoints");
   std::error_code ec;
   std::vector<CheckpointInfo> all;
   std::string latest;
@@ -188,7 +144,7 @@ int list(const Flags& f) {
     if (probe_port(where, 2.0) == PortState::kRefused)
       throw Error(str_cat("ckpt ls: nothing listens on ", where, " (connection refused); start `lintrain ckpt serve "
                           "--dir DIR --listen ", where, "` or give the address it listens on"));
-    ServiceEndpoint ep = service_endpoint(where, f.get("--token-file"));
+    ServiceEndpoint ep = service_endpoint(where, a.token_file);
     ep.token_setting = "--token-file FILE";
     all = service_source(ep, 10)->list();
   } else {
@@ -206,8 +162,8 @@ int list(const Flags& f) {
   return 0;
 }
 
-int verify(const Flags& f) {
-  const std::string path = one_positional(f, "a checkpoint folder or directory, e.g. lintrain ckpt verify runs/tiny/checkpoints");
+int verify(const CkptArgs& a) {
+  const std::string path = need_path(a, "a checkpoint folder or directory, e.g. lintrain ckpt verify runs/tiny/checkpoints");
   std::error_code ec;
   if (!std::filesystem::is_directory(path, ec)) throw IoError(str_cat("'", path, "' is not a directory"));
   std::vector<std::string> folders;
@@ -235,9 +191,9 @@ int verify(const Flags& f) {
   return bad == 0 ? 0 : 1;
 }
 
-int export_checkpoint(const Flags& f) {
-  const std::string path = one_positional(f, "a checkpoint, e.g. lintrain ckpt export runs/tiny/checkpoints --out exported");
-  const std::string out = f.get("--out");
+int export_checkpoint(const CkptArgs& a) {
+  const std::string path = need_path(a, "a checkpoint, e.g. lintrain ckpt export runs/tiny/checkpoints --out exported");
+  const std::string& out = a.out;
   if (out.empty()) throw UsageError("ckpt export needs --out DIR, where model.safetensors and config.json go");
   auto warn = [](const std::string& w) { std::fprintf(stderr, "lintrain: warning: %s\n", w.c_str()); };
   const OpenedCheckpoint c = open_checkpoint_path(path, warn);
@@ -283,14 +239,11 @@ int export_checkpoint(const Flags& f) {
 
 }  // namespace
 
-int run_ckpt(int argc, char** argv) {
-  if (argc < 3) throw UsageError("ckpt needs a subcommand: serve, ls, verify or export");
-  const std::string sub = argv[2];
-  if (sub == "serve") return serve(parse_flags(argc, argv, 3, {"--dir", "--listen", "--token-file", "--stale-after", "--ready-file"}));
-  if (sub == "ls") return list(parse_flags(argc, argv, 3, {"--token-file"}));
-  if (sub == "verify") return verify(parse_flags(argc, argv, 3, {}));
-  if (sub == "export") return export_checkpoint(parse_flags(argc, argv, 3, {"--out"}));
-  throw UsageError(str_cat("unknown ckpt subcommand '", sub, "' (serve, ls, verify, export)"));
+int run_ckpt(const std::string& command, const CkptArgs& args) {
+  if (command == "serve") return serve(args);
+  if (command == "ls") return list(args);
+  if (command == "verify") return verify(args);
+  return export_checkpoint(args);
 }
 
 }  // namespace lintrain

@@ -10,11 +10,16 @@
 // (its newest complete checkpoint; `verify` checks all of them).
 #pragma once
 
+#include <string>
+
+#include "launch/cli.h"
+
 namespace lintrain {
 
-// argv[1] is "ckpt". Returns the exit code: 0, 1 when a check failed (verify)
+// `command` is serve, ls, verify or export, with its options as parsed
+// (launch/cli.h). Returns the exit code: 0, 1 when a check failed (verify)
 // or the service stopped on an error; throws lintrain::Error for bad input,
 // which main prints as one line.
-int run_ckpt(int argc, char** argv);
+int run_ckpt(const std::string& command, const CkptArgs& args);
 
 }  // namespace lintrain

@@ -21,7 +21,6 @@
 #include <cstring>
 #include <fstream>
 #include <memory>
-#include <set>
 #include <thread>
 
 #include "launch/checkpointing.h"
@@ -109,45 +108,17 @@ void forward_signal(int sig) {
 
 }  // namespace
 
-LaunchOptions parse_launch_args(int argc, char** argv, int first) {
+LaunchOptions launch_options(const LaunchArgs& launch, const RunFileArgs& run) {
   LaunchOptions o;
-  bool nproc_given = false;
-  std::set<std::string> seen;  // launch's own flags: each at most once, as ckpt's are
-  auto once = [&](const std::string& flag) {
-    if (!seen.insert(flag).second)
-      throw ConfigError(str_cat("launch: ", flag, " is given twice; give it once"));
-  };
-  for (int i = first; i < argc; ++i) {
-    const std::string arg = argv[i];
-    auto value = [&](const std::string& flag) -> std::string {
-      if (arg.size() > flag.size() && arg[flag.size()] == '=') return arg.substr(flag.size() + 1);
-      if (i + 1 >= argc) throw ConfigError(str_cat(flag, " needs a value, e.g. ", flag, " 2"));
-      return argv[++i];
-    };
-    auto is = [&](const std::string& flag) { return arg == flag || arg.rfind(flag + "=", 0) == 0; };
-    if (is("--nproc")) {
-      once("--nproc");
-      o.nproc = parse_positive("--nproc", value("--nproc"));
-      nproc_given = true;
-    } else if (arg == "--oversubscribe") {
-      once("--oversubscribe");
-      o.oversubscribe = true;
-    } else if (is("--threads-per-rank")) {
-      once("--threads-per-rank");
-      o.threads_per_rank = parse_positive("--threads-per-rank", value("--threads-per-rank"));
-    } else if ((arg == "--set" || arg == "--init-from") && i + 1 < argc) {
-      o.train_args.push_back(arg);  // the option and its value go to train as they are
-      o.train_args.push_back(argv[++i]);
-      if (arg == "--set") o.overrides.push_back(o.train_args.back());
-    } else if (arg.rfind("--set=", 0) == 0) {
-      o.train_args.push_back(arg);
-      o.overrides.push_back(arg.substr(6));
-    } else {
-      if (o.run_file.empty() && !arg.empty() && arg[0] != '-') o.run_file = arg;
-      o.train_args.push_back(arg);
-    }
-  }
-  if (!nproc_given)
+  if (!launch.nproc.empty()) o.nproc = parse_positive("--nproc", launch.nproc);
+  if (!launch.threads_per_rank.empty()) o.threads_per_rank = parse_positive("--threads-per-rank", launch.threads_per_rank);
+  o.oversubscribe = launch.oversubscribe;
+  o.run_file = run.file;
+  o.overrides = run.overrides;
+  if (!run.file.empty()) o.train_args.push_back(run.file);
+  for (const std::string& kv : run.overrides) o.train_args.insert(o.train_args.end(), {"--set", kv});
+  if (!run.init_from.empty()) o.train_args.insert(o.train_args.end(), {"--init-from", run.init_from});
+  if (launch.nproc.empty())
     throw ConfigError("launch needs the number of ranks, e.g. lintrain launch --nproc 2 examples/tiny.yaml");
   if (o.run_file.empty())
     throw ConfigError("launch needs a run file, e.g. lintrain launch --nproc 2 examples/tiny.yaml");
@@ -235,8 +206,7 @@ std::string shell_join(const std::vector<std::string>& argv) {
   return out;
 }
 
-int run_launch(int argc, char** argv) {
-  const LaunchOptions opts = parse_launch_args(argc, argv, 2);
+int run_launch(const LaunchOptions& opts) {
   // The ranks validate the run file too; reading it here reports a bad file
   // once instead of once per rank, and says whether to start a service.
   const RunConfig cfg = load_run_config(opts.run_file, opts.overrides);

@@ -25,8 +25,10 @@
 // the checkpoint service for the run (launch/local_service.h) and tells the
 // ranks its address through LINTRAIN_CKPT_SERVICE.
 //
-// Everything after the two launch options is handed to `train` unchanged and
-// in order; the launcher reads the run file (and fails on a bad one) first.
+// The run file and its options (--set, in order, and --init-from) are handed
+// to `train`; launch's command line is train's plus its own options (one
+// parser, launch/cli.h), so a bad one is refused before anything starts, and
+// the launcher reads the run file (and fails on a bad one) first.
 // K defaults to max(1, usable cores / N) so the ranks do not oversubscribe
 // the machine with OpenMP threads. Cluster runs use mpirun or srun directly
 // (examples/slurm/pretrain.sbatch); see launch/README-launch.md.
@@ -35,21 +37,23 @@
 #include <string>
 #include <vector>
 
+#include "launch/cli.h"
+
 namespace lintrain {
 
 struct LaunchOptions {
   int nproc = 0;                        // ranks to start (--nproc), >= 1
   int threads_per_rank = 0;             // OMP_NUM_THREADS per rank; 0 = max(1, cores / nproc)
   bool oversubscribe = false;           // --oversubscribe: allow nproc far above the cores
-  std::string run_file;                 // the first argument that is not an option
-  std::vector<std::string> train_args;  // everything for `train`, in order, run file included
-  std::vector<std::string> overrides;   // the --set values among them (KEY=VALUE), in order
+  std::string run_file;                 // RUN.yaml
+  std::vector<std::string> train_args;  // the arguments of each rank's `train`: the run file, --set..., --init-from
+  std::vector<std::string> overrides;   // the --set values (KEY=VALUE), in order
 };
 
-// Parses argv[first..argc) of `lintrain launch`. Throws lintrain::ConfigError
-// with a one-line message on a missing/invalid --nproc or --threads-per-rank,
-// one of launch's own flags given twice, or a missing or unreadable run file.
-LaunchOptions parse_launch_args(int argc, char** argv, int first);
+// Checks the parsed command line of `lintrain launch` (launch/cli.h). Throws
+// lintrain::ConfigError with a one-line message on a missing or invalid
+// --nproc or --threads-per-rank, or a missing or unreadable run file.
+LaunchOptions launch_options(const LaunchArgs& launch, const RunFileArgs& run);
 
 // Ranks per core (or per allocated slot) above which launch refuses --nproc
 // unless given --oversubscribe: each rank is a process holding the whole
@@ -80,9 +84,9 @@ std::vector<std::string> mpirun_command(const LaunchOptions& opts, const std::st
 // `argv` joined with spaces, each word quoted for a POSIX shell where needed.
 std::string shell_join(const std::vector<std::string>& argv);
 
-// The whole `lintrain launch` command: argv[1] is "launch". Returns the exit
-// code for main (mpirun's). Throws lintrain::Error (ConfigError for bad
-// arguments) with a message for the user; main prints it and exits 1.
-int run_launch(int argc, char** argv);
+// The whole `lintrain launch` command. Returns the exit code for main
+// (mpirun's). Throws lintrain::Error (ConfigError for a run that cannot be
+// launched) with a message for the user; main prints it and exits 1.
+int run_launch(const LaunchOptions& opts);
 
 }  // namespace lintrain

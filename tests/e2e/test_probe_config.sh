@@ -78,7 +78,7 @@ expect_error tab_name "run.name: the value holds a control character (code 9)" -
   "$LINTRAIN" config "$CFG" --set "run.name=$(printf 'x\ty')"
 expect_error spaces_out_dir "run.out_dir: must not be only spaces" -- "$LINTRAIN" config "$CFG" --set "run.out_dir=   "
 expect_error ckpt_extra "but was also given 'extra'" -- "$LINTRAIN" ckpt verify "$WORK" extra
-expect_error nproc_twice "launch: --nproc is given twice" -- "$LINTRAIN" launch --nproc 1 --nproc 2 "$CFG"
+expect_error nproc_twice "--nproc is given twice (.1. and .2.); give it once" -- "$LINTRAIN" launch --nproc 1 --nproc 2 "$CFG"
 expect_error threads_far "launch --threads-per-rank 999 is far above" -- \
   "$LINTRAIN" launch --nproc 1 --threads-per-rank 999 "$CFG" "${RUN[@]}"
 # A density that selects less than one element would be clamped to one (FRUGAL rank 1, SPAM one entry).

@@ -1,7 +1,8 @@
 // End-to-end tests of the `lintrain` command: training the embedded example
 // lowers the loss, MQAR accuracy rises above chance, runs are bit-reproducible,
-// weights round-trip through --init-from, and bad run files fail with one
-// clear line and a non-zero exit.
+// weights round-trip through --init-from, bad run files fail with one clear
+// line and a non-zero exit, every command's command line is checked and
+// listed by --help, and --version says what was built.
 #include <gtest/gtest.h>
 
 #include <sys/wait.h>
@@ -10,6 +11,7 @@
 #include <algorithm>
 #include <array>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <regex>
@@ -178,7 +180,7 @@ TEST(Cli, BadConfigsFailWithOneClearLine) {
 
 // Each command takes only its own options, and an option's value is a real
 // value: nothing is swallowed or ignored. Each is a usage error (exit 2)
-// naming the option, before anything runs.
+// naming the option and the fix, before anything runs.
 TEST(Cli, OptionsAreCheckedPerCommand) {
   const std::string f = example();
   struct Case {
@@ -186,33 +188,143 @@ TEST(Cli, OptionsAreCheckedPerCommand) {
   };
   const std::vector<Case> cases = {
       {"train " + f + " --init-from \"\"", "lintrain: --init-from needs a file; got an empty value"},
-      {"train " + f + " --init-from=", "lintrain: --init-from needs a file; got an empty value"},
+      {"train " + f + " --init-from=", "lintrain: --init-from needs a file; none was given: write --init-from FILE"},
       {"train " + f + " --init-from --set train.steps=1", "lintrain: --init-from needs a file; got the option '--set'"},
-      {"train " + f + " --init-from", "lintrain: --init-from needs a file"},
+      {"train " + f + " --init-from", "lintrain: --init-from needs a file; none was given"},
       {"train " + f + " --init-from a.safetensors --init-from=b.safetensors",
-       "lintrain: --init-from is given twice ('a.safetensors' and 'b.safetensors'); give one file"},
+       "lintrain: --init-from is given twice ('a.safetensors' and 'b.safetensors'); give it once"},
       {"train " + f + " --set --init-from", "lintrain: --set needs KEY=VALUE; got the option '--init-from'"},
       {"train " + f + " --doc", "lintrain: train does not take --doc; it takes RUN.yaml [--set KEY=VALUE]... "
-                                "[--init-from FILE]"},
+                                "[--init-from FILE] (see lintrain train --help)"},
       {"train " + f + " --table", "lintrain: train does not take --table"},
+      {"train " + f + " other.yaml",
+       "lintrain: train takes one RUN.yaml, '" + f + "', but was also given 'other.yaml'"},
       {"config " + f + " --init-from w.safetensors", "lintrain: config does not take --init-from; it takes RUN.yaml "
-                                                      "[--set KEY=VALUE]..., or --doc"},
+                                                      "[--set KEY=VALUE]... [--doc]"},
       {"memory " + f + " --init-from w.safetensors", "lintrain: memory does not take --init-from"},
       {"memory " + f + " --doc", "lintrain: memory does not take --doc"},
       {"config --doc " + f, "lintrain: config --doc prints the table of every option and takes no run file or --set"},
       {"memory --table --set train.steps=1", "lintrain: memory --table prints the optimizer-state table and takes no"},
-      {"config --doc=1", "lintrain: --doc takes no value; got '--doc=1'"},
+      {"config --doc=1", "lintrain: --doc is a flag and takes no value; write --doc alone"},
+      {"config --doc --doc", "lintrain: --doc is given twice; give it once"},
       {"config " + f + " --verbose", "lintrain: unknown option '--verbose'; config takes RUN.yaml"},
+      {"frobnicate x.yaml", "lintrain: unknown command 'frobnicate'; lintrain takes a command: 'launch', 'train'"},
+      {"ckpt", "lintrain: ckpt needs a command: serve, ls, verify or export"},
+      {"ckpt list x", "lintrain: unknown ckpt command 'list'; ckpt takes a command: 'serve', 'ls'"},
+      {"ckpt serve --dir", "lintrain: --dir needs a directory; none was given: write --dir DIR"},
   };
   for (const Case& c : cases) {
     const CliRun r = run_cli(c.args);
     EXPECT_EQ(r.code, 2) << c.args << "\n" << r.out;
     EXPECT_EQ(r.out.rfind(c.expect, 0), 0u) << c.args << "\n" << r.out;
+    // One line, which says where the command's options are listed.
+    EXPECT_EQ(std::count(r.out.begin(), r.out.end(), '\n'), 1) << c.args << "\n" << r.out;
+    EXPECT_NE(r.out.find("--help)\n"), std::string::npos) << c.args << "\n" << r.out;
   }
   // --set=KEY=VALUE and --init-from=FILE are the same as the spaced forms.
   const CliRun ok = run_cli("config " + f + " --set=train.steps=7");
   EXPECT_EQ(ok.code, 0) << ok.out;
   EXPECT_NE(ok.out.find("  steps: 7\n"), std::string::npos) << ok.out;
+  // --set repeats, applied in order: the last one wins.
+  const CliRun twice = run_cli("config " + f + " --set train.steps=7 --set train.steps=9");
+  EXPECT_EQ(twice.code, 0) << twice.out;
+  EXPECT_NE(twice.out.find("  steps: 9\n"), std::string::npos) << twice.out;
+}
+
+// An unknown option and an option without its value, in every command: a
+// usage error (exit 2) naming the option, what it needs and the command's
+// --help, and nothing runs (no mpirun, no service, no training).
+TEST(Cli, UnknownOptionsAndMissingValuesAreRefusedInEveryCommand) {
+  const std::string f = example();
+  struct Case {
+    std::string command, args, missing_value, expect_missing;
+  };
+  const std::vector<Case> cases = {
+      {"launch", "--nproc 1 " + f, "--set", "--set needs KEY=VALUE; none was given"},
+      {"train", f, "--init-from", "--init-from needs a file; none was given"},
+      {"config", f, "--set", "--set needs KEY=VALUE; none was given"},
+      {"memory", f, "--set", "--set needs KEY=VALUE; none was given"},
+      {"plan", f, "--device-memory", "--device-memory needs a size such as 80GiB; none was given"},
+      {"ckpt serve", "", "--dir", "--dir needs a directory; none was given"},
+      {"ckpt ls", "/tmp", "--token-file", "--token-file needs a file; none was given"},
+      {"ckpt verify", "/tmp", "", ""},
+      {"ckpt export", "/tmp", "--out", "--out needs a directory; none was given"},
+  };
+  for (const Case& c : cases) {
+    const std::string help = "(see lintrain " + c.command + " --help)\n";
+    const CliRun unknown = run_cli(c.command + " " + c.args + " --frobnicate");
+    EXPECT_EQ(unknown.code, 2) << c.command << "\n" << unknown.out;
+    EXPECT_EQ(unknown.out.rfind("lintrain: unknown option '--frobnicate'; " + c.command + " takes ", 0), 0u)
+        << c.command << "\n" << unknown.out;
+    EXPECT_NE(unknown.out.find(help), std::string::npos) << unknown.out;
+    if (c.missing_value.empty()) continue;
+    const CliRun missing = run_cli(c.command + " " + c.args + " " + c.missing_value);
+    EXPECT_EQ(missing.code, 2) << c.command << "\n" << missing.out;
+    EXPECT_EQ(missing.out.rfind("lintrain: " + c.expect_missing, 0), 0u) << c.command << "\n" << missing.out;
+    EXPECT_NE(missing.out.find(help), std::string::npos) << missing.out;
+  }
+}
+
+// The generated help: `lintrain --help` lists every command, `lintrain CMD
+// --help` every option of CMD with its value's name; both exit 0 on stdout.
+// No command at all prints the same help on stderr and exits 2.
+TEST(Cli, HelpListsEveryCommandAndEachCommandsOptions) {
+  const CliRun top = run_cli("--help");
+  EXPECT_EQ(top.code, 0) << top.out;
+  for (const char* cmd : {"launch", "train", "config", "memory", "plan", "ckpt", "--version"})
+    EXPECT_NE(top.out.find(std::string("\n  ") + cmd + " "), std::string::npos) << cmd << "\n" << top.out;
+  EXPECT_EQ(run_cli("help").out, top.out);
+  const CliRun none = run_cli("");
+  EXPECT_EQ(none.code, 2);
+  EXPECT_EQ(none.out, top.out);
+
+  const std::vector<std::pair<std::string, std::vector<std::string>>> commands = {
+      {"launch", {"RUN.yaml", "--nproc N", "--threads-per-rank K", "--oversubscribe", "--set KEY=VALUE",
+                  "--init-from FILE"}},
+      {"train", {"RUN.yaml", "--set KEY=VALUE", "--init-from FILE"}},
+      {"config", {"RUN.yaml", "--set KEY=VALUE", "--doc"}},
+      {"memory", {"RUN.yaml", "--set KEY=VALUE", "--table"}},
+      {"plan", {"RUN.yaml", "--set KEY=VALUE", "--device-memory SIZE", "--nodes N", "--gpus-per-node G"}},
+      {"ckpt", {"serve", "ls", "verify", "export"}},
+      {"ckpt serve", {"--dir DIR", "--listen HOST:PORT", "--token-file FILE", "--stale-after SECONDS",
+                      "--ready-file FILE"}},
+      {"ckpt ls", {"WHERE", "--token-file FILE"}},
+      {"ckpt verify", {"PATH"}},
+      {"ckpt export", {"PATH", "--out DIR"}},
+  };
+  for (const auto& [cmd, options] : commands) {
+    const CliRun r = run_cli(cmd + " --help");
+    EXPECT_EQ(r.code, 0) << cmd << "\n" << r.out;
+    EXPECT_NE(r.out.find("Usage: lintrain " + cmd + " "), std::string::npos) << cmd << "\n" << r.out;
+    for (const std::string& o : options)
+      EXPECT_NE(r.out.find("\n  " + o + " "), std::string::npos) << cmd << ": no " << o << "\n" << r.out;
+    EXPECT_EQ(run_cli(cmd + " -h").out, r.out);
+  }
+}
+
+// --version: the version CMake's project() has, the git commit the binary
+// was built from (a real commit of this repository when git can tell), and
+// a line for each of CUDA, NCCL, BLAS and MPI.
+TEST(Cli, VersionPrintsTheVersionTheCommitAndWhatTheBuildFound) {
+  const CliRun r = run_cli("--version");
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_EQ(r.out.rfind(std::string("lintrain ") + LINTRAIN_VERSION + "\n", 0), 0u) << r.out;
+  std::smatch m;
+  ASSERT_TRUE(std::regex_search(r.out, m, std::regex("\ngit commit: (([0-9a-f]{7,40})(-dirty)?|unknown)\n"))) << r.out;
+  if (m[2].matched) {
+    // The build-time commit may be older than HEAD (a build not redone since),
+    // but it is one of this repository's commits.
+    const std::string probe = "git -C " + std::string(LINTRAIN_TEST_DIR) + " cat-file -e " + m[2].str() +
+                              "^{commit} 2>/dev/null";
+    const int git = std::system(("git -C " + std::string(LINTRAIN_TEST_DIR) + " rev-parse 2>/dev/null").c_str());
+    if (git == 0) {
+      EXPECT_EQ(std::system(probe.c_str()), 0) << m[2].str() << " is no commit of this repository";
+    }
+  }
+  for (const char* line : {"\nCUDA: yes, toolkit |\nCUDA: no \\(", "\nNCCL: yes, [0-9]|\nNCCL: no \\(",
+                           "\nBLAS: OpenBLAS", "\nMPI: .*MPI [0-9]"})
+    EXPECT_TRUE(std::regex_search(r.out, std::regex(line))) << line << "\n" << r.out;
+  EXPECT_EQ(std::count(r.out.begin(), r.out.end(), '\n'), 6) << r.out;
 }
 
 // Every optimizer trains the example: the loss ends clearly below its start,

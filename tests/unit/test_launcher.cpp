@@ -1,5 +1,6 @@
-// `lintrain launch` argument handling and the mpirun command it builds. The
-// command actually running ranks is tested end to end by tests/e2e/test_launch.sh.
+// `lintrain launch` argument handling (through the one command-line parser,
+// launch/cli.h) and the mpirun command it builds. The command actually running
+// ranks is tested end to end by tests/e2e/test_launch.sh.
 #include <gtest/gtest.h>
 
 #include <filesystem>
@@ -17,28 +18,42 @@ const std::string kRunFile = std::string(LINTRAIN_TEST_DIR) + "/../examples/tiny
 
 lintrain::LaunchOptions parse(std::vector<std::string> args) {
   args.insert(args.begin(), {"lintrain", "launch"});
-  std::vector<char*> argv;
-  for (auto& a : args) argv.push_back(a.data());
-  return lintrain::parse_launch_args(static_cast<int>(argv.size()), argv.data(), 2);
+  const lintrain::CommandLine cl = lintrain::parse_command_line(args, "");
+  EXPECT_EQ(cl.command, "launch");
+  return lintrain::launch_options(cl.launch, cl.run);
 }
 
+// The message of a command line that does not parse (UsageError, exit 2) or
+// does not make a launch (ConfigError, exit 1).
 std::string parse_error(std::vector<std::string> args) {
   try {
     parse(std::move(args));
-  } catch (const lintrain::ConfigError& e) {
+  } catch (const lintrain::Error& e) {
     return e.what();
   }
   return "(no error)";
 }
 
-TEST(Launcher, ForwardsEverythingButItsOwnOptionsToTrainInOrder) {
+bool is_usage_error(std::vector<std::string> args) {
+  try {
+    parse(std::move(args));
+  } catch (const lintrain::UsageError&) {
+    return true;
+  } catch (const lintrain::Error&) {
+  }
+  return false;
+}
+
+// The run file, every --set in order and --init-from reach the ranks' train;
+// launch's own options do not.
+TEST(Launcher, ForwardsTheRunFileAndItsOptionsToTrainInOrder) {
   const auto o = parse({"--nproc", "4", kRunFile, "--set", "train.steps=3", "--threads-per-rank=2",
                         "--init-from", "w.safetensors", "--set=optim.lr=0.01"});
   EXPECT_EQ(o.nproc, 4);
   EXPECT_EQ(o.threads_per_rank, 2);
   EXPECT_EQ(o.run_file, kRunFile);
-  const std::vector<std::string> want = {kRunFile, "--set", "train.steps=3", "--init-from", "w.safetensors",
-                                         "--set=optim.lr=0.01"};
+  const std::vector<std::string> want = {kRunFile, "--set", "train.steps=3", "--set", "optim.lr=0.01",
+                                         "--init-from", "w.safetensors"};
   EXPECT_EQ(o.train_args, want);
   const std::vector<std::string> overrides = {"train.steps=3", "optim.lr=0.01"};
   EXPECT_EQ(o.overrides, overrides);
@@ -56,7 +71,22 @@ TEST(Launcher, RejectsBadArgumentsWithOneClearLine) {
             std::string::npos);
   EXPECT_NE(parse_error({kRunFile}).find("launch needs the number of ranks"), std::string::npos);
   EXPECT_NE(parse_error({"--nproc", "2"}).find("launch needs a run file"), std::string::npos);
-  EXPECT_NE(parse_error({"--nproc"}).find("--nproc needs a value"), std::string::npos);
+  EXPECT_NE(parse_error({"--nproc"}).find("--nproc needs a count; none was given"), std::string::npos);
+  // What train would refuse is refused here, before any rank starts (it was
+  // handed to every rank, which each failed on it).
+  EXPECT_NE(parse_error({"--nproc", "2", kRunFile, "--frobnicate"}).find("unknown option '--frobnicate'; launch takes"),
+            std::string::npos);
+  EXPECT_NE(parse_error({"--nproc", "2", kRunFile, "--init-from", "--set", "a=1"})
+                .find("--init-from needs a file; got the option '--set'"),
+            std::string::npos);
+  EXPECT_NE(parse_error({"--nproc", "2", kRunFile, "other.yaml"}).find("but was also given 'other.yaml'"),
+            std::string::npos);
+  // Which are usage errors (exit 2); the values of launch's own options and
+  // the run file are checked by launch (exit 1, as before).
+  EXPECT_TRUE(is_usage_error({"--nproc"}));
+  EXPECT_TRUE(is_usage_error({"--nproc", "2", kRunFile, "--frobnicate"}));
+  EXPECT_FALSE(is_usage_error({"--nproc", "0", kRunFile}));
+  EXPECT_FALSE(is_usage_error({kRunFile}));
   EXPECT_EQ(parse_error({"--nproc", "2", "no/such/run.yaml"}), "run file 'no/such/run.yaml' does not exist (relative to the working directory " +
                 std::filesystem::current_path().string() + "); check the path");
 }
@@ -133,11 +163,11 @@ TEST(Launcher, QuotesForAShellOnlyWhereNeeded) {
 
 }  // namespace
 
-// --nproc 1 --nproc 2 silently ran 2 ranks; ckpt refuses a flag given twice,
-// and so does launch, for each of its own flags.
+// --nproc 1 --nproc 2 silently ran 2 ranks; every one-value option and flag
+// of every command is refused when given twice, launch's included.
 TEST(Launcher, RefusesItsOwnFlagsGivenTwice) {
-  EXPECT_NE(parse_error({"--nproc", "1", "--nproc", "2", kRunFile}).find("launch: --nproc is given twice"),
-            std::string::npos);
+  EXPECT_EQ(parse_error({"--nproc", "1", "--nproc", "2", kRunFile}),
+            "--nproc is given twice ('1' and '2'); give it once (see lintrain launch --help)");
   EXPECT_NE(parse_error({"--nproc=1", "--nproc", "2", kRunFile}).find("--nproc is given twice"), std::string::npos);
   EXPECT_NE(parse_error({"--nproc", "2", "--threads-per-rank", "1", "--threads-per-rank=2", kRunFile})
                 .find("--threads-per-rank is given twice"),
