@@ -22,6 +22,7 @@
 #include "launch/evaluation.h"
 #include "launch/fp8_training.h"
 #include "launch/metrics.h"
+#include "launch/mfu.h"
 #include "runtime/io/tensorboard/event_writer.h"
 #include "launch/preflight.h"
 #include "launch/stop_signals.h"
@@ -133,6 +134,9 @@ TrainResult train(const RunConfig& cfg, const TrainOptions& opts, Communicator& 
   TrainCounters& counters = state.counters;
   TrainResult result;
   result.resumed_from = resumed;
+  // MFU's numerator and denominator (launch/mfu.h); rank 0 reports it.
+  const double model_flops_token = model_flops_per_token(cfg);
+  const PeakFlops peak = lead ? peak_flops(cfg) : PeakFlops{};
 
   if (print) {
     std::printf("lintrain: %s | %lld parameters | layers %d pattern %s | %s data | B=%d T=%d accum=%d\n",
@@ -157,6 +161,12 @@ TrainResult train(const RunConfig& cfg, const TrainOptions& opts, Communicator& 
       std::printf("lintrain: fp8 %s recipe, format %s: %zu block GEMMs in FP8 (emulated: quantise, read back, "
                   "FP32 matmul)\n",
                   cfg.precision.fp8.recipe.c_str(), cfg.precision.fp8.format.c_str(), model.fp8_gemms().size());
+    if (peak.per_rank > 0)
+      std::printf("lintrain: MFU against a peak of %.1f GFLOP/s per rank (%s); the model needs %.4g MFLOP per "
+                  "token, forward + backward\n",
+                  peak.per_rank * 1e-9, peak.source.c_str(), model_flops_token * 1e-6);
+    else
+      std::printf("lintrain: no MFU: %s\n", peak.source.c_str());
     for (const std::string& n : resume_notes) std::printf("lintrain: %s\n", n.c_str());
     for (const std::string& n : init_notes) std::printf("lintrain: %s\n", n.c_str());
   }
@@ -347,6 +357,8 @@ TrainResult train(const RunConfig& cfg, const TrainOptions& opts, Communicator& 
       std::vector<std::pair<std::string, double>> row = {
           {"loss", loss}, {"lr", lr}, {"grad_norm", grad_norm}, {"tokens_per_s", tok_s},
           {"gflops", gflops}, {"step_time_s", dt}};
+      // The whole job's model FLOP/s over the whole job's peak.
+      if (peak.per_rank > 0) row.emplace_back("mfu", model_flops_token * tok_s / (peak.per_rank * world.size()));
       if (report_accuracy) row.emplace_back("accuracy", acc);
       if (!finite) row.emplace_back("skipped", 1.0);
       row.insert(row.end(), fp8_row.begin(), fp8_row.end());

@@ -19,6 +19,7 @@ struct RunSection {
   std::string device = "cpu";  // cpu | cuda (one GPU per rank, by local rank)
   bool tensorboard = true;       // TensorBoard event files in out_dir (rank 0)
   double tensorboard_flush_s = 5.0;  // how often they are written
+  double peak_tflops = 0;  // peak per rank for MFU; 0 = known GPU or measured CPU GEMM (launch/mfu.h)
 };
 
 struct LinearAttentionConfig {

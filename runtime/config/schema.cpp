@@ -161,6 +161,9 @@ std::vector<KeySpec> build_table() {
                "TensorBoard event files (events.out.tfevents.*) in out_dir, written by rank 0 in the background"),
       float_key(LT_KEY(run.tensorboard_flush_s), above(0),
                 "seconds between two writes of the TensorBoard events (and at the end of the run)"),
+      float_key(LT_KEY(run.peak_tflops), at_least(0),
+                "peak TFLOP/s of one rank, the denominator of the reported MFU; 0 = a known GPU's dense BF16 peak, "
+                "or on the CPU its FP32 GEMM rate measured at start-up"),
 
       int_key(LT_KEY(model.vocab_size), at_least(1), "vocabulary size; at least 256 for data.kind text (bytes)"),
       int_key(LT_KEY(model.hidden_size), at_least(1), "width of the residual stream; a multiple of the heads"),

@@ -107,8 +107,16 @@ def check(tag, rows, key):
         want = rows[s.step][key]
         assert math.isclose(s.value, f32(want), rel_tol=2.0**-23), \
             f"{tag} at step {s.step}: {s.value} != metrics.jsonl's {want}"
-for key in ("loss", "lr", "grad_norm", "tokens_per_s", "gflops", "step_time_s"):
+for key in ("loss", "lr", "grad_norm", "tokens_per_s", "gflops", "step_time_s", "mfu"):
     check("train/" + key, train, key)
+# MFU = model FLOPs per token x tokens/s / peak: its ratio to tokens/s is a
+# constant of each process (the peak is measured once, at start-up), so the
+# killed run's steps and the resumed run's each share one.
+def constant(steps):
+    r = [train[s]["mfu"] / train[s]["tokens_per_s"] for s in steps]
+    return all(x > 0 for x in r) and max(r) / min(r) - 1 < 1e-6
+assert constant(range(1, resumed_from + 1)) and constant(range(resumed_from + 1, 13)), \
+    [train[s]["mfu"] / train[s]["tokens_per_s"] for s in train]
 check("eval/loss", evals, "loss")
 assert sorted(evals) == [6, 12], sorted(evals)
 print(f"tensorboard reader: steps 1..12 once each (resumed from {resumed_from}; the killed run had logged "
