@@ -12,7 +12,7 @@ namespace lintrain {
 // precision.fp8 for the model: the recipe, the tensors the globs pick, and the
 // amax reduction over every rank (all of them hold the same weights): one
 // all_gather of the amax vector, then the max (the communicator has no max).
-Fp8ModelOptions fp8_model_options(const Fp8Config& c, Communicator& world) {
+Fp8ModelOptions fp8_model_options(const Fp8Config& c, Communicator* world) {
   Fp8ModelOptions o;
   o.settings.recipe = fp8_recipe_from_name(c.recipe);
   o.settings.formats = fp8_formats_from_name(c.format);
@@ -25,8 +25,8 @@ Fp8ModelOptions fp8_model_options(const Fp8Config& c, Communicator& world) {
     };
     return any(include) && !any(exclude);
   };
-  if (world.size() > 1)
-    o.reduce = [&world](float* amax, int n) {
+  if (world && world->size() > 1)
+    o.reduce = [&world = *world](float* amax, int n) {
       std::vector<float> all(static_cast<size_t>(n) * world.size());
       world.all_gather(amax, all.data(), static_cast<size_t>(n));
       for (int r = 0; r < world.size(); ++r)

@@ -15,8 +15,9 @@ namespace lintrain {
 
 class Communicator;
 
-// precision.fp8 for the model. `world` (borrowed) reduces the amaxes.
-Fp8ModelOptions fp8_model_options(const Fp8Config& c, Communicator& world);
+// precision.fp8 for the model. `world` (borrowed) reduces the amaxes; null
+// (the planner) leaves the reduction out.
+Fp8ModelOptions fp8_model_options(const Fp8Config& c, Communicator* world);
 
 // The step's FP8 counts summed over the ranks, appended to `row` as
 // metrics.jsonl columns, and into `warning` the console warning when a

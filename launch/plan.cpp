@@ -1,5 +1,7 @@
 #include "launch/plan.h"
 
+#include "launch/fp8_training.h"
+
 #include <algorithm>
 #include <array>
 #include <cctype>
@@ -141,6 +143,46 @@ double scratch_arena_bytes(const RunConfig& cfg, const Dims& m, int64_t grad_num
   return static_cast<double>(arena_round(bytes));
 }
 
+// precision.fp8 as LinearLlama::enable_fp8 sets it up: for each block GEMM
+// whose tensors the include/exclude globs select (q|k|v and gate|up are one
+// GEMM each), an Fp8Linear with its scratch (the dequantised operands) and,
+// under the delayed recipe, three scales and amax histories on the host.
+struct Fp8Plan {
+  int gemms = 0;
+  size_t scratch = 0;   // the largest Fp8Linear::scratch_bytes: the arena grows to it
+  double state = 0;     // host bytes of the delayed recipe's scales, histories and event counts
+};
+
+Fp8Plan plan_fp8(const RunConfig& cfg, const ParamTable& table, const Dims& m) {
+  Fp8Plan f;
+  if (!cfg.precision.fp8.enabled) return f;
+  const Fp8ModelOptions o = fp8_model_options(cfg.precision.fp8, nullptr);
+  const int n = static_cast<int>(m.N), c = static_cast<int>(m.C), ff = static_cast<int>(m.F);
+  const int hd = static_cast<int>(m.HD), qkv = static_cast<int>(m.QKV);
+  const auto gemm = [&](int layer, std::vector<const char*> names, int in, int out) {
+    int chosen = 0, present = 0;
+    for (const char* name : names) {
+      const std::string full = str_cat("model.layers.", layer, ".", name);
+      if (table.find(full) < 0) continue;
+      ++present;
+      chosen += o.selected(full) ? 1 : 0;
+    }
+    if (present == 0 || chosen < present) return;  // not in FP8 (a split selection the model refuses at start)
+    ++f.gemms;
+    f.scratch = std::max(f.scratch, Fp8Linear::scratch_bytes(Device::CPU, o.settings, n, in, out));
+  };
+  for (int i = 0; i < cfg.model.num_hidden_layers; ++i) {
+    gemm(i, {"self_attn.q_proj.weight", "self_attn.k_proj.weight", "self_attn.v_proj.weight"}, c, qkv);
+    gemm(i, {"self_attn.g_proj.weight"}, c, hd);
+    gemm(i, {"self_attn.o_proj.weight"}, hd, c);
+    gemm(i, {"mlp.gate_proj.weight", "mlp.up_proj.weight"}, c, 2 * ff);
+    gemm(i, {"mlp.down_proj.weight"}, ff, c);
+  }
+  if (o.settings.recipe == Fp8Recipe::Delayed)  // per GEMM: weight, input, gradient
+    f.state = 3.0 * f.gemms * (4.0 * (o.settings.delayed.amax_history_len + 1) + 8.0 * 2);
+  return f;
+}
+
 }  // namespace
 
 RunPlan plan_run(const RunConfig& cfg, int sp, int dp) {
@@ -217,18 +259,22 @@ RunPlan plan_run(const RunConfig& cfg, int sp, int dp) {
   const double rows = std::max(1.0, std::min(256.0, m.N));
   a.head = piece(m.N * m.C) * 3 + piece(m.N) + 4 * rows * m.V + rows * (sizeof(double) + sizeof(int32_t));
   // dx, d_act, d_gu, d_h, d_attn, d_qkv, d_g, d_res; token ids and targets; the arena.
+  const Fp8Plan fp8 = plan_fp8(cfg, table, m);
+  const double fp8_scratch = static_cast<double>(fp8.scratch);
   a.other = piece(m.N * m.C) + piece(m.N * m.F) + piece(m.N * 2 * m.F) + piece(m.N * m.C) + piece(m.N * m.HD) +
             piece(m.N * m.QKV) + (gated ? piece(m.N * m.HD) : 0) +
             (forget_rank > 0 ? piece(m.N * m.HD) + piece(m.N * forget_rank) : 0) /* d_lg, d_fz */ +
             (bf16 ? piece(m.N * m.C) : 0) + 2 * 4 * m.N +
-            scratch_arena_bytes(cfg, m, table.buffer_numel());
+            std::max(scratch_arena_bytes(cfg, m, table.buffer_numel()), fp8_scratch);
   // The trainer loads the step's micro-batches (inputs and targets, int32) up front.
   a.data = 2.0 * 4 * m.N * cfg.train.grad_accum;
 
-  // FP8: the hook for issue 14's training path. Not wired into the layers
-  // yet, so it saves nothing; when it is, its saving (FP8 copies of GEMM
-  // operands replacing f32/bf16 ones) is computed here.
-  p.fp8_savings = 0;
+  // FP8 is emulated: each FP8 GEMM quantises its operands into f32 copies of
+  // the FP8 values (counted in the scratch arena above) and keeps nothing in
+  // FP8 for backward, so it saves no memory; its scales and histories are
+  // the only other cost.
+  p.fp8_gemms = fp8.gemms;
+  p.fp8_state_bytes = fp8.state;
 
   // Collectives per step, as CommStats counts them (send-buffer bytes).
   const double micro = cfg.train.grad_accum;
@@ -371,8 +417,12 @@ std::string format_plan(const RunConfig& cfg, const PlanOptions& opts) {
   out += line("  other", a.other, "shared backward buffers, token ids, ops' scratch");
   out += line("  data batches", a.data, "the step's micro-batches, int32");
   if (p.checkpoint_staging > 0) out += line("checkpoint staging", p.checkpoint_staging, "checkpoint.every > 0");
-  out += line("FP8 savings", p.fp8_savings,
-              cfg.precision.fp8.enabled ? "FP8 training is not wired into the layers yet" : "not enabled");
+  out += line("FP8 state", p.fp8_state_bytes,
+              cfg.precision.fp8.enabled
+                  ? str_cat(p.fp8_gemms, " GEMMs in FP8, ", cfg.precision.fp8.recipe,
+                            " recipe; emulated (f32 copies of the quantised operands, in the scratch above), so "
+                            "FP8 saves no memory")
+                  : std::string("not enabled"));
   out += line("total", p.total());
   const bool fits = p.total() <= budget;
   out += str_cat("  memory per rank            ", bytes_text(budget), " (", budget_from, "): ",

@@ -61,14 +61,18 @@ struct RunPlan {
   OptimizerMemory optimizer;
   double optimizer_bytes = 0;
   PlanActivations activations;
-  double fp8_savings = 0;       // bytes FP8 saves (0: FP8 training is not wired yet)
+  // precision.fp8: the GEMMs in FP8 and the host bytes of their scales and
+  // amax histories. FP8 is emulated (f32 copies of the quantised operands, in
+  // the ops' scratch arena of `activations.other`), so it saves nothing.
+  int fp8_gemms = 0;
+  double fp8_state_bytes = 0;
   double checkpoint_staging = 0;
   std::vector<PlanCollective> collectives;
   double flops_per_token_matmul = 0;     // 6 x matmul parameters (forward + backward)
   double flops_per_token_attention = 0;  // the attention cores, forward + backward
   double total() const {
-    return param_bytes + grad_bytes + compute_copy_bytes + optimizer_bytes + activations.total() + checkpoint_staging -
-           fp8_savings;
+    return param_bytes + grad_bytes + compute_copy_bytes + optimizer_bytes + activations.total() + checkpoint_staging +
+           fp8_state_bytes;
   }
 };
 

@@ -93,7 +93,7 @@ TrainResult train(const RunConfig& cfg, const TrainOptions& opts, Communicator& 
                     grid.sp_size() > 1 ? &devices.sp() : nullptr, devices.device());
   const bool fp8 = cfg.precision.fp8.enabled;
   if (fp8) {
-    model.enable_fp8(fp8_model_options(cfg.precision.fp8, world));
+    model.enable_fp8(fp8_model_options(cfg.precision.fp8, &world));
     if (!model.fp8_enabled())
       throw ConfigError("precision.fp8.include / exclude select no block linear tensor (model.layers.*.{q,k,v,g,o,"
                         "gate,up,down}_proj.weight): nothing would run in FP8; widen precision.fp8.include or set "

@@ -37,7 +37,7 @@ planned_total() {  # planned_total ARGS...: the plan's total per rank, bytes
 # 1. the report
 "$LINTRAIN" plan "$CFG" >"$WORK/tiny.out"
 for key in "^plan tiny: 1 rank" "parameters .* 906.4K params" "gradients" "optimizer state" "    adamw " \
-           "linear attention" "softmax attention" "MLP" "loss / head" "FP8 savings .* not enabled" "^  total " \
+           "linear attention" "softmax attention" "MLP" "loss / head" "FP8 state .* not enabled" "^  total " \
            ": fits" "FLOPs per token" "none (one rank)" "smallest parallel.sequence that fits data.seq_len 256"; do
   grep -q -- "$key" "$WORK/tiny.out" || { cat "$WORK/tiny.out"; fail "tiny: no '$key' in the plan"; }
 done
@@ -101,4 +101,5 @@ check_config() {  # check_config NAME ARGS...
 check_config linear --set model.layer_pattern=L
 check_config hybrid --set model.layer_pattern=LLLS
 check_config hybrid-galore --set model.layer_pattern=LLLS --set optim.name=galore --set optim.galore.rank=64
+check_config hybrid-fp8 --set model.layer_pattern=LLLS --set precision.compute=bf16 --set precision.fp8.enabled=true
 note "PASSED"

@@ -17,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "launch/fp8_training.h"
 #include "launch/plan.h"
 #include "layers/linear_attention.h"
 #include "layers/model.h"
@@ -116,6 +117,31 @@ TEST(Plan, MemoryMatchesTheAllocatedObjectsWithBf16Compute) {
   expect_memory_matches(cfg, plan, model, cfg.data.seq_len, nullptr, "hybrid bf16");
   EXPECT_EQ(plan.compute_copy_bytes, plan.param_bytes);
   EXPECT_GT(plan.activations.model_total(), plan_run(config("LLLS", "adamw"), 1, 1).activations.model_total());
+}
+
+// precision.fp8: the emulation's scratch (dequantised operands) in the arena,
+// for every recipe and for a selection that leaves the MLP out; the delayed
+// recipe's host state per GEMM.
+TEST(Plan, Fp8MemoryMatchesTheAllocatedObjects) {
+  for (const char* recipe : {"delayed", "current", "blockwise"}) {
+    for (const bool mlp_excluded : {false, true}) {
+      RunConfig cfg = config("LLLS", "adamw", "bf16");
+      cfg.precision.fp8.enabled = true;
+      cfg.precision.fp8.recipe = recipe;
+      cfg.precision.fp8.amax_history_len = 16;
+      if (mlp_excluded) cfg.precision.fp8.exclude = {"*.mlp.*"};
+      const RunPlan plan = plan_run(cfg, 1, 1);
+      LinearLlama model(cfg.model, cfg.train.micro_batch, cfg.data.seq_len, true);
+      model.enable_fp8(fp8_model_options(cfg.precision.fp8, nullptr));
+      const std::string what = str_cat("fp8 ", recipe, mlp_excluded ? " without the MLP" : "");
+      expect_memory_matches(cfg, plan, model, cfg.data.seq_len, nullptr, what.c_str());
+      EXPECT_EQ(plan.fp8_gemms, static_cast<int>(model.fp8_gemms().size())) << what;
+      // Per layer q|k|v, o, gate|up, down, and g for the three lightning layers' output gate.
+      EXPECT_EQ(plan.fp8_gemms, (mlp_excluded ? 4 * 2 : 4 * 4) + 3) << what;
+      EXPECT_EQ(plan.fp8_state_bytes, std::string(recipe) == "delayed" ? 3.0 * plan.fp8_gemms * (4 * 17 + 16) : 0.0)
+          << what;
+    }
+  }
 }
 
 TEST(Plan, GlaMemoryMatchesWithBf16Compute) {  // the forget gate's bf16 GEMM scratch too
