@@ -47,19 +47,19 @@ bool truncate_metrics(const std::string& path, int64_t last_step) {
     if (end == std::string::npos) break;  // a line the killed run did not finish
     const std::string line = text.substr(start, end - start);
     start = end + 1;
+    nlohmann::json record;
     try {
-      const JsonValue record = parse_json(line);
-      const JsonValue* step = record.find("step");
-      if (step && step->as_uint64() <= static_cast<uint64_t>(last_step)) {
-        kept += line + "\n";
-        const JsonValue* kind = record.find("kind");
-        if (kind && kind->is_string() && kind->as_string() == "eval" &&
-            step->as_uint64() == static_cast<uint64_t>(last_step))
-          eval_at_last = true;
-      }
+      record = parse_json(line);
     } catch (const Error&) {
-      // Not a record of ours: dropped.
+      continue;  // not a record of ours: dropped
     }
+    const auto step = record.find("step");
+    if (step == record.end() || !step->is_number_unsigned()) continue;  // not ours either
+    if (step->get<uint64_t>() > static_cast<uint64_t>(last_step)) continue;
+    kept += line + "\n";
+    const auto kind = record.find("kind");
+    if (kind != record.end() && *kind == "eval" && step->get<uint64_t>() == static_cast<uint64_t>(last_step))
+      eval_at_last = true;
   }
   write_file_atomic(path, kept);
   return eval_at_last;
