@@ -65,6 +65,26 @@ bool truncate_metrics(const std::string& path, int64_t last_step) {
   return eval_at_last;
 }
 
+// A value as metrics.jsonl holds it: a whole number (a count, a byte size,
+// "skipped": 1) as an integer, any other finite value as the shortest text
+// that reads back as the same double, and NaN or infinity (a diverged loss)
+// as null, which is what readers of JSON expect where JSON has no number.
+nlohmann::ordered_json metric_value(double v) {
+  if (!std::isfinite(v)) return nullptr;
+  if (v == std::trunc(v) && std::fabs(v) < 0x1p53) return static_cast<int64_t>(v);
+  return v;
+}
+
+// The record on one line in the layout Python's json.dumps writes (", " and
+// ": " between the parts), which the README shows and tools grep for;
+// nlohmann writes each key and value.
+std::string record_line(const nlohmann::ordered_json& record) {
+  std::string line;
+  for (const auto& [key, value] : record.items())
+    line += str_cat(line.empty() ? "{" : ", ", nlohmann::json(key).dump(), ": ", value.dump());
+  return line + "}\n";
+}
+
 }  // namespace
 
 MetricsLog::MetricsLog(const std::string& out_dir, int total_steps, int64_t resumed_step)
@@ -105,15 +125,10 @@ MetricsLog::~MetricsLog() {
 
 void MetricsLog::write(int step, const std::vector<std::pair<std::string, double>>& values,
                        const std::string& kind) {
-  char num[40];
-  std::string line = str_cat("{\"step\": ", step);
-  if (!kind.empty()) line += str_cat(", \"kind\": \"", kind, "\"");
-  for (const auto& [k, v] : values) {
-    if (std::isfinite(v)) std::snprintf(num, sizeof num, "%.9g", v);
-    else std::snprintf(num, sizeof num, "null");
-    line += str_cat(", \"", k, "\": ", num);
-  }
-  line += "}\n";
+  nlohmann::ordered_json record = {{"step", step}};
+  if (!kind.empty()) record["kind"] = kind;
+  for (const auto& [k, v] : values) record[k] = metric_value(v);
+  std::string line = record_line(record);
   if (held_.size() >= kMaxHeld) {  // the oldest held record goes: counted, said at the end
     held_.pop_front();
     ++lost_;
