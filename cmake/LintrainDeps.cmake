@@ -3,6 +3,9 @@
 find_package(Threads REQUIRED)
 find_package(OpenMP REQUIRED COMPONENTS CXX)
 find_package(yaml-cpp REQUIRED)
+# nlohmann-json (Debian nlohmann-json3-dev, header-only): every JSON lintrain
+# reads or writes (runtime/io/json.h).
+find_package(nlohmann_json 3.11 REQUIRED)
 
 # MPI (OpenMPI from Debian): processes, host collectives and the NCCL bootstrap.
 # The C++ bindings are deprecated and unused: MPI_CXX_SKIP_MPICXX keeps mpi.h C-only.

@@ -47,22 +47,42 @@ bool truncate_metrics(const std::string& path, int64_t last_step) {
     if (end == std::string::npos) break;  // a line the killed run did not finish
     const std::string line = text.substr(start, end - start);
     start = end + 1;
+    nlohmann::json record;
     try {
-      const JsonValue record = parse_json(line);
-      const JsonValue* step = record.find("step");
-      if (step && step->as_uint64() <= static_cast<uint64_t>(last_step)) {
-        kept += line + "\n";
-        const JsonValue* kind = record.find("kind");
-        if (kind && kind->is_string() && kind->as_string() == "eval" &&
-            step->as_uint64() == static_cast<uint64_t>(last_step))
-          eval_at_last = true;
-      }
+      record = parse_json(line);
     } catch (const Error&) {
-      // Not a record of ours: dropped.
+      continue;  // not a record of ours: dropped
     }
+    const auto step = record.find("step");
+    if (step == record.end() || !step->is_number_unsigned()) continue;  // not ours either
+    if (step->get<uint64_t>() > static_cast<uint64_t>(last_step)) continue;
+    kept += line + "\n";
+    const auto kind = record.find("kind");
+    if (kind != record.end() && *kind == "eval" && step->get<uint64_t>() == static_cast<uint64_t>(last_step))
+      eval_at_last = true;
   }
   write_file_atomic(path, kept);
   return eval_at_last;
+}
+
+// A value as metrics.jsonl holds it: a whole number (a count, a byte size,
+// "skipped": 1) as an integer, any other finite value as the shortest text
+// that reads back as the same double, and NaN or infinity (a diverged loss)
+// as null, which is what readers of JSON expect where JSON has no number.
+nlohmann::ordered_json metric_value(double v) {
+  if (!std::isfinite(v)) return nullptr;
+  if (v == std::trunc(v) && std::fabs(v) < 0x1p53) return static_cast<int64_t>(v);
+  return v;
+}
+
+// The record on one line in the layout Python's json.dumps writes (", " and
+// ": " between the parts), which the README shows and tools grep for;
+// nlohmann writes each key and value.
+std::string record_line(const nlohmann::ordered_json& record) {
+  std::string line;
+  for (const auto& [key, value] : record.items())
+    line += str_cat(line.empty() ? "{" : ", ", nlohmann::json(key).dump(), ": ", value.dump());
+  return line + "}\n";
 }
 
 }  // namespace
@@ -105,15 +125,10 @@ MetricsLog::~MetricsLog() {
 
 void MetricsLog::write(int step, const std::vector<std::pair<std::string, double>>& values,
                        const std::string& kind) {
-  char num[40];
-  std::string line = str_cat("{\"step\": ", step);
-  if (!kind.empty()) line += str_cat(", \"kind\": \"", kind, "\"");
-  for (const auto& [k, v] : values) {
-    if (std::isfinite(v)) std::snprintf(num, sizeof num, "%.9g", v);
-    else std::snprintf(num, sizeof num, "null");
-    line += str_cat(", \"", k, "\": ", num);
-  }
-  line += "}\n";
+  nlohmann::ordered_json record = {{"step", step}};
+  if (!kind.empty()) record["kind"] = kind;
+  for (const auto& [k, v] : values) record[k] = metric_value(v);
+  std::string line = record_line(record);
   if (held_.size() >= kMaxHeld) {  // the oldest held record goes: counted, said at the end
     held_.pop_front();
     ++lost_;

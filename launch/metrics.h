@@ -24,7 +24,10 @@ class MetricsLog {
   MetricsLog(const MetricsLog&) = delete;
   MetricsLog& operator=(const MetricsLog&) = delete;
 
-  // One JSON line: {"step": s, k1: v1, ...} (+ "kind" when non-empty).
+  // One JSON line: {"step": s, "kind": kind (when non-empty), k1: v1, ...},
+  // with json.dumps' ", " and ": " between the parts; a whole value (a count,
+  // "skipped": 1) as an integer, any other as the shortest text that reads
+  // back as the same double, NaN or infinity as null.
   // Never throws and never blocks training on a failing disk: a record that
   // cannot be written (disk full, I/O error) is held in memory and tried
   // again with every later write, the file is cut back to its last complete

@@ -8,8 +8,9 @@
 #                      LAPACKE and their Fortran runtime, kept compressed (about
 #                      8 MB; gpu_check.sh unpacks them there with dpkg -x)
 #   .gpukit/include/   cblas.h, openblas_config.h, lapacke.h and the headers
-#                      they include, from the matching -dev packages, and
-#                      xxhash.h (used header-only)
+#                      they include, from the matching -dev packages,
+#                      xxhash.h (used header-only) and nlohmann/ (nlohmann-json,
+#                      header-only)
 #   .gpukit/googletest GoogleTest's sources (Debian package googletest)
 #   .gpukit/MANIFEST   package versions and sha256 sums
 # Idempotent: it starts from an empty .gpukit each time.
@@ -45,6 +46,8 @@ cp "$tmp"/dev/usr/include/x86_64-linux-gnu/openblas-openmp/{cblas.h,openblas_con
 cp "$tmp"/dev/usr/include/{lapack.h,lapacke.h,lapacke_config.h,lapacke_mangling.h} $KIT/include/
 # xxHash (the checkpoint digests), used header-only there (XXH_INLINE_ALL).
 cp /usr/include/xxhash.h $KIT/include/ || { echo "gpu_kit: /usr/include/xxhash.h missing: install libxxhash-dev" >&2; exit 1; }
+# nlohmann-json (the JSON of the safetensors and checkpoint code), header-only.
+cp -r /usr/include/nlohmann $KIT/include/ || { echo "gpu_kit: /usr/include/nlohmann missing: install nlohmann-json3-dev" >&2; exit 1; }
 
 # GoogleTest alone (the top-level CMakeLists.txt builds googlemock only on request).
 mkdir -p $KIT/googletest

@@ -13,7 +13,7 @@ PKGS=(
   build-essential cmake pkg-config git
   openmpi-bin libopenmpi-dev
   libprotobuf-dev protobuf-compiler libgrpc++-dev protobuf-compiler-grpc
-  libyaml-cpp-dev libxxhash-dev libcli11-dev
+  libyaml-cpp-dev libxxhash-dev libcli11-dev nlohmann-json3-dev
   libopenblas-openmp-dev liblapacke-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   slurm-wlm munge libpmix-dev

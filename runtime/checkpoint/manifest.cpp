@@ -18,12 +18,14 @@ namespace {
 constexpr int kMaxWorld = 1 << 20;
 constexpr int64_t kMaxStep = int64_t{1} << 53;
 
-std::string files_json(const std::vector<FileRecord>& files) {
-  std::string s = "[";
-  for (size_t i = 0; i < files.size(); ++i)
-    s += str_cat(i ? ",\n    " : "\n    ", "{\"name\": ", json_quote(files[i].name), ", \"bytes\": ", files[i].bytes,
-                 ", \"xxh3_64\": \"", xxh3_hex(files[i].xxh3), "\"}");
-  return s + (files.empty() ? "]" : "\n  ]");
+using Json = nlohmann::json;
+using OrderedJson = nlohmann::ordered_json;
+
+OrderedJson files_json(const std::vector<FileRecord>& files) {
+  OrderedJson out = OrderedJson::array();
+  for (const FileRecord& f : files)
+    out.push_back({{"name", f.name}, {"bytes", f.bytes}, {"xxh3_64", xxh3_hex(f.xxh3)}});
+  return out;
 }
 
 // Field access that turns every shape error into one IoError naming `where`.
@@ -32,51 +34,48 @@ struct Reader {
   [[noreturn]] void fail(const std::string& what) const {
     throw IoError(str_cat(where, ": ", what, " (the file is damaged or was not written by lintrain)"));
   }
-  const JsonValue& field(const JsonValue& obj, const char* key) const {
+  const Json& field(const Json& obj, const char* key) const {
     if (!obj.is_object()) fail("expected a JSON object");
-    const JsonValue* v = obj.find(key);
-    if (!v) fail(str_cat("field '", key, "' is missing"));
+    const auto v = obj.find(key);
+    if (v == obj.end()) fail(str_cat("field '", key, "' is missing"));
     return *v;
   }
-  uint64_t u64(const JsonValue& obj, const char* key) const {
-    const JsonValue& v = field(obj, key);
-    try {
-      return v.as_uint64();
-    } catch (const Error&) {
-      fail(str_cat("field '", key, "' is not a non-negative integer"));
-    }
+  uint64_t u64(const Json& obj, const char* key) const {
+    const Json& v = field(obj, key);
+    if (!v.is_number_unsigned()) fail(str_cat("field '", key, "' is not a non-negative integer"));
+    return v.get<uint64_t>();
   }
-  int small_int(const JsonValue& obj, const char* key, int lo, int hi) const {
+  int small_int(const Json& obj, const char* key, int lo, int hi) const {
     const uint64_t v = u64(obj, key);
     if (v < static_cast<uint64_t>(lo) || v > static_cast<uint64_t>(hi))
       fail(str_cat("field '", key, "' is ", v, ", outside [", lo, ", ", hi, "]"));
     return static_cast<int>(v);
   }
   // Checked before the cast: 2^63 and above must not turn negative.
-  int64_t step(const JsonValue& obj) const {
+  int64_t step(const Json& obj) const {
     const uint64_t s = u64(obj, "step");
     if (s > static_cast<uint64_t>(kMaxStep)) fail(str_cat("step ", s, " is out of range (at most 2^53)"));
     return static_cast<int64_t>(s);
   }
-  std::string str(const JsonValue& obj, const char* key) const {
-    const JsonValue& v = field(obj, key);
+  const std::string& str(const Json& obj, const char* key) const {
+    const Json& v = field(obj, key);
     if (!v.is_string()) fail(str_cat("field '", key, "' is not a string"));
-    return v.as_string();
+    return v.get_ref<const std::string&>();
   }
-  uint64_t hash(const JsonValue& obj, const char* key) const {
+  uint64_t hash(const Json& obj, const char* key) const {
     uint64_t h;
     if (!parse_xxh3_hex(str(obj, key), &h)) fail(str_cat("field '", key, "' is not 16 hex digits"));
     return h;
   }
-  const std::vector<JsonValue>& array(const JsonValue& obj, const char* key) const {
-    const JsonValue& v = field(obj, key);
+  const Json& array(const Json& obj, const char* key) const {
+    const Json& v = field(obj, key);
     if (!v.is_array()) fail(str_cat("field '", key, "' is not an array"));
-    return v.as_array();
+    return v;
   }
-  std::vector<FileRecord> files(const JsonValue& obj) const {
+  std::vector<FileRecord> files(const Json& obj) const {
     std::vector<FileRecord> out;
     std::set<std::string> names;
-    for (const JsonValue& f : array(obj, "files")) {
+    for (const Json& f : array(obj, "files")) {
       FileRecord r{str(f, "name"), u64(f, "bytes"), hash(f, "xxh3_64")};
       if (!valid_file_name(r.name)) fail(str_cat("file name '", r.name, "' is not a plain file name"));
       if (!names.insert(r.name).second) fail(str_cat("file '", r.name, "' is listed twice"));
@@ -86,7 +85,7 @@ struct Reader {
   }
 };
 
-JsonValue parse_or_fail(const std::string& text, const Reader& r) {
+Json parse_or_fail(const std::string& text, const Reader& r) {
   try {
     return parse_json(text);
   } catch (const Error& e) {
@@ -109,24 +108,24 @@ const FileRecord* Manifest::file(const std::string& name) const {
 }
 
 std::string manifest_to_json(const Manifest& m) {
-  std::string s = str_cat("{\n  \"format\": ", json_quote(kCheckpointFormat), ",\n  \"version\": ", m.version,
-                          ",\n  \"step\": ", m.step, ",\n  \"job\": ", json_quote(m.job),
-                          ",\n  \"created_unix\": ", json_number(m.created_unix), ",\n  \"world_size\": ",
-                          m.world_size, ",\n  \"layout\": {\"data\": ", m.data, ", \"sequence\": ", m.sequence,
-                          "},\n  \"files\": ", files_json(m.files), ",\n  \"ranks\": [");
-  for (size_t i = 0; i < m.ranks.size(); ++i) {
-    const RankRecord& r = m.ranks[i];
-    s += str_cat(i ? ",\n    " : "\n    ", "{\"rank\": ", r.rank, ", \"replica_xxh3_64\": \"",
-                 xxh3_hex(r.replica_xxh3), "\", \"files\": [");
-    for (size_t j = 0; j < r.files.size(); ++j) s += str_cat(j ? ", " : "", json_quote(r.files[j]));
-    s += "]}";
-  }
-  return s + (m.ranks.empty() ? "]\n}\n" : "\n  ]\n}\n");
+  OrderedJson ranks = OrderedJson::array();
+  for (const RankRecord& r : m.ranks)
+    ranks.push_back({{"rank", r.rank}, {"replica_xxh3_64", xxh3_hex(r.replica_xxh3)}, {"files", r.files}});
+  const OrderedJson manifest = {{"format", kCheckpointFormat},
+                                {"version", m.version},
+                                {"step", m.step},
+                                {"job", m.job},
+                                {"created_unix", m.created_unix},
+                                {"world_size", m.world_size},
+                                {"layout", {{"data", m.data}, {"sequence", m.sequence}}},
+                                {"files", files_json(m.files)},
+                                {"ranks", ranks}};
+  return dump_json(manifest, 2) + "\n";
 }
 
 Manifest parse_manifest(const std::string& text, const std::string& where) {
   const Reader r{where};
-  const JsonValue v = parse_or_fail(text, r);
+  const Json v = parse_or_fail(text, r);
   if (r.str(v, "format") != kCheckpointFormat)
     r.fail(str_cat("format is '", r.str(v, "format"), "', not '", kCheckpointFormat, "'"));
   Manifest m;
@@ -137,26 +136,27 @@ Manifest parse_manifest(const std::string& text, const std::string& where) {
   m.step = r.step(v);
   m.job = r.str(v, "job");
   if (!valid_job_id(m.job)) r.fail("job is not a job id");
-  const JsonValue& created = r.field(v, "created_unix");
+  const Json& created = r.field(v, "created_unix");
   if (!created.is_number()) r.fail("created_unix is not a number");
-  m.created_unix = created.as_double();
+  m.created_unix = created.get<double>();
   m.world_size = r.small_int(v, "world_size", 1, kMaxWorld);
-  const JsonValue& layout = r.field(v, "layout");
+  const Json& layout = r.field(v, "layout");
   m.data = r.small_int(layout, "data", 1, kMaxWorld);
   m.sequence = r.small_int(layout, "sequence", 1, kMaxWorld);
   if (static_cast<int64_t>(m.data) * m.sequence != m.world_size)
     r.fail(str_cat("layout data x sequence = ", m.data, " x ", m.sequence, " is not world_size ", m.world_size));
   m.files = r.files(v);
   std::vector<bool> seen(static_cast<size_t>(m.world_size), false);
-  for (const JsonValue& rank : r.array(v, "ranks")) {
+  for (const Json& rank : r.array(v, "ranks")) {
     RankRecord rr;
     rr.rank = r.small_int(rank, "rank", 0, m.world_size - 1);
     if (seen[static_cast<size_t>(rr.rank)]) r.fail(str_cat("rank ", rr.rank, " is listed twice"));
     seen[static_cast<size_t>(rr.rank)] = true;
     rr.replica_xxh3 = r.hash(rank, "replica_xxh3_64");
-    for (const JsonValue& f : r.array(rank, "files")) {
-      if (!f.is_string() || !m.file(f.as_string())) r.fail(str_cat("rank ", rr.rank, " lists a file the manifest does not"));
-      rr.files.push_back(f.as_string());
+    for (const Json& f : r.array(rank, "files")) {
+      if (!f.is_string() || !m.file(f.get<std::string>()))
+        r.fail(str_cat("rank ", rr.rank, " lists a file the manifest does not"));
+      rr.files.push_back(f.get<std::string>());
     }
     m.ranks.push_back(std::move(rr));
   }
@@ -166,22 +166,27 @@ Manifest parse_manifest(const std::string& text, const std::string& where) {
 }
 
 std::string arrival_to_json(const Arrival& a) {
-  return str_cat("{\n  \"job\": ", json_quote(a.job), ",\n  \"step\": ", a.step, ",\n  \"world_size\": ",
-                 a.world_size, ",\n  \"rank\": ", a.rank, ",\n  \"layout\": {\"data\": ", a.data,
-                 ", \"sequence\": ", a.sequence, "},\n  \"replica_xxh3_64\": \"", xxh3_hex(a.replica_xxh3),
-                 "\",\n  \"keep\": ", a.keep, ",\n  \"files\": ", files_json(a.files), "\n}\n");
+  const OrderedJson arrival = {{"job", a.job},
+                               {"step", a.step},
+                               {"world_size", a.world_size},
+                               {"rank", a.rank},
+                               {"layout", {{"data", a.data}, {"sequence", a.sequence}}},
+                               {"replica_xxh3_64", xxh3_hex(a.replica_xxh3)},
+                               {"keep", a.keep},
+                               {"files", files_json(a.files)}};
+  return dump_json(arrival, 2) + "\n";
 }
 
 Arrival parse_arrival(const std::string& text, const std::string& where) {
   const Reader r{where};
-  const JsonValue v = parse_or_fail(text, r);
+  const Json v = parse_or_fail(text, r);
   Arrival a;
   a.job = r.str(v, "job");
   if (!valid_job_id(a.job)) r.fail("job is not a job id");
   a.step = r.step(v);
   a.world_size = r.small_int(v, "world_size", 1, kMaxWorld);
   a.rank = r.small_int(v, "rank", 0, a.world_size - 1);
-  const JsonValue& layout = r.field(v, "layout");
+  const Json& layout = r.field(v, "layout");
   a.data = r.small_int(layout, "data", 1, kMaxWorld);
   a.sequence = r.small_int(layout, "sequence", 1, kMaxWorld);
   a.replica_xxh3 = r.hash(v, "replica_xxh3_64");

@@ -1,354 +1,173 @@
 #include "runtime/io/json.h"
 
-#include <charconv>
 #include <cmath>
 #include <cstdio>
-#include <cstdlib>
+#include <iterator>
+#include <vector>
 
 #include "runtime/error.h"
 
 namespace lintrain {
 
-const char* JsonValue::kind_name(Kind k) {
-  switch (k) {
-    case Kind::Null: return "null";
-    case Kind::Bool: return "bool";
-    case Kind::Number: return "number";
-    case Kind::String: return "string";
-    case Kind::Array: return "array";
-    case Kind::Object: return "object";
-  }
-  return "?";
-}
-
 namespace {
-void expect_kind(JsonValue::Kind have, JsonValue::Kind want) {
-  if (have != want) {
-    throw Error(str_cat("[json] expected a ", JsonValue::kind_name(want), ", found a ",
-                        JsonValue::kind_name(have)));
-  }
-}
-}  // namespace
 
-bool JsonValue::as_bool() const {
-  expect_kind(kind_, Kind::Bool);
-  return bool_;
-}
-double JsonValue::as_double() const {
-  expect_kind(kind_, Kind::Number);
-  return std::strtod(text_.c_str(), nullptr);
-}
-uint64_t JsonValue::as_uint64() const {
-  expect_kind(kind_, Kind::Number);
-  uint64_t v = 0;
-  for (char c : text_) {
-    if (c < '0' || c > '9') {
-      throw Error(str_cat("[json] expected a non-negative integer, found ", text_));
-    }
-    const uint64_t d = static_cast<uint64_t>(c - '0');
-    if (v > (UINT64_MAX - d) / 10) throw Error(str_cat("[json] integer ", text_, " does not fit in 64 bits"));
-    v = v * 10 + d;
-  }
-  return v;
-}
-const std::string& JsonValue::as_string() const {
-  expect_kind(kind_, Kind::String);
-  return text_;
-}
-const std::vector<JsonValue>& JsonValue::as_array() const {
-  expect_kind(kind_, Kind::Array);
-  return array_;
-}
-const std::vector<JsonValue::Member>& JsonValue::as_object() const {
-  expect_kind(kind_, Kind::Object);
-  return object_;
-}
-const JsonValue* JsonValue::find(std::string_view key) const {
-  if (kind_ != Kind::Object) return nullptr;
-  for (const auto& m : object_) {
-    if (m.first == key) return &m.second;
-  }
-  return nullptr;
-}
-
-// Recursive descent over the RFC 8259 grammar.
-class JsonParser {
+// A pointer into the text that counts the bytes nlohmann's lexer has taken
+// (it takes each once, in order), so that every error can say where it is,
+// including those nlohmann leaves to us (duplicate keys, nesting).
+class CountingIterator {
  public:
-  explicit JsonParser(std::string_view s) : s_(s) {}
+  using iterator_category = std::input_iterator_tag;
+  using value_type = char;
+  using difference_type = std::ptrdiff_t;
+  using pointer = const char*;
+  using reference = const char&;
 
-  JsonValue parse_document() {
-    skip_ws();
-    JsonValue v = parse_value(0);
-    skip_ws();
-    if (pos_ != s_.size()) fail("unexpected text after the JSON value");
-    return v;
+  CountingIterator(const char* p, size_t* taken) : p_(p), taken_(taken) {}
+  reference operator*() const { return *p_; }
+  CountingIterator& operator++() {
+    ++p_;
+    ++*taken_;
+    return *this;
   }
+  bool operator==(const CountingIterator& other) const { return p_ == other.p_; }
+  bool operator!=(const CountingIterator& other) const { return p_ != other.p_; }
 
  private:
-  static constexpr int kMaxDepth = 64;
-
-  [[noreturn]] void fail(const std::string& what) const {
-    throw Error(str_cat("[json] ", what, " at byte ", pos_));
-  }
-  bool at_end() const { return pos_ >= s_.size(); }
-  char peek() const { return at_end() ? '\0' : s_[pos_]; }
-  void skip_ws() {
-    while (!at_end() && (s_[pos_] == ' ' || s_[pos_] == '\t' || s_[pos_] == '\n' || s_[pos_] == '\r')) ++pos_;
-  }
-  void expect_literal(std::string_view lit) {
-    if (s_.substr(pos_, lit.size()) != lit) fail("invalid literal");
-    pos_ += lit.size();
-  }
-
-  JsonValue parse_value(int depth) {
-    if (depth > kMaxDepth) fail(str_cat("nesting deeper than ", kMaxDepth, " levels"));
-    JsonValue v;
-    switch (peek()) {
-      case '{': parse_object(v, depth); break;
-      case '[': parse_array(v, depth); break;
-      case '"':
-        v.kind_ = JsonValue::Kind::String;
-        v.text_ = parse_string();
-        break;
-      case 't':
-        expect_literal("true");
-        v.kind_ = JsonValue::Kind::Bool;
-        v.bool_ = true;
-        break;
-      case 'f':
-        expect_literal("false");
-        v.kind_ = JsonValue::Kind::Bool;
-        break;
-      case 'n': expect_literal("null"); break;
-      default:
-        if (peek() == '-' || (peek() >= '0' && peek() <= '9')) {
-          v.kind_ = JsonValue::Kind::Number;
-          v.text_ = parse_number();
-        } else {
-          fail(at_end() ? "unexpected end of input" : "unexpected character");
-        }
-    }
-    return v;
-  }
-
-  void parse_object(JsonValue& v, int depth) {
-    v.kind_ = JsonValue::Kind::Object;
-    ++pos_;  // '{'
-    skip_ws();
-    if (peek() == '}') {
-      ++pos_;
-      return;
-    }
-    while (true) {
-      skip_ws();
-      if (peek() != '"') fail("expected a string key");
-      std::string key = parse_string();
-      if (v.find(key) != nullptr) fail(str_cat("duplicate key ", json_quote(key)));
-      skip_ws();
-      if (peek() != ':') fail("expected ':'");
-      ++pos_;
-      skip_ws();
-      JsonValue member = parse_value(depth + 1);
-      v.object_.emplace_back(std::move(key), std::move(member));
-      skip_ws();
-      if (peek() == ',') {
-        ++pos_;
-      } else if (peek() == '}') {
-        ++pos_;
-        return;
-      } else {
-        fail("expected ',' or '}'");
-      }
-    }
-  }
-
-  void parse_array(JsonValue& v, int depth) {
-    v.kind_ = JsonValue::Kind::Array;
-    ++pos_;  // '['
-    skip_ws();
-    if (peek() == ']') {
-      ++pos_;
-      return;
-    }
-    while (true) {
-      skip_ws();
-      v.array_.push_back(parse_value(depth + 1));
-      skip_ws();
-      if (peek() == ',') {
-        ++pos_;
-      } else if (peek() == ']') {
-        ++pos_;
-        return;
-      } else {
-        fail("expected ',' or ']'");
-      }
-    }
-  }
-
-  std::string parse_number() {
-    const size_t begin = pos_;
-    if (peek() == '-') ++pos_;
-    if (peek() == '0') {
-      ++pos_;
-    } else if (peek() >= '1' && peek() <= '9') {
-      while (peek() >= '0' && peek() <= '9') ++pos_;
-    } else {
-      fail("invalid number");
-    }
-    if (peek() == '.') {
-      ++pos_;
-      if (!(peek() >= '0' && peek() <= '9')) fail("invalid number: digits must follow '.'");
-      while (peek() >= '0' && peek() <= '9') ++pos_;
-    }
-    if (peek() == 'e' || peek() == 'E') {
-      ++pos_;
-      if (peek() == '+' || peek() == '-') ++pos_;
-      if (!(peek() >= '0' && peek() <= '9')) fail("invalid number: digits must follow the exponent");
-      while (peek() >= '0' && peek() <= '9') ++pos_;
-    }
-    return std::string(s_.substr(begin, pos_ - begin));
-  }
-
-  unsigned parse_hex4() {
-    if (pos_ + 4 > s_.size()) fail("truncated \\u escape");
-    unsigned v = 0;
-    for (int i = 0; i < 4; ++i) {
-      const char c = s_[pos_++];
-      v <<= 4;
-      if (c >= '0' && c <= '9') v |= static_cast<unsigned>(c - '0');
-      else if (c >= 'a' && c <= 'f') v |= static_cast<unsigned>(c - 'a' + 10);
-      else if (c >= 'A' && c <= 'F') v |= static_cast<unsigned>(c - 'A' + 10);
-      else fail("invalid hex digit in \\u escape");
-    }
-    return v;
-  }
-
-  static void append_utf8(std::string& out, unsigned cp) {
-    if (cp < 0x80) {
-      out += static_cast<char>(cp);
-    } else if (cp < 0x800) {
-      out += static_cast<char>(0xC0 | (cp >> 6));
-      out += static_cast<char>(0x80 | (cp & 0x3F));
-    } else if (cp < 0x10000) {
-      out += static_cast<char>(0xE0 | (cp >> 12));
-      out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-      out += static_cast<char>(0x80 | (cp & 0x3F));
-    } else {
-      out += static_cast<char>(0xF0 | (cp >> 18));
-      out += static_cast<char>(0x80 | ((cp >> 12) & 0x3F));
-      out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-      out += static_cast<char>(0x80 | (cp & 0x3F));
-    }
-  }
-
-  // Copies one UTF-8 encoded code point (validated: shortest form, no
-  // surrogates, at most U+10FFFF).
-  void copy_utf8_char(std::string& out) {
-    const unsigned char c = static_cast<unsigned char>(s_[pos_]);
-    int len;
-    unsigned cp;
-    if (c < 0x80) { len = 1; cp = c; }
-    else if ((c & 0xE0) == 0xC0) { len = 2; cp = c & 0x1F; }
-    else if ((c & 0xF0) == 0xE0) { len = 3; cp = c & 0x0F; }
-    else if ((c & 0xF8) == 0xF0) { len = 4; cp = c & 0x07; }
-    else fail("invalid UTF-8");
-    if (pos_ + static_cast<size_t>(len) > s_.size()) fail("truncated UTF-8 sequence");
-    for (int i = 1; i < len; ++i) {
-      const unsigned char cc = static_cast<unsigned char>(s_[pos_ + static_cast<size_t>(i)]);
-      if ((cc & 0xC0) != 0x80) fail("invalid UTF-8");
-      cp = (cp << 6) | (cc & 0x3F);
-    }
-    static const unsigned kMin[5] = {0, 0, 0x80, 0x800, 0x10000};
-    if (cp < kMin[len] || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) fail("invalid UTF-8");
-    out.append(s_.data() + pos_, static_cast<size_t>(len));
-    pos_ += static_cast<size_t>(len);
-  }
-
-  std::string parse_string() {
-    ++pos_;  // opening quote
-    std::string out;
-    while (true) {
-      if (at_end()) fail("unterminated string");
-      const char c = s_[pos_];
-      if (c == '"') {
-        ++pos_;
-        return out;
-      }
-      if (static_cast<unsigned char>(c) < 0x20) fail("control character in string");
-      if (c != '\\') {
-        copy_utf8_char(out);
-        continue;
-      }
-      ++pos_;
-      if (at_end()) fail("unterminated escape");
-      const char e = s_[pos_++];
-      switch (e) {
-        case '"': out += '"'; break;
-        case '\\': out += '\\'; break;
-        case '/': out += '/'; break;
-        case 'b': out += '\b'; break;
-        case 'f': out += '\f'; break;
-        case 'n': out += '\n'; break;
-        case 'r': out += '\r'; break;
-        case 't': out += '\t'; break;
-        case 'u': {
-          unsigned cp = parse_hex4();
-          if (cp >= 0xD800 && cp <= 0xDBFF) {
-            if (s_.substr(pos_, 2) != "\\u") fail("unpaired surrogate in \\u escape");
-            pos_ += 2;
-            const unsigned lo = parse_hex4();
-            if (lo < 0xDC00 || lo > 0xDFFF) fail("unpaired surrogate in \\u escape");
-            cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
-          } else if (cp >= 0xDC00 && cp <= 0xDFFF) {
-            fail("unpaired surrogate in \\u escape");
-          }
-          append_utf8(out, cp);
-          break;
-        }
-        default: fail("invalid escape");
-      }
-    }
-  }
-
-  std::string_view s_;
-  size_t pos_ = 0;
+  const char* p_;
+  size_t* taken_;
 };
 
-JsonValue parse_json(std::string_view text) { return JsonParser(text).parse_document(); }
-
-std::string json_quote(std::string_view s) {
+// `s` fit for an error message: bytes outside printable ASCII as \xNN (what
+// is quoted may be invalid UTF-8 or binary), and not all of it when long (an
+// unterminated string would quote the rest of the input).
+std::string printable(std::string_view s) {
+  constexpr size_t kMaxShown = 200;
   std::string out;
-  out.reserve(s.size() + 2);
-  out += '"';
-  for (char c : s) {
-    switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
-      default:
-        if (static_cast<unsigned char>(c) < 0x20) {
-          char buf[8];
-          std::snprintf(buf, sizeof buf, "\\u%04x", static_cast<unsigned>(static_cast<unsigned char>(c)));
-          out += buf;
-        } else {
-          out += c;
-        }
+  for (size_t i = 0; i < s.size() && i < kMaxShown; ++i) {
+    const unsigned char c = static_cast<unsigned char>(s[i]);
+    if (c >= 0x20 && c < 0x7f) {
+      out += static_cast<char>(c);
+    } else {
+      char hex[8];
+      std::snprintf(hex, sizeof hex, "\\x%02x", c);
+      out += hex;
     }
   }
-  out += '"';
+  if (s.size() > kMaxShown) out += "...";
   return out;
 }
 
-std::string json_number(double v) {
-  if (!std::isfinite(v)) throw Error(str_cat("[json] cannot write ", v, " as JSON (not finite)"));
-  char buf[32];
-  // Shortest round-trip form, fixed or scientific whichever is shorter.
-  const std::to_chars_result r = std::to_chars(buf, buf + sizeof buf, v);
-  std::string s(buf, r.ptr);
-  if (s.find_first_of(".eE") == std::string::npos) s += ".0";
-  return s;
+// nlohmann's reason ("syntax error while parsing value - invalid literal;
+// last read: 'tru'") without its "[json.exception.parse_error.101] parse
+// error at line 1, column 4: " prefix: the byte offset is said instead.
+std::string reason_of(const nlohmann::json::exception& e) {
+  std::string_view s = e.what();
+  const size_t id_end = s.find("] ");
+  if (id_end != std::string_view::npos) s.remove_prefix(id_end + 2);
+  const size_t where_end = s.find(": ");
+  if (s.substr(0, 11) == "parse error" && where_end != std::string_view::npos) s.remove_prefix(where_end + 2);
+  return printable(s);
+}
+
+// Whether `v` holds a NaN or infinity; if so `where` gets its path ("/a/0/b").
+bool find_non_finite(const nlohmann::ordered_json& v, std::string* where) {
+  if (v.is_number_float()) return !std::isfinite(v.get<double>());
+  if (!v.is_structured()) return false;
+  for (const auto& member : v.items()) {
+    if (find_non_finite(member.value(), where)) {
+      *where = "/" + member.key() + *where;
+      return true;
+    }
+  }
+  return false;
+}
+
+// nlohmann's SAX events built into a value as its own DOM parser does, with
+// the checks it leaves out. (Its parser callback could make them too, but
+// the callback parser rescans an object's members each time one of them
+// closes: quadratic in a header of many tensors.)
+class StrictBuilder : public nlohmann::json::json_sax_t {
+ public:
+  using Json = nlohmann::json;
+  StrictBuilder(Json* root, const size_t* taken) : root_(root), taken_(taken) {}
+
+  bool null() override { return add(nullptr); }
+  bool boolean(bool v) override { return add(v); }
+  bool number_integer(Json::number_integer_t v) override { return add(v); }
+  bool number_unsigned(Json::number_unsigned_t v) override { return add(v); }
+  bool number_float(Json::number_float_t v, const Json::string_t&) override { return add(v); }
+  bool string(Json::string_t& v) override { return add(std::move(v)); }
+  bool binary(Json::binary_t&) override { return false; }  // the JSON lexer has no binary values
+  bool start_object(size_t) override { return open(Json::object()); }
+  bool start_array(size_t) override { return open(Json::array()); }
+  bool end_object() override { return close(); }
+  bool end_array() override { return close(); }
+  bool key(Json::string_t& k) override {
+    auto [member, added] = open_.back()->emplace(k, nullptr);
+    if (!added) throw fail(str_cat("duplicate key ", printable(Json(k).dump())));
+    member_ = &member.value();
+    return true;
+  }
+  bool parse_error(size_t, const std::string&, const nlohmann::json::exception& e) override {
+    throw fail(reason_of(e));
+  }
+
+ private:
+  Error fail(const std::string& what) const { return Error(str_cat("[json] ", what, " at byte ", *taken_)); }
+  // Puts `v` where the document has it: the root, the next element of the
+  // open array, or the member whose key came last.
+  Json* place(Json v) {
+    if (open_.empty()) return &(*root_ = std::move(v));
+    Json& parent = *open_.back();
+    if (parent.is_object()) return &(*member_ = std::move(v));
+    parent.push_back(std::move(v));
+    return &parent.back();
+  }
+  bool add(Json v) {
+    place(std::move(v));
+    return true;
+  }
+  bool open(Json container) {
+    if (open_.size() >= kJsonMaxDepth) throw fail(str_cat("nesting deeper than ", kJsonMaxDepth, " levels"));
+    // The open containers stay where they are: an array only grows once the
+    // element opened in it has closed.
+    open_.push_back(place(std::move(container)));
+    return true;
+  }
+  bool close() {
+    open_.pop_back();
+    return true;
+  }
+
+  Json* root_;
+  const size_t* taken_;
+  std::vector<Json*> open_;  // the arrays and objects being read, innermost last
+  Json* member_ = nullptr;   // the open object's member whose value comes next
+};
+
+}  // namespace
+
+nlohmann::json parse_json(std::string_view text) {
+  size_t taken = 0;
+  // nlohmann skips a leading byte order mark; RFC 8259 lets a reader refuse it.
+  if (text.substr(0, 3) == "\xEF\xBB\xBF") throw Error("[json] a byte order mark (not JSON) at byte 0");
+  nlohmann::json root;
+  StrictBuilder builder(&root, &taken);
+  nlohmann::json::sax_parse(CountingIterator(text.data(), &taken), CountingIterator(text.data() + text.size(), &taken),
+                            &builder);
+  return root;
+}
+
+std::string dump_json(const nlohmann::ordered_json& value, int indent) {
+  std::string where;
+  if (find_non_finite(value, &where))
+    throw Error(str_cat("[json] cannot write the number at ", where.empty() ? "/" : where,
+                        ": it is not finite, and JSON has no NaN or infinity"));
+  try {
+    return value.dump(indent);
+  } catch (const nlohmann::json::type_error& e) {
+    throw Error(str_cat("[json] cannot write a string that is not valid UTF-8 (", reason_of(e), ")"));
+  }
 }
 
 }  // namespace lintrain

@@ -1,62 +1,45 @@
-// A small strict JSON (RFC 8259) reader and the two writer helpers lintrain's
-// file formats need (safetensors headers, Hugging Face config.json). Strict
-// means: one value and nothing but whitespace after it, valid UTF-8, no
-// duplicate object keys, no NaN/Infinity/comments/trailing commas, nesting at
-// most 64 deep (so hostile input cannot exhaust the stack).
+// lintrain reads and writes JSON with nlohmann-json; this is the thin layer
+// over it for what lintrain's file formats need (safetensors headers,
+// checkpoint manifests and arrival records, Hugging Face config.json,
+// metrics.jsonl). Readers get a plain nlohmann::json and writers build a
+// nlohmann::ordered_json (members in the order they are added), so the one
+// thing added here is strictness on input: hostile bytes reach parse_json
+// (a safetensors header from anywhere, a manifest on shared storage, the
+// checkpoint service's replies).
 #pragma once
 
-#include <cstdint>
 #include <string>
 #include <string_view>
-#include <utility>
-#include <vector>
+
+#include <nlohmann/json.hpp>
 
 namespace lintrain {
 
-class JsonValue {
- public:
-  enum class Kind { Null, Bool, Number, String, Array, Object };
-  using Member = std::pair<std::string, JsonValue>;
+// The deepest nesting of arrays and objects parse_json accepts.
+constexpr int kJsonMaxDepth = 64;
 
-  Kind kind() const { return kind_; }
-  bool is_null() const { return kind_ == Kind::Null; }
-  bool is_bool() const { return kind_ == Kind::Bool; }
-  bool is_number() const { return kind_ == Kind::Number; }
-  bool is_string() const { return kind_ == Kind::String; }
-  bool is_array() const { return kind_ == Kind::Array; }
-  bool is_object() const { return kind_ == Kind::Object; }
-  static const char* kind_name(Kind k);  // "null", "bool", ... for messages
+// Parses `text` as exactly one JSON value (RFC 8259), strictly: nothing but
+// whitespace before or after it (no byte order mark), valid UTF-8, no
+// duplicate object keys (nlohmann alone would keep the last), no
+// NaN/Infinity/comments/trailing commas, no number beyond the double range,
+// at most kJsonMaxDepth nested arrays and objects (so hostile input cannot
+// exhaust memory or the stack on deep nesting). Throws lintrain::Error
+// "[json] <what is wrong> at byte <offset>", the offset being how many bytes
+// had been read when the problem showed.
+//
+// Numbers keep nlohmann's kinds, which is what readers test:
+// is_number_unsigned() holds exactly for digits only (no sign, fraction or
+// exponent) below 2^64 (a count, size or offset); any other number is an
+// integer (negative) or a double. Object members come back in key order
+// (nlohmann::json's std::map), not document order.
+nlohmann::json parse_json(std::string_view text);
 
-  // Typed access; each throws lintrain::Error when the kind does not match.
-  bool as_bool() const;
-  double as_double() const;
-  // The number as an exact integer in [0, 2^64): its text must be digits only
-  // (no sign, fraction or exponent) and must not overflow.
-  uint64_t as_uint64() const;
-  const std::string& as_string() const;
-  const std::vector<JsonValue>& as_array() const;
-  const std::vector<Member>& as_object() const;  // members in document order
-  // The member named `key` of an object, or nullptr.
-  const JsonValue* find(std::string_view key) const;
-
- private:
-  friend class JsonParser;
-  Kind kind_ = Kind::Null;
-  bool bool_ = false;
-  std::string text_;  // a string's value, or a number's source text
-  std::vector<JsonValue> array_;
-  std::vector<Member> object_;
-};
-
-// Parses `text` as exactly one JSON value. Throws lintrain::Error whose message
-// says what is wrong and at which byte offset.
-JsonValue parse_json(std::string_view text);
-
-// `s` as a JSON string literal with quotes and escapes.
-std::string json_quote(std::string_view s);
-// The shortest decimal text that reads back as exactly `v`, always with a '.'
-// or exponent so readers keep it a float ("10000.0", "1e-05"). Throws
-// lintrain::Error for NaN or infinity, which JSON cannot represent.
-std::string json_number(double v);
+// `value` as JSON text, compact when indent < 0 (no spaces) or pretty-printed
+// with `indent` spaces. Doubles are the shortest text that reads back as the
+// same double and always have a '.' or an exponent ("10000.0", "1e-05"), so
+// readers keep them floats. Throws lintrain::Error (not nlohmann's
+// type_error) for what no reader could read back: a NaN or infinity (which
+// nlohmann would write as null) or a string that is not valid UTF-8.
+std::string dump_json(const nlohmann::ordered_json& value, int indent = -1);
 
 }  // namespace lintrain

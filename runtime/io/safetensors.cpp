@@ -76,26 +76,26 @@ SafeTensorsLayout safetensors_layout(const std::string& path, const std::vector<
     return sa != sb ? sa > sb : a->name < b->name;
   });
 
-  std::string header = "{";
-  if (!metadata.empty()) {
-    header += str_cat(json_quote(kMetadataKey), ":{");
-    bool first = true;
-    for (const auto& [k, v] : metadata) {
-      header += str_cat(first ? "" : ",", json_quote(k), ":", json_quote(v));
-      first = false;
-    }
-    header += "}";
-  }
+  // The members are appended to the object's vector as they are: the names
+  // are unique (checked above), and ordered_json's operator[] would search
+  // them all for each (quadratic, on the checkpoint's pause of training).
+  nlohmann::ordered_json::object_t fields;
+  fields.reserve(layout.order.size() + 1);
+  if (!metadata.empty()) fields.emplace_back(kMetadataKey, metadata);
   uint64_t offset = 0;
   for (const SafeTensor* t : layout.order) {
-    if (header.size() > 1) header += ",";
-    header += str_cat(json_quote(t->name), ":{\"dtype\":\"", safetensors_dtype_name(t->dtype), "\",\"shape\":[");
-    for (size_t i = 0; i < t->shape.size(); ++i) header += str_cat(i ? "," : "", t->shape[i]);
     const uint64_t end = offset + t->nbytes();
-    header += str_cat("],\"data_offsets\":[", offset, ",", end, "]}");
+    fields.emplace_back(t->name, nlohmann::ordered_json{{"dtype", safetensors_dtype_name(t->dtype)},
+                                                        {"shape", t->shape},
+                                                        {"data_offsets", {offset, end}}});
     offset = end;
   }
-  header += "}";
+  std::string header;
+  try {
+    header = dump_json(nlohmann::ordered_json(std::move(fields)));
+  } catch (const Error& e) {
+    throw Error(str_cat("[safetensors] ", path, ": a tensor name or metadata entry cannot be written: ", e.what()));
+  }
   // Pad so the data section (after the 8-byte length and the header) starts
   // at a multiple of 8.
   header.append((8 - header.size() % 8) % 8, ' ');
@@ -164,7 +164,7 @@ void SafeTensorFile::parse(const uint8_t* bytes, uint64_t size) {
   const uint8_t* data = bytes + 8 + n;
   const uint64_t data_size = size - 8 - n;
 
-  JsonValue header;
+  nlohmann::json header;
   try {
     header = parse_json(std::string_view(reinterpret_cast<const char*>(bytes + 8), n));
   } catch (const Error& e) {
@@ -176,40 +176,37 @@ void SafeTensorFile::parse(const uint8_t* bytes, uint64_t size) {
     size_t index;
   };
   std::vector<Span> spans;
-  for (const auto& [name, info] : header.as_object()) {
+  for (const auto& [name, info] : header.items()) {
     if (name == kMetadataKey) {
       if (!info.is_object()) throw corrupt("__metadata__ is not an object");
-      for (const auto& [k, v] : info.as_object()) {
+      for (const auto& [k, v] : info.items()) {
         if (!v.is_string()) throw corrupt(str_cat("__metadata__ value of '", k, "' is not a string"));
-        f.metadata_[k] = v.as_string();
+        f.metadata_[k] = v.get<std::string>();
       }
       continue;
     }
     const std::string where = str_cat("tensor '", name, "'");
     if (!info.is_object()) throw corrupt(where + " is not described by an object");
-    const JsonValue* dtype = info.find("dtype");
-    const JsonValue* shape = info.find("shape");
-    const JsonValue* offsets = info.find("data_offsets");
-    if (!dtype || !dtype->is_string()) throw corrupt(where + " has no string 'dtype'");
-    if (!shape || !shape->is_array()) throw corrupt(where + " has no array 'shape'");
-    if (!offsets || !offsets->is_array() || offsets->as_array().size() != 2) {
+    const auto dtype = info.find("dtype");
+    const auto shape = info.find("shape");
+    const auto offsets = info.find("data_offsets");
+    if (dtype == info.end() || !dtype->is_string()) throw corrupt(where + " has no string 'dtype'");
+    if (shape == info.end() || !shape->is_array()) throw corrupt(where + " has no array 'shape'");
+    if (offsets == info.end() || !offsets->is_array() || offsets->size() != 2) {
       throw corrupt(where + " has no 'data_offsets' pair");
     }
-    if (info.as_object().size() != 3) throw corrupt(where + " has fields other than dtype, shape, data_offsets");
+    if (info.size() != 3) throw corrupt(where + " has fields other than dtype, shape, data_offsets");
 
+    const std::string& dtype_name = dtype->get_ref<const std::string&>();
     SafeTensor t;
     t.name = name;
-    if (!dtype_from_safetensors(dtype->as_string(), &t.dtype)) {
-      throw corrupt(str_cat(where, " has dtype '", dtype->as_string(), "', which lintrain does not read (",
+    if (!dtype_from_safetensors(dtype_name, &t.dtype)) {
+      throw corrupt(str_cat(where, " has dtype '", dtype_name, "', which lintrain does not read (",
                             supported_dtypes(), ")"));
     }
-    for (const JsonValue& d : shape->as_array()) {
-      uint64_t dim;
-      try {
-        dim = d.as_uint64();
-      } catch (const Error&) {
-        throw corrupt(where + " has a shape entry that is not a non-negative integer");
-      }
+    for (const nlohmann::json& d : *shape) {
+      if (!d.is_number_unsigned()) throw corrupt(where + " has a shape entry that is not a non-negative integer");
+      const uint64_t dim = d.get<uint64_t>();
       if (dim > static_cast<uint64_t>(INT64_MAX)) throw corrupt(where + " has a dimension above 2^63");
       t.shape.push_back(static_cast<int64_t>(dim));
     }
@@ -232,13 +229,9 @@ void SafeTensorFile::parse(const uint8_t* bytes, uint64_t size) {
       nonzero_product *= dim;
       numel = numel > size / dim ? size + 1 : numel * dim;  // saturate above the file size; caught below
     }
-    uint64_t begin, end;
-    try {
-      begin = offsets->as_array()[0].as_uint64();
-      end = offsets->as_array()[1].as_uint64();
-    } catch (const Error&) {
+    if (!(*offsets)[0].is_number_unsigned() || !(*offsets)[1].is_number_unsigned())
       throw corrupt(where + " has data_offsets that are not non-negative integers");
-    }
+    const uint64_t begin = (*offsets)[0].get<uint64_t>(), end = (*offsets)[1].get<uint64_t>();
     if (begin > end) throw corrupt(str_cat(where, " has data_offsets [", begin, ", ", end, "] with begin > end"));
     if (end > data_size) {
       throw corrupt(str_cat(where, " has data_offsets [", begin, ", ", end, "] past the end of the ", data_size,
@@ -246,7 +239,7 @@ void SafeTensorFile::parse(const uint8_t* bytes, uint64_t size) {
     }
     const uint64_t want = numel > size ? UINT64_MAX : numel * dtype_size(t.dtype);
     if (end - begin != want) {
-      throw corrupt(str_cat(where, " has shape ", shape_str(t.shape), " of ", dtype->as_string(), " (",
+      throw corrupt(str_cat(where, " has shape ", shape_str(t.shape), " of ", dtype_name, " (",
                             want == UINT64_MAX ? std::string("too many") : std::to_string(want),
                             " bytes) but data_offsets [", begin, ", ", end, "] hold ", end - begin, " bytes"));
     }

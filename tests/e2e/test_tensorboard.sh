@@ -34,7 +34,7 @@ from=$(sed -n 's/^lintrain: resumed from .*step-[0-9]* at step \([0-9]*\) .*/\1/
 [ "$(find "$OUT" -maxdepth 1 -name 'events.out.tfevents.*' | wc -l)" -eq 2 ] || fail "want 2 event files in $OUT"
 
 python3 - "$OUT" "$from" <<'PY' || fail "the event files do not hold what metrics.jsonl does (above)"
-import glob, json, math, os, struct, sys
+import glob, json, os, struct, sys
 
 from tensorboard.backend.event_processing import event_accumulator
 from tensorboard.compat.proto import event_pb2
@@ -101,11 +101,10 @@ def check(tag, rows, key):
     steps = [s.step for s in got]
     assert steps == sorted(rows), f"{tag}: steps {steps}, want {sorted(rows)}"
     for s in got:
-        # metrics.jsonl holds the double to 9 digits and the event its float32:
-        # rounding that decimal to float32 may land one float32 ulp (2^-23
-        # relative) from the double's own float32, never further.
+        # metrics.jsonl holds the double exactly (the shortest decimal that
+        # reads back as it) and the event its float32: equal once rounded.
         want = rows[s.step][key]
-        assert math.isclose(s.value, f32(want), rel_tol=2.0**-23), \
+        assert s.value == f32(want), \
             f"{tag} at step {s.step}: {s.value} != metrics.jsonl's {want}"
 for key in ("loss", "lr", "grad_norm", "tokens_per_s", "gflops", "step_time_s", "mfu"):
     check("train/" + key, train, key)

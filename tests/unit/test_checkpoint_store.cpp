@@ -159,6 +159,60 @@ TEST(CheckpointManifest, RoundTrips) {
   EXPECT_EQ(p.ranks[1].replica_xxh3, 0xfeedfacecafebeefULL);
 }
 
+// Checkpoints written before the JSON went through nlohmann-json keep
+// loading: these are the bytes the earlier writer produced for
+// sample_manifest() and for ArrivalRoundTrips' record.
+TEST(CheckpointManifest, ReadsTheRecordsEarlierVersionsWrote) {
+  const char* manifest = R"({
+  "format": "lintrain-checkpoint",
+  "version": 1,
+  "step": 100,
+  "job": "9f2c0a1b2c3d4e5f",
+  "created_unix": 1764712345.25,
+  "world_size": 2,
+  "layout": {"data": 2, "sequence": 1},
+  "files": [
+    {"name": "model.safetensors", "bytes": 3637528, "xxh3_64": "5d2b0e7c9a41f3aa"},
+    {"name": "trainer.safetensors", "bytes": 1234, "xxh3_64": "0123456789abcdef"}
+  ],
+  "ranks": [
+    {"rank": 0, "replica_xxh3_64": "feedfacecafebeef", "files": ["model.safetensors", "trainer.safetensors"]},
+    {"rank": 1, "replica_xxh3_64": "feedfacecafebeef", "files": []}
+  ]
+}
+)";
+  const Manifest m = sample_manifest(), p = parse_manifest(manifest, "old");
+  EXPECT_EQ(std::make_tuple(p.version, p.step, p.job, p.created_unix, p.world_size, p.data, p.sequence),
+            std::make_tuple(m.version, m.step, m.job, m.created_unix, m.world_size, m.data, m.sequence));
+  ASSERT_EQ(p.files.size(), 2u);
+  EXPECT_EQ(std::tie(p.files[1].name, p.files[1].bytes, p.files[1].xxh3),
+            std::tie(m.files[1].name, m.files[1].bytes, m.files[1].xxh3));
+  ASSERT_EQ(p.ranks.size(), 2u);
+  EXPECT_EQ(p.ranks[0].files, m.ranks[0].files);
+  EXPECT_EQ(p.ranks[1].replica_xxh3, m.ranks[1].replica_xxh3);
+
+  const char* arrival = R"({
+  "job": "00ff00ff00ff00ff",
+  "step": 123456789012,
+  "world_size": 4,
+  "rank": 3,
+  "layout": {"data": 2, "sequence": 2},
+  "replica_xxh3_64": "deadbeefcafef00d",
+  "keep": 5,
+  "files": [
+    {"name": "rank-00003.safetensors", "bytes": 77, "xxh3_64": "1122334455667788"}
+  ]
+}
+)";
+  const Arrival a = parse_arrival(arrival, "old");
+  EXPECT_EQ(std::tie(a.job, a.step, a.world_size, a.rank, a.data, a.sequence, a.replica_xxh3, a.keep),
+            std::make_tuple(std::string("00ff00ff00ff00ff"), int64_t{123456789012}, 4, 3, 2, 2,
+                            0xdeadbeefcafef00dULL, 5));
+  ASSERT_EQ(a.files.size(), 1u);
+  EXPECT_EQ(std::tie(a.files[0].name, a.files[0].bytes, a.files[0].xxh3),
+            std::make_tuple(std::string("rank-00003.safetensors"), uint64_t{77}, 0x1122334455667788ULL));
+}
+
 TEST(CheckpointManifest, RefusesWhatIsNotOne) {
   const std::string good = manifest_to_json(sample_manifest());
   auto refuses = [](const std::string& text, const std::string& says) {
@@ -181,6 +235,10 @@ TEST(CheckpointManifest, RefusesWhatIsNotOne) {
   refuses(changed([](Manifest& m) { m.ranks[1].rank = 0; }), "rank 0 is listed twice");
   refuses(changed([](Manifest& m) { m.data = 3; }), "is not world_size 2");  // 3 x 1 != 2
   refuses(replace_once(good, "0123456789abcdef", "0123456789abcdeg"), "16 hex digits");
+  // The JSON itself is read strictly (runtime/io/json.h): a second "step"
+  // would otherwise silently win.
+  refuses(replace_once(good, "\"step\": 100,", "\"step\": 100, \"step\": 7,"), "duplicate key \"step\"");
+  refuses(good + "{}", "not valid JSON");
 }
 
 TEST(CheckpointManifest, RefusesStepsBeyondTheRange) {

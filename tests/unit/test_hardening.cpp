@@ -425,7 +425,7 @@ TEST(Hardening, MetricsSurviveAFullDiskWithoutLosingOrCuttingRecords) {
     const std::vector<std::string> all = lines_of(path);
     ASSERT_EQ(all.size(), 21u);
     for (size_t i = 0; i < all.size(); ++i)
-      EXPECT_EQ(parse_json(all[i]).find("step")->as_uint64(), i + 1) << all[i];
+      EXPECT_EQ(parse_json(all[i]).at("step"), i + 1) << all[i];
     EXPECT_EQ(log.loss_report(), "");
   }
   setrlimit(RLIMIT_FSIZE, &old_limit);

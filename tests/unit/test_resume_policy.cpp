@@ -1,7 +1,7 @@
 // What a resume may change and how a resumed run's records continue:
 // config_changes between two resolved run files, check_resume_changes
 // refusing what a checkpoint cannot carry over and naming the rest,
-// metrics.jsonl truncated to the checkpoint's step, and weight export
+// metrics.jsonl's records (exact values) truncated to the checkpoint's step, and weight export
 // refusing non-finite weights without touching the previous file.
 #include <gtest/gtest.h>
 
@@ -17,6 +17,7 @@
 #include "layers/model.h"
 #include "runtime/config/config.h"
 #include "runtime/error.h"
+#include "runtime/io/json.h"
 #include "temp_dir.h"
 
 using namespace lintrain;
@@ -146,6 +147,22 @@ TEST(MetricsContinuation, KeepsWholeRecordsUpToTheCheckpointStep) {
   // A fresh run starts the file over.
   { MetricsLog log(dir.str(), 10); }
   EXPECT_EQ(read_all(dir.file("metrics.jsonl")), "");
+}
+
+TEST(MetricsRecords, HoldEveryValueExactlyWholeOnesAsIntegersAndNonFiniteAsNull) {
+  test::TempDir dir("metrics-values");
+  const double lr = 3e-4 * 0.999;  // needs 17 significant digits to read back
+  {
+    MetricsLog log(dir.str(), 10);
+    log.write(4, {{"loss", NAN}, {"grad_norm", -INFINITY}, {"skipped", 1.0}, {"bytes", 12345678901.0}, {"lr", lr}},
+              "probe");
+  }
+  const std::string line = read_all(dir.file("metrics.jsonl"));
+  const std::string head =
+      "{\"step\": 4, \"kind\": \"probe\", \"loss\": null, \"grad_norm\": null, \"skipped\": 1, \"bytes\": 12345678901, \"lr\": ";
+  EXPECT_EQ(line.substr(0, head.size()), head) << line;
+  EXPECT_EQ(line.back(), '\n');
+  EXPECT_EQ(parse_json(line).at("lr").get<double>(), lr) << line;
 }
 
 TEST(WeightExport, RefusesNonFiniteWeightsAndKeepsThePreviousFile) {

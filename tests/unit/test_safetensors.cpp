@@ -14,6 +14,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -100,47 +101,102 @@ void expect_io_error(const std::string& path, const std::string& fragment) {
   }
 }
 
+// The message of the lintrain::Error that f throws, "" when it throws none.
+std::string error_message(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "";
+}
+
 }  // namespace
 
 // ---- JSON ------------------------------------------------------------------------
 
 TEST(Json, ParsesValidDocuments) {
-  const JsonValue v = parse_json(R"( {"a": [1, -2.5e3, true, false, null], "b": {"c": "x\u00e9\ud83d\ude00\n"}} )");
+  const nlohmann::json v = parse_json(R"( {"a": [1, -2.5e3, true, false, null], "b": {"c": "x\u00e9\ud83d\ude00\n"}} )");
   ASSERT_TRUE(v.is_object());
-  const auto& a = v.find("a")->as_array();
+  const nlohmann::json& a = v.at("a");
   ASSERT_EQ(a.size(), 5u);
-  EXPECT_EQ(a[0].as_uint64(), 1u);
-  EXPECT_DOUBLE_EQ(a[1].as_double(), -2500.0);
-  EXPECT_TRUE(a[2].as_bool());
+  EXPECT_TRUE(a[0].is_number_unsigned());
+  EXPECT_EQ(a[0].get<uint64_t>(), 1u);
+  EXPECT_DOUBLE_EQ(a[1].get<double>(), -2500.0);
+  EXPECT_TRUE(a[2].get<bool>());
   EXPECT_TRUE(a[4].is_null());
-  EXPECT_EQ(v.find("b")->find("c")->as_string(), "x\xC3\xA9\xF0\x9F\x98\x80\n");
-  EXPECT_EQ(parse_json("18446744073709551615").as_uint64(), UINT64_MAX);
-  EXPECT_THROW(parse_json("18446744073709551616").as_uint64(), Error);
-  EXPECT_THROW(parse_json("-1").as_uint64(), Error);
-  EXPECT_THROW(parse_json("1.0").as_uint64(), Error);
+  EXPECT_EQ(v.at("b").at("c").get<std::string>(), "x\xC3\xA9\xF0\x9F\x98\x80\n");
+  // is_number_unsigned() is the readers' test for a count or offset: digits
+  // only, below 2^64.
+  EXPECT_TRUE(parse_json("18446744073709551615").is_number_unsigned());
+  EXPECT_EQ(parse_json("18446744073709551615").get<uint64_t>(), UINT64_MAX);
+  for (const char* not_count : {"18446744073709551616", "-1", "-0", "1.0", "1e3"})
+    EXPECT_FALSE(parse_json(not_count).is_number_unsigned()) << not_count;
+  // 64 nested arrays are the most that is accepted.
+  EXPECT_NO_THROW(parse_json(std::string(kJsonMaxDepth, '[') + std::string(kJsonMaxDepth, ']')));
 }
 
-TEST(Json, RejectsInvalidDocuments) {
-  for (const char* bad : {"", "{", "[1,]", "{\"a\":1,}", "{\"a\" 1}", "{a:1}", "01", "1.", "-", "1e", "nan",
-                          "Infinity", "\"\\x\"", "\"abc", "\"a\nb\"", "[1] 2", "{\"a\":1,\"a\":2}", "\"\\ud800\"",
-                          "\"\xC0\xAF\"", "\"\xFF\"", "tru", "// c\n1"}) {
-    EXPECT_THROW(parse_json(bad), Error) << bad;
+TEST(Json, RejectsInvalidDocumentsSayingWhatAndWhere) {
+  // Each with a fragment of what its message must say.
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"", "unexpected end of input"},
+      {"{", "unexpected end of input"},
+      {"[1,]", "unexpected ']'"},
+      {"{\"a\":1,}", "unexpected '}'"},
+      {"{\"a\" 1}", "expected ':'"},
+      {"{a:1}", "invalid literal"},
+      {"01", "expected end of input"},
+      {"1.", "expected digit after '.'"},
+      {"-", "expected digit after '-'"},
+      {"1e", "after exponent"},
+      {"nan", "invalid literal"},
+      {"Infinity", "invalid literal"},
+      {"1e400", "number overflow"},
+      {"\"\\x\"", "forbidden character after backslash"},
+      {"\"abc", "missing closing quote"},
+      {"\"a\nb\"", "control character U+000A"},
+      {"[1] 2", "expected end of input"},
+      {"{\"a\":1,\"a\":2}", "duplicate key \"a\" at byte 10"},
+      {"{\"b\":{\"x\":1},\"a\":[{\"x\":2,\"y\":3,\"x\":4}]}", "duplicate key \"x\""},
+      {"\"\\ud800\"", "surrogate"},
+      {"\"\xC0\xAF\"", "ill-formed UTF-8"},
+      {"\"\xFF\"", "ill-formed UTF-8 byte; last read: '\"\\xff'"},  // shown escaped
+      {"\"\xED\xA0\x80\"", "ill-formed UTF-8"},  // a surrogate encoded in UTF-8
+      {"tru", "invalid literal; last read: 'tru' at byte 3"},
+      {"// c\n1", "invalid literal"},
+      {"/* c */ 1", "invalid literal"},
+      {"\xEF\xBB\xBF{}", "byte order mark"},
+      {std::string(kJsonMaxDepth + 1, '[') + std::string(kJsonMaxDepth + 1, ']'), "nesting deeper than 64 levels"},
+      // Deep nesting is an error, not a stack overflow.
+      {std::string(100000, '[') + std::string(100000, ']'), "nesting deeper than 64 levels at byte 65"},
+      {"{\"a\":" + std::string(1000, '[') + std::string(1000, ']') + "}", "nesting deeper than 64 levels at byte 69"},
+  };
+  for (const auto& [bad, says] : cases) {
+    const std::string msg = error_message([&] { parse_json(bad); });
+    EXPECT_EQ(msg.rfind("[json] ", 0), 0u) << "accepted or not a JSON error: " << bad << " -> " << msg;
+    EXPECT_NE(msg.find(" at byte "), std::string::npos) << msg;
+    EXPECT_NE(msg.find(says), std::string::npos) << "'" << says << "' not in: " << msg;
   }
-  // Deep nesting is an error, not a stack overflow.
-  EXPECT_THROW(parse_json(std::string(100000, '[') + std::string(100000, ']')), Error);
+  // What a message quotes of the input is cut short: an unterminated string
+  // would otherwise quote all of it.
+  const std::string msg = error_message([] { parse_json("\"" + std::string(1000000, 'a')); });
+  EXPECT_LT(msg.size(), 400u) << msg;
+  EXPECT_NE(msg.find("missing closing quote"), std::string::npos) << msg;
 }
 
 TEST(Json, WritersRoundTrip) {
-  for (double d : {1e-5, 10000.0, 0.1, -3.0, 1.0 / 3.0, 5e-324, 1.7976931348623157e308}) {
-    const std::string s = json_number(d);
-    EXPECT_EQ(parse_json(s).as_double(), d) << s;
-    EXPECT_NE(s.find_first_of(".e"), std::string::npos) << s;
+  for (double d : {1e-5, 10000.0, 0.1, -3.0, 1.0 / 3.0, 5e-324, 1.7976931348623157e308, double{0.99f}}) {
+    const std::string s = dump_json(d);
+    EXPECT_EQ(parse_json(s).get<double>(), d) << s;
+    EXPECT_NE(s.find_first_of(".e"), std::string::npos) << s;  // stays a float for every reader
   }
-  EXPECT_EQ(json_number(10000.0), "10000.0");
-  EXPECT_EQ(json_number(1e-5), "1e-05");
-  EXPECT_THROW(json_number(NAN), Error);
+  EXPECT_EQ(dump_json(10000.0), "10000.0");
+  EXPECT_EQ(dump_json(1e-5), "1e-05");
+  EXPECT_NE(error_message([] { dump_json({{"a", {1.0, NAN}}}); }).find("/a/1: it is not finite"), std::string::npos);
+  EXPECT_THROW(dump_json(INFINITY), Error);
+  EXPECT_NE(error_message([] { dump_json("\xFF"); }).find("not valid UTF-8"), std::string::npos);
   const std::string raw = std::string("q\"b\\s/\n\t\x01") + "\xC3\xA9";
-  EXPECT_EQ(parse_json(json_quote(raw)).as_string(), raw);
+  EXPECT_EQ(parse_json(dump_json(raw)).get<std::string>(), raw);
 }
 
 // ---- safetensors round trip ------------------------------------------------------
@@ -453,16 +509,19 @@ TEST(HfConfig, IsValidJsonWithLlamaKeys) {
   const std::string text = hf_llama_config_json(m, 2048, linear);
 
   // Our parser and the checks we can do here.
-  const JsonValue v = parse_json(text);
-  EXPECT_EQ(v.find("model_type")->as_string(), "llama");
-  EXPECT_EQ(v.find("num_key_value_heads")->as_uint64(), 2u);
-  EXPECT_EQ(v.find("head_dim")->as_uint64(), 64u);
-  EXPECT_EQ(v.find("rope_theta")->as_double(), 500000.0);
-  EXPECT_EQ(v.find("rms_norm_eps")->as_double(), 1e-5);
-  const auto& types = v.find("lintrain")->find("layer_types")->as_array();
+  const nlohmann::json v = parse_json(text);
+  EXPECT_EQ(v.at("model_type"), "llama");
+  EXPECT_EQ(v.at("num_key_value_heads"), 2u);
+  EXPECT_EQ(v.at("head_dim"), 64u);
+  EXPECT_EQ(v.at("rope_theta").get<double>(), 500000.0);
+  EXPECT_EQ(v.at("rms_norm_eps").get<double>(), 1e-5);
+  // Floats stay floats in the text, so Python reads rope_theta as a float.
+  EXPECT_NE(text.find("\"rope_theta\": 500000.0,"), std::string::npos) << text;
+  EXPECT_NE(text.find("\"rms_norm_eps\": 1e-05,"), std::string::npos) << text;
+  const nlohmann::json& types = v.at("lintrain").at("layer_types");
   ASSERT_EQ(types.size(), 6u);
-  EXPECT_EQ(types[2].as_string(), "softmax_attention");
-  EXPECT_EQ(types[3].as_string(), "linear_attention");
+  EXPECT_EQ(types[2], "softmax_attention");
+  EXPECT_EQ(types[3], "linear_attention");
 
   if (!python_has("json")) {
     GTEST_SKIP() << "python3 not found";
