@@ -215,12 +215,13 @@ void MetricsLog::draw_bar(int step) {
 }
 
 void MetricsLog::print_step(int step, double loss, double lr, double grad_norm,
-                            double tokens_per_s, double gflops, double accuracy) {
+                            double tokens_per_s, double gflops, double mfu, double accuracy) {
   clear_bar();
   const double elapsed =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
   std::printf("step %5d/%d | loss %.4f | lr %.3e | grad-norm %.3f | %8.0f tok/s | %6.1f GFLOP/s",
               step + 1, total_, loss, lr, grad_norm, tokens_per_s, gflops);
+  if (mfu >= 0) std::printf(" | MFU %.1f%%", 100 * mfu);
   if (accuracy >= 0) std::printf(" | acc %.3f", accuracy);
   std::printf(" | eta %s\n", format_duration(eta_seconds(step, elapsed)).c_str());
   draw_bar(step);

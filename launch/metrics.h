@@ -35,8 +35,9 @@ class MetricsLog {
   void write(int step, const std::vector<std::pair<std::string, double>>& values,
              const std::string& kind = "");
   // Console: the step line, then the progress bar redrawn on a terminal.
+  // mfu and accuracy < 0 are left out.
   void print_step(int step, double loss, double lr, double grad_norm, double tokens_per_s,
-                  double gflops, double accuracy);
+                  double gflops, double mfu, double accuracy);
   void print_eval(int step, double loss, double accuracy);
   // Any other console line (checkpoints, warnings), clear of the progress bar.
   void print_line(const std::string& text);

@@ -358,14 +358,15 @@ TrainResult train(const RunConfig& cfg, const TrainOptions& opts, Communicator& 
           {"loss", loss}, {"lr", lr}, {"grad_norm", grad_norm}, {"tokens_per_s", tok_s},
           {"gflops", gflops}, {"step_time_s", dt}};
       // The whole job's model FLOP/s over the whole job's peak.
-      if (peak.per_rank > 0) row.emplace_back("mfu", model_flops_token * tok_s / (peak.per_rank * world.size()));
+      const double mfu = peak.per_rank > 0 ? model_flops_token * tok_s / (peak.per_rank * world.size()) : -1.0;
+      if (mfu >= 0) row.emplace_back("mfu", mfu);
       if (report_accuracy) row.emplace_back("accuracy", acc);
       if (!finite) row.emplace_back("skipped", 1.0);
       row.insert(row.end(), fp8_row.begin(), fp8_row.end());
       log->write(step + 1, row);
       if (tensorboard) tensorboard->add_scalars(step + 1, "train/", row);
       if (print && (last || !finite || (step + 1) % cfg.train.log_every == 0)) {
-        log->print_step(step, loss, lr, grad_norm, tok_s, gflops, report_accuracy ? acc : -1.0);
+        log->print_step(step, loss, lr, grad_norm, tok_s, gflops, mfu, report_accuracy ? acc : -1.0);
         if (fp8) log->print_line(fp8_summary(fp8_row));
       }
       if (print && !fp8_warning.empty()) log->print_line(fp8_warning);

@@ -8,6 +8,7 @@
 #include "runtime/data/megatron_loader.h"
 #include "runtime/io/atomic_file.h"
 #include "runtime/io/input_file.h"
+#include "runtime/io/json.h"
 #include "runtime/io/hf_config.h"
 #include "runtime/io/safetensors.h"
 #include "layers/linear_attention.h"
@@ -107,10 +108,14 @@ std::string export_tokenizer(const DataConfig& data) {
   if (parts.empty()) return "";
   const std::filesystem::path beside = std::filesystem::path(parts[0].prefix).parent_path() / "tokenizer.json";
   std::error_code ec;
-  return std::filesystem::is_regular_file(beside, ec) ? beside.string() : "";
+  if (!std::filesystem::is_regular_file(beside, ec) || !tokenizer_json_problem(beside.string()).empty()) return "";
+  return beside.string();
 }
 
-ExportInfo export_info(const RunConfig& cfg) { return ExportInfo{cfg.data.seq_len, export_tokenizer(cfg.data)}; }
+ExportInfo export_info(const RunConfig& cfg) {
+  const int eos = cfg.data.kind == "megatron" ? megatron_eod_token(cfg.data, cfg.model.vocab_size) : -1;
+  return ExportInfo{cfg.data.seq_len, export_tokenizer(cfg.data), eos};
+}
 
 namespace {
 
@@ -126,8 +131,8 @@ void export_tokenizer_files(const std::string& tokenizer, int seq_len, const std
     write_file_atomic(dir + "/tokenizer_config.json", read_input_file(config, "the tokenizer's tokenizer_config.json"));
   else
     write_file_atomic(dir + "/tokenizer_config.json",
-                      str_cat("{\n  \"tokenizer_class\": \"PreTrainedTokenizerFast\",\n  \"model_max_length\": ",
-                              seq_len, "\n}\n"));
+                      dump_json({{"tokenizer_class", "PreTrainedTokenizerFast"}, {"model_max_length", seq_len}}, 2) +
+                          "\n");
 }
 
 }  // namespace
@@ -156,7 +161,7 @@ void export_weights(const ModelConfig& cfg, const ExportInfo& info, const ParamT
     linear.push_back({i, feature_map_name(s.feature_map), s.key_scale, s.decay, s.output_norm, s.output_gate,
                       s.gated, s.gated ? s.gate_rank : 0, s.gated ? s.gate_tau : 1.0});
   }
-  write_file_atomic(dir + "/config.json", hf_llama_config_json(cfg, seq_len, linear));
+  write_file_atomic(dir + "/config.json", hf_llama_config_json(cfg, seq_len, linear, "float32", info.eos_token));
   if (!info.tokenizer.empty()) export_tokenizer_files(info.tokenizer, seq_len, dir);
 }
 

@@ -17,12 +17,14 @@ namespace lintrain {
 struct ExportInfo {
   int seq_len = 0;
   std::string tokenizer;  // a tokenizer.json to copy, or "" for none
+  int eos_token = -1;     // the data's end-of-document id (megatron), or -1: config.json's eos_token_id
 };
 ExportInfo export_info(const RunConfig& cfg);
 
 // The tokenizer.json of a run's data: data.tokenizer, or for data.kind
 // megatron without it the tokenizer.json beside the first dataset's prefix
-// (where scripts/prepare_data.py writes it) when there is one; else "".
+// (where scripts/prepare_data.py writes it) when there is one and it is a
+// tokenizer.json; else "".
 std::string export_tokenizer(const DataConfig& data);
 
 // Writes <dir>/model.safetensors (every tensor of `table` from `params`, F32),

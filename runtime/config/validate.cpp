@@ -12,6 +12,7 @@
 #include "runtime/config/parse.h"
 #include "runtime/data/megatron_loader.h"
 #include "runtime/error.h"
+#include "runtime/io/hf_config.h"
 #include "runtime/io/input_file.h"
 
 namespace lintrain::config {
@@ -174,6 +175,8 @@ void check_data(const RunConfig& c, const KeyOrigins& o, bool check_files) {
                                                 "; give a tokenizer.json file"));
     if (::access(d.tokenizer.c_str(), R_OK) != 0)
       fail(o.where({"data.tokenizer"}), input_error_text(d.tokenizer, "data.tokenizer", errno));
+    if (const std::string problem = tokenizer_json_problem(d.tokenizer); !problem.empty())
+      fail(o.where({"data.tokenizer"}), str_cat("data.tokenizer ", problem));
   }
   if (d.kind == "mqar") {
     // The layout of runtime/data/mqar.h: P key-value pairs, then Q query slots.

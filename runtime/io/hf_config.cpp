@@ -1,12 +1,14 @@
 #include "runtime/io/hf_config.h"
 
 #include "runtime/error.h"
+#include "runtime/io/input_file.h"
 #include "runtime/io/json.h"
 
 namespace lintrain {
 
 std::string hf_llama_config_json(const ModelConfig& m, int max_position_embeddings,
-                                 const std::vector<LinearLayerExport>& linear, const std::string& torch_dtype) {
+                                 const std::vector<LinearLayerExport>& linear, const std::string& torch_dtype,
+                                 int eos_token_id) {
   LT_CHECK(m.num_attention_heads > 0 && !m.layer_pattern.empty(),
            "[hf_config] model.num_attention_heads and model.layer_pattern must be set");
   using Json = nlohmann::ordered_json;
@@ -50,8 +52,23 @@ std::string hf_llama_config_json(const ModelConfig& m, int max_position_embeddin
                        {"mlp_bias", false},
                        {"torch_dtype", torch_dtype},
                        {"use_cache", true},
+                       {"bos_token_id", nullptr},
+                       {"eos_token_id", eos_token_id >= 0 ? Json(eos_token_id) : Json(nullptr)},
                        {"lintrain", lintrain_block}};
   return dump_json(config, 2) + "\n";
+}
+
+std::string tokenizer_json_problem(const std::string& path) {
+  nlohmann::json j;
+  try {
+    j = parse_json(read_input_file(path, "the tokenizer"));
+  } catch (const Error& e) {
+    return str_cat("'", path, "' is not a tokenizer.json: ", e.what());
+  }
+  if (!j.is_object() || !j.contains("model") || !j["model"].is_object())
+    return str_cat("'", path, "' is JSON but not a Hugging Face tokenizer.json (it has no \"model\" object); give "
+                   "the tokenizer.json that tokenized the data (scripts/prepare_data.py writes one)");
+  return "";
 }
 
 }  // namespace lintrain

@@ -41,8 +41,15 @@ struct LinearLayerExport {
   int gate_rank = 0;
   double gate_tau = 1.0;
 };
+// `eos_token_id` is the data's end-of-document id (Megatron data), or -1 for
+// none: then bos_token_id and eos_token_id are null, not Llama's defaults 1
+// and 2, which would make generation stop on an ordinary token.
 std::string hf_llama_config_json(const ModelConfig& model, int max_position_embeddings,
                                  const std::vector<LinearLayerExport>& linear,
-                                 const std::string& torch_dtype = "float32");
+                                 const std::string& torch_dtype = "float32", int eos_token_id = -1);
+
+// What keeps the file at `path` from being a Hugging Face tokenizer.json (a
+// JSON object with a "model" object), or "" when nothing does.
+std::string tokenizer_json_problem(const std::string& path);
 
 }  // namespace lintrain

@@ -103,6 +103,9 @@ text = "Permission is hereby granted, free of charge, to any person obtaining a 
 assert auto(text, add_special_tokens=False)["input_ids"] == own.encode(text, add_special_tokens=False).ids
 assert auto.eos_token == "<|endoftext|>" and auto.eos_token_id == 1023, (auto.eos_token, auto.eos_token_id)
 assert auto.decode(own.encode(text).ids) == text
+import json, os
+config = json.load(open(os.path.join(sys.argv[1], "config.json")))
+assert config["eos_token_id"] == 1023 and config["bos_token_id"] is None, (config["eos_token_id"], config["bos_token_id"])
 print(type(auto).__name__, len(auto))
 PY
   note "ok: the export loads in transformers' AutoTokenizer with the EOD as eos"
@@ -113,6 +116,9 @@ fi
 expect_error no_tokenizer "data.tokenizer" -- \
   "$LINTRAIN" train "$RUN" "${COMMON[@]}" --set run.out_dir="$WORK/t" --set data.path="$D/lic" \
   --set data.tokenizer="$D/missing.json"
+expect_error not_a_tokenizer "not a Hugging Face tokenizer.json" -- \
+  "$LINTRAIN" train "$RUN" "${COMMON[@]}" --set run.out_dir="$WORK/t" --set data.path="$D/lic" \
+  --set data.tokenizer="$D/tokenizer_config.json"
 
 # Resume: 4 steps and a checkpoint, then the same command to 8 steps = 8 steps straight.
 train "$WORK/resumed" 4 --set data.path="$D/lic" --set checkpoint.every=4
